@@ -1,0 +1,14 @@
+"""tutor: a local chat tutor that answers from guides and shows which layer shaped each answer."""
+
+from .answer import Answer, Tutor
+from .config import Settings, load_settings
+from .corpus import Guide, find_guide_files, read_guide
+from .errors import TutorError
+from .factory import build_embedder, build_tutor
+from .index import IndexStore, ingest
+from .retrieve import Passage, Retriever
+
+__all__ = [
+    "Answer", "Guide", "IndexStore", "Passage", "Retriever", "Settings", "Tutor", "TutorError",
+    "build_embedder", "build_tutor", "find_guide_files", "ingest", "load_settings", "read_guide",
+]

@@ -1,0 +1,169 @@
+"""One pass through the tutor: question -> retrieve -> compose -> generate (streamed) -> cite."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .embed import Embedder
+from .errors import QuestionError
+from .explain import CitingStream, SentenceSupport, SupportScorer
+from .llm import ChatModel, Message
+from .prompts import Preset, pick_preset
+from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
+
+NOT_COVERED = "The guides do not cover this."
+OUT_OF_SCOPE_ANSWER = (
+    f"{NOT_COVERED} I answer questions about how AI language models are trained "
+    "(pre-training, fine-tuning, preference optimization, prompting and RAG), from the guides."
+)
+_NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)
+_MARKERS = re.compile(r"\s*\[\d+\]")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Everything about one answer: what the clients show and what `--json` prints."""
+
+    question: str
+    answer: str
+    sources: tuple[Passage, ...]
+    sentences: tuple[SentenceSupport, ...]
+    in_scope: bool | None  # None: retrieval was off, so the guides were not asked
+    timings: dict[str, float | None]
+    model: str
+    preset: str
+    corpus_version: str
+    query: str
+    retrieval: bool
+    attribution: dict[str, Any] | None = None
+    prompt: tuple[Message, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "sources": [
+                {"n": n, "guide": p.guide, "path": p.path, "section": p.section, "text": p.text,
+                 "score": p.score}
+                for n, p in enumerate(self.sources, start=1)
+            ],
+            "attribution": self.attribution,
+            "sentences": [
+                {"text": s.text, "supported_by": list(s.supported_by), "support": s.support}
+                for s in self.sentences
+            ],
+            "in_scope": self.in_scope,
+            "timings": self.timings,
+            "model": self.model,
+            "preset": self.preset,
+            "corpus_version": self.corpus_version,
+            "query": self.query,
+            "retrieval": self.retrieval,
+            "prompt": [dict(m) for m in self.prompt],
+        }
+
+
+def check_question(question: str, limit: int) -> str:
+    """The question stripped, or a QuestionError saying why it cannot be asked."""
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError("the question is empty")
+    question = question.strip()
+    if len(question) > limit:
+        raise QuestionError(f"the question is {len(question)} characters long; the limit is {limit}")
+    return question
+
+
+def compose_messages(preset: Preset, passages: Sequence[Passage], history: Sequence[Turn],
+                     question: str) -> list[Message]:
+    """The prompt, most stable part first so that llama.cpp's prefix cache keeps it."""
+    messages: list[Message] = [{"role": "system", "content": preset.system_prompt}]
+    for user_turn, assistant_turn in history:
+        messages.append({"role": "user", "content": user_turn})
+        messages.append({"role": "assistant", "content": _MARKERS.sub("", assistant_turn)})
+    if passages:
+        numbered = "\n\n".join(f"[{n}] {p.text}" for n, p in enumerate(passages, start=1))
+        content = f"Passages from the guides:\n{numbered}\n\nQuestion: {question}"
+    else:
+        content = question
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+class Tutor:
+    """The question-answering pipeline; parts are passed in (see `build_tutor` for the real ones)."""
+
+    def __init__(self, *, retriever: Retriever | None, chat: ChatModel, embedder: Embedder,
+                 presets: dict[str, Preset], settings: Any) -> None:
+        self.retriever = retriever
+        self.chat = chat
+        self.embedder = embedder
+        self.presets = presets
+        self.settings = settings
+
+    def stream(self, question: str, history: Sequence[Turn] = (), *, preset: str | None = None,
+               retrieval: bool = True, k: int | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the finished Answer."""
+        s = self.settings
+        question = check_question(question, s.max_question_chars)
+        chosen_preset = pick_preset(self.presets, preset or s.preset)
+        if k is not None and not 1 <= k <= 20:
+            raise QuestionError(f"k must be between 1 and 20, not {k}")
+        history = list(history)[-s.max_history_turns:] if s.max_history_turns else []
+        started = time.perf_counter()
+        query = standalone_query(question, history)
+        passages: list[Passage] = []
+        corpus_version = ""
+        if retrieval:
+            if self.retriever is None:
+                raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
+            found = self.retriever.search(query, limit=max(k or s.k, 8))
+            corpus_version = self.retriever.corpus_version
+            passages = select_for_prompt(
+                found, k=k or s.k, min_score=s.min_score, margin=s.score_margin,
+                token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens,
+            )
+        retrieved_at = time.perf_counter()
+        in_scope: bool | None = bool(passages) if retrieval else None
+        messages = compose_messages(chosen_preset, passages, history, question)
+        citer = CitingStream(SupportScorer(passages, self.embedder.embed_one) if passages else None)
+        first_token_at: float | None = None
+        if in_scope is False:
+            messages = []
+            yield citer.feed(OUT_OF_SCOPE_ANSWER)
+        else:
+            for piece in self.chat.stream(messages, max_tokens=s.max_answer_tokens, temperature=s.temperature):
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                shown = citer.feed(piece)
+                if shown:
+                    yield shown
+        rest = citer.finish()
+        if rest:
+            yield rest
+        if in_scope and _NOT_COVERED_SAID.search(citer.text):
+            in_scope = False
+        finished = time.perf_counter()
+        yield Answer(
+            question=question, answer=citer.text.strip(), sources=tuple(passages),
+            sentences=tuple(citer.sentences), in_scope=in_scope,
+            timings={
+                "retrieve_s": round(retrieved_at - started, 4),
+                "first_token_s": round(first_token_at - started, 4) if first_token_at else None,
+                "total_s": round(finished - started, 4),
+                "explain_s": None,
+            },
+            model=self.chat.name if messages else "", preset=chosen_preset.name,
+            corpus_version=corpus_version, query=query, retrieval=retrieval, prompt=tuple(messages),
+        )
+
+    def ask(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer:
+        """The finished answer, without streaming."""
+        for item in self.stream(question, history, **options):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("the answer stream ended without an Answer")

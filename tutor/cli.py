@@ -1,0 +1,129 @@
+"""The `tutor` command: ingest | ask | eval | presets | serve. A thin client of the core."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Settings, load_settings
+from .errors import TutorError
+
+
+def _settings(**flags: Any) -> Settings:
+    return load_settings(**flags)
+
+
+@click.group()
+@click.version_option(package_name="tutor")
+def cli() -> None:
+    """A local tutor on how AI language models are trained, answering from the guides."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--index-dir", type=click.Path(path_type=Path), help="Index folder (TUTOR_INDEX_DIR).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None:
+    """Index the guides in PATHS (default: the corpus folder); only what changed is embedded.
+
+    The index then holds exactly these guides: a guide no longer among them is removed.
+    """
+    from .factory import build_embedder
+    from .index import IndexStore, ingest_paths
+
+    settings = _settings(index_dir=index_dir)
+    report = ingest_paths(
+        list(paths) or [settings.corpus_dir], IndexStore(settings.index_dir),
+        embedder=build_embedder(settings), chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap, progress=not quiet,
+    )
+    if report.noop:
+        click.echo(f"index up to date: {report.unchanged} guides, {report.chunks_total} chunks, "
+                   f"corpus {report.corpus_version} ({report.seconds:.2f} s, nothing embedded)")
+    else:
+        click.echo(
+            f"indexed {report.chunks_total} chunks from {report.unchanged + len(report.added) + len(report.changed)} guides "
+            f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
+            f"unchanged {report.unchanged}); embedded {report.chunks_embedded} chunks in {report.seconds:.2f} s; "
+            f"corpus {report.corpus_version}"
+        )
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as one JSON object.")
+@click.option("--preset", help="System prompt preset (see `tutor presets`).")
+@click.option("--no-retrieval", is_flag=True, help="The model and the system prompt alone, no passages.")
+@click.option("-k", type=int, help="Most passages in the prompt.")
+def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k: int | None) -> None:
+    """Answer QUESTION from the guides, with its sources."""
+    from .answer import Answer, check_question
+    from .factory import build_tutor
+
+    settings = _settings()
+    check_question(question, settings.max_question_chars)  # before loading anything
+    tutor = build_tutor(settings, retrieval=not no_retrieval)
+    answer: Answer | None = None
+    for item in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k):
+        if isinstance(item, Answer):
+            answer = item
+        elif not as_json:
+            click.echo(item, nl=False)
+    assert answer is not None
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return
+    click.echo()
+    if answer.sources:
+        click.echo("\nSources:")
+        for n, passage in enumerate(answer.sources, start=1):
+            where = f" > {passage.section}" if passage.section else ""
+            click.echo(f"  [{n}] {passage.guide}{where} ({passage.path}, score {passage.score:.2f})")
+
+
+@cli.command(name="eval")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write one JSON answer per question.")
+@click.option("--preset", help="System prompt preset.")
+@click.option("--no-retrieval", is_flag=True, help="Answer without passages (a baseline).")
+@click.option("--limit", type=int, help="Only the first N questions.")
+def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, limit: int | None) -> None:
+    """Answer every question in FILE (JSON lines) and print the scores."""
+    from .evaluate import format_scores, load_questions, run_eval
+    from .factory import build_tutor
+
+    questions = load_questions(file)[:limit]
+    tutor = build_tutor(_settings(), retrieval=not no_retrieval)
+    scores = run_eval(tutor, questions, out, preset=preset, retrieval=not no_retrieval,
+                      progress=lambda i, n, qid: click.echo(f"[{i}/{n}] {qid}", err=True))
+    click.echo(format_scores(scores))
+
+
+@cli.command()
+def presets() -> None:
+    """List the system prompt presets."""
+    from .prompts import load_presets
+
+    for preset in load_presets(_settings().prompts_dir).values():
+        click.echo(f"{preset.name}: {preset.description}")
+
+
+def main() -> None:
+    """Entry point: a TutorError becomes one line on stderr and exit status 1."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except TutorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,85 @@
+"""One settings object. Resolution order: flag > TUTOR_* environment variable > tutor.toml > default.
+
+The TOML file is `tutor.toml` in the working directory, or the file named by TUTOR_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tutor"
+
+
+class Settings(BaseSettings):
+    """Every setting of the tutor, with its default and what it is for."""
+
+    model_config = SettingsConfigDict(env_prefix="TUTOR_", extra="forbid", frozen=True)
+
+    # Where things are.
+    corpus_dir: Path = Field(Path("corpus"), description="Folder of guides that `tutor ingest` reads by default.")
+    index_dir: Path = Field(Path("index"), description="Folder of the persisted Chroma index (built, not committed).")
+    prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined default model file is kept.")
+
+    # Models.
+    model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the default Qwen2.5-Coder-0.5B-Instruct.")
+    model_sha256: str | None = Field(None, description="Expected SHA-256 of model_path; checked before loading when set.")
+    embed_model: str | None = Field(None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package.")
+    n_ctx: int = Field(4096, ge=512, description="Context window of the chat model, in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for the chat model; default: all cores.")
+
+    # Retrieval.
+    k: int = Field(3, ge=1, le=20, description="Most passages put in the prompt.")
+    hybrid: bool = Field(True, description="Fuse BM25 lexical ranking with vector ranking.")
+    min_score: float = Field(0.30, ge=0.0, le=1.0, description="Below this similarity to the question a passage is not relevant; with none relevant the question is out of scope.")
+    score_margin: float = Field(0.18, ge=0.0, le=1.0, description="Passages scoring more than this below the best one are left out of the prompt.")
+    passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
+    chunk_size: int = Field(450, ge=100, description="Largest chunk, in characters.")
+    chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks of one section.")
+
+    # Generation.
+    preset: str = Field("tutor", description="Default system prompt preset (a file name in prompts_dir, without .md).")
+    max_answer_tokens: int = Field(160, ge=16, description="Most tokens generated for one answer.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 answers deterministically.")
+    max_question_chars: int = Field(2000, ge=10, description="Longest question accepted, in characters.")
+    max_history_turns: int = Field(6, ge=0, description="Most earlier turns sent to the model with a follow-up.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("TUTOR_CONFIG", "tutor.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve the settings; `overrides` are command-line flags (None means not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed tutor.toml
+        raise ConfigError(f"cannot read settings: {exc}") from None

@@ -1,0 +1,128 @@
+"""Which passage backs which answer sentence, and the citations that follow from it.
+
+The model is not trusted to number its citations: a 0.5B model cites the wrong passage often. Its
+own markers are removed and each finished sentence gets the passages that measurably support it:
+the mean of embedding similarity and of the share of the sentence's content words found in the
+passage. A sentence no passage supports gets no citation; it is the model's own knowledge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .retrieve import Passage, lexical_tokens
+
+SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
+SUPPORT_NEAR_BEST = 0.10  # a second passage is cited only if nearly as supportive as the best
+MAX_CITATIONS = 2
+
+_MARKER = re.compile(r"\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
+_OPEN_MARKER = re.compile(r"\s*\[[\d,;\s]*$")  # a marker that the next token may close
+# A sentence ends at . ! ? after a letter, a bracket or a quote (not "1." in a list), or at a line end.
+_SENTENCE_END = re.compile(r"((?<=[A-Za-z)\"'’%*][.!?])\s+|\n+)")
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    """One answer sentence and the passages (numbered from 1) that support it."""
+
+    text: str
+    supported_by: tuple[int, ...]
+    support: float
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items of an answer, without citation markers."""
+    clean = _MARKER.sub("", text)
+    return [s.strip() for s in _SENTENCE_END.split(clean) if s.strip()]
+
+
+class SupportScorer:
+    """Scores sentences against the passages of one answer."""
+
+    def __init__(self, passages: Sequence[Passage], embed: Callable[[str], list[float]]) -> None:
+        self.passages = list(passages)
+        self._embed = embed
+        self._vectors = np.asarray([p.embedding for p in self.passages], dtype=np.float32)
+        self._words = [set(lexical_tokens(p.text)) for p in self.passages]
+
+    def score(self, sentence: str) -> SentenceSupport:
+        words = set(lexical_tokens(sentence))
+        if not self.passages or not words:
+            return SentenceSupport(sentence, (), 0.0)
+        similarity = self._vectors @ np.asarray(self._embed(sentence), dtype=np.float32)
+        overlap = np.asarray([len(words & pw) / len(words) for pw in self._words])
+        support = 0.5 * np.clip(similarity, 0.0, 1.0) + 0.5 * overlap
+        best = float(support.max())
+        order = [int(i) for i in np.argsort(-support)]
+        cited = tuple(
+            i + 1 for i in order[:MAX_CITATIONS]
+            if support[i] >= SUPPORT_THRESHOLD and support[i] >= best - SUPPORT_NEAR_BEST
+        )
+        return SentenceSupport(sentence, cited, round(best, 3))
+
+
+class CitingStream:
+    """Passes the model's text through, dropping its own markers and adding checked ones.
+
+    A sentence's citations are written right after its closing punctuation, as soon as the
+    sentence is complete, so the answer still streams token by token.
+    """
+
+    def __init__(self, scorer: SupportScorer | None) -> None:
+        self.scorer = scorer
+        self.sentences: list[SentenceSupport] = []
+        self._held = ""  # raw text not yet passed on
+        self._sentence = ""  # text of the open sentence, already passed on
+        self.text = ""  # everything passed on so far
+
+    def feed(self, piece: str) -> str:
+        """Take a piece of model output; return what can be shown now."""
+        self._held += piece
+        return self._emit(self._drain(final=False))
+
+    def finish(self) -> str:
+        """Flush the rest at the end of the answer."""
+        return self._emit(self._drain(final=True) + self._close_sentence())
+
+    def _emit(self, shown: str) -> str:
+        self.text += shown
+        return shown
+
+    def _drain(self, final: bool) -> str:
+        held = _MARKER.sub("", self._held)
+        keep = ""
+        if not final:
+            open_marker = _OPEN_MARKER.search(held)
+            if open_marker:
+                held, keep = held[: open_marker.start()], held[open_marker.start():]
+            # Wait for what follows a closing . ! ? or trailing spaces: it decides if a sentence ended.
+            tail = re.search(r"[.!?\s]+$", held)
+            if tail:
+                held, keep = held[: tail.start()], held[tail.start():] + keep
+        self._held = keep
+        out = []
+        for part in _SENTENCE_END.split(held):
+            if not part:
+                continue
+            if part.isspace():
+                out.append(self._close_sentence() + part)
+            else:
+                self._sentence += part
+                out.append(part)
+        return "".join(out)
+
+    def _close_sentence(self) -> str:
+        sentence, self._sentence = self._sentence.strip(), ""
+        if not sentence:
+            return ""
+        if self.scorer is None:
+            self.sentences.append(SentenceSupport(sentence, (), 0.0))
+            return ""
+        result = self.scorer.score(sentence)
+        self.sentences.append(result)
+        return "".join(f"[{n}]" for n in result.supported_by)

@@ -1,0 +1,27 @@
+"""The one place that wires the real parts together from the settings."""
+
+from __future__ import annotations
+
+from .answer import Tutor
+from .config import Settings
+from .embed import Embedder
+from .index import IndexStore
+from .llm import LlamaCppChat
+from .models import resolve_embed_model, resolve_model_path
+from .prompts import load_presets
+from .retrieve import Retriever
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured sentence-transformers embedder (loaded on first use)."""
+    return Embedder(resolve_embed_model(settings.embed_model))
+
+
+def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
+    """A Tutor on the configured index, embedder and chat model; cheap checks run first."""
+    presets = load_presets(settings.prompts_dir)
+    embedder = build_embedder(settings)
+    retriever = Retriever(IndexStore(settings.index_dir), embedder=embedder, hybrid=settings.hybrid) if retrieval else None
+    model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
+    chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+    return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings)

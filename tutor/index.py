@@ -1,0 +1,279 @@
+"""Chunking guides and keeping them in a Chroma index that is replaced atomically.
+
+Layout of the index folder:
+    CURRENT        the name of the version folder that answers questions
+    v-<ns>/        a complete Chroma store plus manifest.json (files, hashes, corpus version)
+    .staging-<ns>/ an ingest in progress; never read, removed by the next ingest
+    .lock          held by the ingest that is running
+
+An ingest copies the current version into a staging folder, applies only what changed there, and
+then switches CURRENT with os.replace. A failed or killed ingest leaves CURRENT as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .corpus import SUPPORTED_SUFFIXES, Guide, find_guide_files, read_guide
+from .embed import Embedder
+from .errors import CorpusError, IndexMissingError, IngestBusyError, TutorError
+
+COLLECTION = "guides"
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a guide, small enough for the prompt, with its place in the guide."""
+
+    id: str
+    text: str
+    guide: str
+    path: str
+    section: str
+    position: int
+    file_sha256: str
+
+    @property
+    def embed_text(self) -> str:
+        # The title and section travel with the text into the embedding: a passage that says
+        # "this phase" is then still found by a question about pre-training.
+        return f"{self.guide}\n{self.section}\n{self.text}"
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "guide": self.guide, "path": self.path, "section": self.section,
+            "position": self.position, "file_sha256": self.file_sha256,
+        }
+
+
+def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
+    """Split by Markdown headings, then by size; each chunk keeps its section path."""
+    from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
+    by_heading = MarkdownHeaderTextSplitter(
+        headers_to_split_on=[("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")],
+        strip_headers=True,
+    )
+    by_size = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        separators=["\n\n", "\n", ". ", " ", ""], keep_separator="end",
+    )
+    chunks: list[Chunk] = []
+    prefix = hashlib.sha256(f"{guide.path}\0{guide.sha256}".encode()).hexdigest()[:16]
+    for section_doc in by_heading.split_text(guide.text):
+        headings = [section_doc.metadata[h] for h in ("h1", "h2", "h3", "h4") if h in section_doc.metadata]
+        if headings and headings[0] == guide.title:
+            headings = headings[1:]
+        section = " > ".join(headings)
+        for piece in by_size.split_text(section_doc.page_content):
+            text = piece.strip()
+            if not text:
+                continue
+            position = len(chunks)
+            chunks.append(Chunk(
+                id=f"{prefix}-{position:04d}", text=text, guide=guide.title,
+                path=guide.path, section=section, position=position, file_sha256=guide.sha256,
+            ))
+    return chunks
+
+
+def corpus_version(files: dict[str, str]) -> str:
+    """A short content hash of the whole corpus: changes when any guide does."""
+    digest = hashlib.sha256()
+    for path, sha in sorted(files.items()):
+        digest.update(f"{path}\0{sha}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def _chroma_client(path: Path) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: int
+    chunks_embedded: int
+    chunks_total: int
+    corpus_version: str
+    seconds: float
+
+    @property
+    def noop(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+
+class IndexStore:
+    """The versioned index folder: which version answers, and how a new one is published."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def current_dir(self) -> Path | None:
+        try:
+            name = (self.root / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        folder = self.root / name
+        return folder if name and folder.is_dir() else None
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        folder = self.current_dir()
+        if folder is None:
+            return None
+        try:
+            manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest if manifest.get("format") == FORMAT else None
+
+    def open_collection(self) -> tuple[Any, Any, dict[str, Any]]:
+        """(client, collection, manifest) of the current version, for reading."""
+        folder = self.current_dir()
+        manifest = self.read_manifest()
+        if folder is None or manifest is None:
+            raise IndexMissingError(f"no index in {self.root}: run `tutor ingest` first")
+        try:
+            client = _chroma_client(folder)
+            return client, client.get_collection(COLLECTION), manifest
+        except Exception as exc:  # chromadb raises many kinds for a damaged store
+            raise IndexMissingError(f"the index in {folder} cannot be opened ({exc}): run `tutor ingest`") from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Only one ingest at a time; a second one is refused, not queued."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IngestBusyError(f"another ingest is running on {self.root}; try again when it ends") from None
+            yield
+
+    def new_staging(self, copy_current: bool) -> Path:
+        for stale in self.root.glob(".staging-*"):  # left by a killed ingest; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = self.root / f".staging-{time.time_ns()}"
+        current = self.current_dir()
+        if copy_current and current is not None:
+            shutil.copytree(current, staging)
+        else:
+            staging.mkdir()
+        return staging
+
+    def publish(self, staging: Path) -> Path:
+        """Make a finished staging folder the current version, atomically; keep one previous."""
+        previous = self.current_dir()
+        version = self.root / f"v-{time.time_ns()}"
+        os.replace(staging, version)
+        pointer = self.root / ".CURRENT.tmp"
+        with pointer.open("w") as handle:
+            handle.write(version.name)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(pointer, self.root / "CURRENT")
+        for old in self.root.glob("v-*"):
+            if old not in (version, previous):
+                shutil.rmtree(old, ignore_errors=True)
+        return version
+
+
+def ingest(
+    guides: Sequence[Guide], store: IndexStore, *, embedder: Embedder,
+    chunk_size: int, chunk_overlap: int, progress: bool = False,
+) -> IngestReport:
+    """Make the index hold exactly these guides, embedding only what changed."""
+    started = time.perf_counter()
+    files = {guide.path: guide.sha256 for guide in guides}
+    settings = {"embed_model": embedder.model_id, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap}
+    with store.lock():
+        manifest = store.read_manifest()
+        compatible = manifest is not None and manifest.get("settings") == settings
+        old_files: dict[str, str] = manifest["files"] if manifest and compatible else {}
+        added = tuple(p for p in files if p not in old_files)
+        changed = tuple(p for p in files if p in old_files and old_files[p] != files[p])
+        removed = tuple(p for p in old_files if p not in files)
+        unchanged = len(files) - len(added) - len(changed)
+        if compatible and not (added or changed or removed):
+            return IngestReport((), (), (), unchanged, 0, manifest["chunks"] if manifest else 0,
+                                corpus_version(files), time.perf_counter() - started)
+        new_chunks = [
+            chunk for guide in guides if guide.path in added + changed
+            for chunk in chunk_guide(guide, chunk_size, chunk_overlap)
+        ]
+        staging = store.new_staging(copy_current=compatible)
+        try:
+            total = _apply(staging, new_chunks, changed + removed, embedder, progress)
+            version = corpus_version(files)
+            (staging / MANIFEST).write_text(json.dumps({
+                "format": FORMAT, "settings": settings, "files": files, "chunks": total,
+                "corpus_version": version, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }, indent=1))
+            store.publish(staging)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise TutorError(f"ingest failed, the previous index is unchanged: {exc}") from None
+            raise
+    return IngestReport(added, changed, removed, unchanged, len(new_chunks), total, version,
+                        time.perf_counter() - started)
+
+
+def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder,
+           progress: bool) -> int:
+    client = _chroma_client(staging)
+    try:
+        collection = client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
+        for path in stale_paths:
+            collection.delete(where={"path": path})
+        vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress)
+        batch = 256
+        for start in range(0, len(chunks), batch):
+            part = chunks[start:start + batch]
+            collection.add(
+                ids=[c.id for c in part], documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part], embeddings=vectors[start:start + batch],
+            )
+        count: int = collection.count()
+        return count
+    finally:
+        client.close()
+
+
+def _display_path(path: Path) -> str:
+    """The path as the user would write it: relative to the working folder when inside it."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def ingest_paths(paths: Sequence[Path], store: IndexStore, *, embedder: Embedder, chunk_size: int,
+                 chunk_overlap: int, progress: bool = False) -> IngestReport:
+    """Read every guide under `paths` (all of them, before touching the index), then ingest."""
+    files = find_guide_files(paths)
+    if not files:
+        raise CorpusError(f"no guides ({', '.join(SUPPORTED_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    guides = [read_guide(path, display_path=_display_path(path)) for path in files]
+    return ingest(guides, store, embedder=embedder, chunk_size=chunk_size,
+                  chunk_overlap=chunk_overlap, progress=progress)

@@ -1,0 +1,147 @@
+"""Search the index: Chroma's vector ranking fused with BM25, and passages chosen for the prompt."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .embed import Embedder
+from .index import IndexStore
+
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its of on or so that the their "
+    "them then there these they this to was we what when which who why will with you your".split()
+)
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very top ranks
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-case word tokens for BM25; hyphens are joined so "pre-training" matches "pretraining"."""
+    words = re.findall(r"[a-z0-9]+", text.lower().replace("-", ""))
+    return [w[:-1] if len(w) > 4 and w.endswith("s") else w for w in words if w not in _STOPWORDS]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk, with how well it matches the question."""
+
+    id: str
+    text: str
+    guide: str
+    path: str
+    section: str
+    position: int
+    score: float  # cosine similarity of question and passage, 0..1
+    lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
+    embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
+
+
+Turn = tuple[str, str]
+
+
+def standalone_query(question: str, history: Sequence[Turn]) -> str:
+    """The search query for a follow-up: the last user question joined to this one.
+
+    A follow-up such as "How much does it cost?" has no topic of its own; the previous question
+    supplies it. This costs no model call, which matters when prefill is the bottleneck.
+    """
+    if not history:
+        return question
+    return f"{history[-1][0]} {question}"
+
+
+class Retriever:
+    """Hybrid search over the current index version; reloads when a new version is published."""
+
+    def __init__(self, store: IndexStore, *, embedder: Embedder, hybrid: bool = True) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.hybrid = hybrid
+        self._folder: Any = None
+        self._load()
+
+    def _load(self) -> None:
+        client, collection, manifest = self.store.open_collection()
+        data = collection.get(include=["documents", "metadatas", "embeddings"])
+        self._client, self._collection = client, collection
+        self.corpus_version: str = manifest["corpus_version"]
+        self.chunk_count = len(data["ids"])
+        self._ids: list[str] = list(data["ids"])
+        self._texts: list[str] = list(data["documents"] or [])
+        self._metas: list[dict[str, Any]] = [dict(m) for m in data["metadatas"] or []]
+        self._vectors = np.asarray(data["embeddings"], dtype=np.float32).reshape(self.chunk_count, -1)
+        self._row = {chunk_id: row for row, chunk_id in enumerate(self._ids)}
+        from rank_bm25 import BM25Okapi
+
+        documents = [lexical_tokens(f"{m['guide']} {m['section']} {t}") for m, t in zip(self._metas, self._texts, strict=True)]
+        self._bm25 = BM25Okapi(documents) if documents else None
+        self._folder = self.store.current_dir()
+
+    def refresh(self) -> None:
+        """Switch to the newest published index version, if there is one."""
+        if self.store.current_dir() != self._folder:
+            old = self._client
+            self._load()
+            old.close()
+
+    def search(self, query: str, limit: int = 8) -> list[Passage]:
+        """The best `limit` passages for the query, best first."""
+        self.refresh()
+        if not self.chunk_count:
+            return []
+        query_vector = np.asarray(self.embedder.embed_one(query), dtype=np.float32)
+        fetch = min(self.chunk_count, max(4 * limit, 20))
+        found = self._collection.query(query_embeddings=[query_vector.tolist()], n_results=fetch, include=["distances"])
+        vector_ranked = list(found["ids"][0])
+        similarity = self._vectors @ query_vector
+        lexical = np.zeros(self.chunk_count)
+        fused = {chunk_id: 1.0 / (RRF_K + rank) for rank, chunk_id in enumerate(vector_ranked)}
+        if self.hybrid and self._bm25 is not None:
+            raw = np.asarray(self._bm25.get_scores(lexical_tokens(query)))
+            if raw.max() > 0:
+                lexical = raw / raw.max()
+                for rank, row in enumerate(np.argsort(-raw)[:fetch]):
+                    if raw[row] > 0:
+                        chunk_id = self._ids[row]
+                        fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        best = sorted(fused, key=lambda cid: -fused[cid])[:limit]
+        return [self._passage(cid, float(similarity[self._row[cid]]), float(lexical[self._row[cid]])) for cid in best]
+
+    def _passage(self, chunk_id: str, score: float, lexical: float) -> Passage:
+        row = self._row[chunk_id]
+        meta = self._metas[row]
+        return Passage(
+            id=chunk_id, text=self._texts[row], guide=str(meta["guide"]), path=str(meta["path"]),
+            section=str(meta["section"]), position=int(meta["position"]),
+            score=round(max(score, 0.0), 4), lexical=round(lexical, 4),
+            embedding=tuple(float(x) for x in self._vectors[row]),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def select_for_prompt(
+    passages: Sequence[Passage], *, k: int, min_score: float, margin: float,
+    token_budget: int, count_tokens: Callable[[str], int],
+) -> list[Passage]:
+    """The passages worth their prefill time: relevant, near the best, within a token budget."""
+    relevant = [p for p in passages if p.score >= min_score]
+    if not relevant:
+        return []
+    top = max(p.score for p in relevant)
+    chosen: list[Passage] = []
+    used = 0
+    for passage in relevant:
+        if len(chosen) == k or passage.score < top - margin:
+            continue
+        cost = count_tokens(passage.text)
+        if chosen and used + cost > token_budget:
+            continue
+        chosen.append(passage)
+        used += cost
+    return chosen
