@@ -113,17 +113,22 @@ def presets() -> None:
         click.echo(f"{preset.name}: {preset.description}")
 
 
-def main() -> None:
-    """Entry point: a TutorError becomes one line on stderr and exit status 1."""
+def run(args: list[str] | None = None) -> int:
+    """Run the command line; a TutorError becomes one line on stderr and exit status 1."""
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(args=args, prog_name="tutor", standalone_mode=False)
     except TutorError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Entry point of the `tutor` script."""
+    sys.exit(run())

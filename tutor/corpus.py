@@ -67,8 +67,8 @@ def read_guide(path: Path, display_path: str | None = None) -> Guide:
                 text, meta = split_front_matter(decoded)
     except UnicodeDecodeError:
         raise CorpusError(f"{path}: not valid UTF-8 text") from None
-    except CorpusError:
-        raise
+    except CorpusError as exc:
+        raise CorpusError(f"{path}: {exc}") from None
     except Exception as exc:  # a malformed PDF or HTML file: the parsers raise many kinds
         raise CorpusError(f"{path}: cannot parse: {exc}") from None
     if not text.strip():
@@ -91,7 +91,9 @@ def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
     try:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise CorpusError(f"malformed front matter: {exc}") from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 2})" if where else ""
+        raise CorpusError(f"malformed front matter{line}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(meta, dict):
         raise CorpusError("front matter is not a mapping of names to values")
     return text[match.end():], {str(k): str(v) for k, v in meta.items()}

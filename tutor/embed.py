@@ -28,6 +28,9 @@ class Embedder:
                 # A local folder must never reach for a model hub (none is reachable here).
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
 
             try:
                 self._model = SentenceTransformer(self.name, device="cpu")

@@ -36,7 +36,7 @@ def facts_found(answer: str, facts: list[list[str]]) -> list[bool]:
 
 def source_hit(answer: Answer, phrase: str) -> bool:
     """Whether a passage given to the model contains the phrase that answers the question."""
-    return any(re.search(phrase, p.text, re.IGNORECASE) for p in answer.sources)
+    return any(re.search(phrase, f"{p.section}\n{p.text}", re.IGNORECASE) for p in answer.sources)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -2,8 +2,8 @@
 
 The model is not trusted to number its citations: a 0.5B model cites the wrong passage often. Its
 own markers are removed and each finished sentence gets the passages that measurably support it:
-the mean of embedding similarity and of the share of the sentence's content words found in the
-passage. A sentence no passage supports gets no citation; it is the model's own knowledge.
+the mean of embedding similarity and of the share of the sentence's content words (those it does
+not merely repeat from the question) found in the passage. A sentence no passage supports gets no citation; it is the model's own knowledge.
 """
 
 from __future__ import annotations
@@ -44,14 +44,17 @@ def split_sentences(text: str) -> list[str]:
 class SupportScorer:
     """Scores sentences against the passages of one answer."""
 
-    def __init__(self, passages: Sequence[Passage], embed: Callable[[str], list[float]]) -> None:
+    def __init__(self, passages: Sequence[Passage], embed: Callable[[str], list[float]],
+                 question: str = "") -> None:
         self.passages = list(passages)
+        # Words the sentence only repeats from the question are no evidence that a passage backs it.
+        self._question_words = set(lexical_tokens(question))
         self._embed = embed
         self._vectors = np.asarray([p.embedding for p in self.passages], dtype=np.float32)
         self._words = [set(lexical_tokens(p.text)) for p in self.passages]
 
     def score(self, sentence: str) -> SentenceSupport:
-        words = set(lexical_tokens(sentence))
+        words = set(lexical_tokens(sentence)) - self._question_words
         if not self.passages or not words:
             return SentenceSupport(sentence, (), 0.0)
         similarity = self._vectors @ np.asarray(self._embed(sentence), dtype=np.float32)

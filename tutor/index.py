@@ -245,7 +245,8 @@ def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embed
         collection = client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
         for path in stale_paths:
             collection.delete(where={"path": path})
-        vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress)
+        # A bar only where there is a wait worth watching.
+        vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
         batch = 256
         for start in range(0, len(chunks), batch):
             part = chunks[start:start + batch]

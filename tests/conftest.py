@@ -1,0 +1,70 @@
+"""Shared fixtures. The real default embedder, Chroma and chat model are built once per session;
+every test's own paths (index, config) point into its tmp_path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tutor import IndexStore, Tutor, build_embedder, load_settings
+from tutor.embed import Embedder
+from tutor.index import ingest_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+SHARED_GUIDES = ROOT.parent / "shared" / "guides"
+
+
+@pytest.fixture(autouse=True)
+def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the index and the settings file at tmp_path; keep the shared model cache."""
+    for name in list(os.environ):
+        if name.startswith("TUTOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TUTOR_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("TUTOR_CONFIG", str(tmp_path / "tutor.toml"))
+    monkeypatch.setenv("TUTOR_PROMPTS_DIR", str(ROOT / "prompts"))
+    monkeypatch.setenv("TUTOR_CORPUS_DIR", str(CORPUS))
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real default embedder (all-MiniLM-L6-v2 from its package)."""
+    return build_embedder(load_settings(embed_model=None))
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """A real Chroma index of the real corpus, built once; copy it before changing it."""
+    folder = tmp_path_factory.mktemp("corpus-index") / "index"
+    settings = load_settings()
+    ingest_paths([CORPUS], IndexStore(folder), embedder=embedder,
+                 chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
+    return folder
+
+
+@pytest.fixture
+def index_copy(corpus_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the corpus index, set as this test's TUTOR_INDEX_DIR."""
+    folder = tmp_path / "index"
+    shutil.copytree(corpus_index, folder)
+    monkeypatch.setenv("TUTOR_INDEX_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_tutor(corpus_index: Path) -> Iterator[Tutor]:
+    """The real pipeline: default model, real Chroma, real embedder, the shipped presets."""
+    from tutor import build_tutor
+
+    settings = load_settings(index_dir=corpus_index, prompts_dir=ROOT / "prompts")
+    tutor = build_tutor(settings)
+    yield tutor
+    if tutor.retriever is not None:
+        tutor.retriever.close()

@@ -1,0 +1,54 @@
+"""One settings object: default < tutor.toml < TUTOR_* environment < flag; unknown keys refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tutor.config import Settings, load_settings
+from tutor.errors import ConfigError
+
+
+def test_resolution_order(isolated_paths: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (isolated_paths / "tutor.toml").write_text("k = 5\nmin_score = 0.5\npreset = 'strict'\n")
+    monkeypatch.setenv("TUTOR_K", "4")
+    settings = load_settings(preset="beginner")
+    assert settings.k == 4  # environment beats the file
+    assert settings.min_score == 0.5  # the file beats the default
+    assert settings.preset == "beginner"  # a flag beats everything
+    assert settings.max_answer_tokens == Settings.model_fields["max_answer_tokens"].default
+
+
+def test_paths_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TUTOR_CORPUS_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("TUTOR_MODEL_PATH", str(tmp_path / "m.gguf"))
+    settings = load_settings()
+    assert settings.corpus_dir == tmp_path / "c"
+    assert settings.model_path == tmp_path / "m.gguf"
+
+
+def test_unknown_key_in_file_is_an_error(isolated_paths: Path) -> None:
+    (isolated_paths / "tutor.toml").write_text("top_k = 3\n")
+    with pytest.raises(ConfigError, match="top_k"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("TUTOR_K", "many"), ("TUTOR_K", "0"), ("TUTOR_MIN_SCORE", "7")])
+def test_wrong_values_are_errors(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name.removeprefix("TUTOR_").lower()):
+        load_settings()
+
+
+def test_malformed_file_is_an_error(isolated_paths: Path) -> None:
+    (isolated_paths / "tutor.toml").write_text("k = = 3\n")
+    with pytest.raises(ConfigError):
+        load_settings()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert f"TUTOR_{name.upper()}" in readme, name
+        assert field.description

@@ -1,0 +1,194 @@
+"""Chunking, and incremental, atomic ingest into a real Chroma with the real embedder."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tutor import IndexStore, Retriever, read_guide
+from tutor.corpus import Guide
+from tutor.embed import Embedder
+from tutor.errors import IndexMissingError, IngestBusyError, TutorError
+from tutor.index import chunk_guide, ingest_paths
+
+from .conftest import CORPUS
+
+SIZE, OVERLAP = 400, 60
+
+
+class CountingEmbedder(Embedder):
+    """The real embedder, counting what it embeds; optionally failing once asked to embed."""
+
+    def __init__(self, real: Embedder, fail_with: BaseException | None = None) -> None:
+        super().__init__(real.name)
+        self._model = real._load()
+        self.embedded = 0
+        self.fail_with = fail_with
+
+    def embed(self, texts: list[str], progress: bool = False) -> list[list[float]]:
+        if self.fail_with is not None and texts:
+            raise self.fail_with
+        self.embedded += len(texts)
+        return super().embed(texts, progress)
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "guides"
+    folder.mkdir()
+    for name in ("glossary-training.md", "how-ai-assistants-learn.md", "how-are-llms-trained.md"):
+        shutil.copy(CORPUS / name, folder / name)
+    return folder
+
+
+def _ingest(folder: Path, store: IndexStore, embedder: Embedder):  # type: ignore[no-untyped-def]
+    return ingest_paths([folder], store, embedder=embedder, chunk_size=SIZE, chunk_overlap=OVERLAP)
+
+
+def _chunks_by_path(store: IndexStore) -> dict[str, list[str]]:
+    client, collection, _ = store.open_collection()
+    try:
+        data = collection.get(include=["metadatas"])
+    finally:
+        client.close()
+    by_path: dict[str, list[str]] = {}
+    for chunk_id, meta in zip(data["ids"], data["metadatas"] or [], strict=True):
+        by_path.setdefault(str(meta["path"]), []).append(chunk_id)
+    return by_path
+
+
+def test_chunks_keep_their_place_in_the_guide() -> None:
+    guide = read_guide(CORPUS / "training-and-post-training.md")
+    chunks = chunk_guide(guide, SIZE, OVERLAP)
+    assert all(c.guide == "AI Model Training and Post-Training" for c in chunks)
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    assert all(len(c.text) <= SIZE for c in chunks)
+    sections = {c.section for c in chunks}
+    assert "Pre-training and Post-Training: A Fundamental Distinction > Post-Training" in sections
+    assert "Understanding the Impact" in sections
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_same_text_at_two_paths_gets_distinct_ids() -> None:
+    a = Guide("a.md", "T", "# T\n\nSame words.\n", "0" * 64)
+    b = Guide("b.md", "T", "# T\n\nSame words.\n", "0" * 64)
+    assert chunk_guide(a, SIZE, OVERLAP)[0].id != chunk_guide(b, SIZE, OVERLAP)[0].id
+
+
+def test_incremental_ingest(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    store = IndexStore(tmp_path / "index")
+    counting = CountingEmbedder(embedder)
+    first = _ingest(small_corpus, store, counting)
+    expected = {path: len(chunk_guide(read_guide(path), SIZE, OVERLAP)) for path in small_corpus.glob("*.md")}
+    assert first.chunks_total == counting.embedded == sum(expected.values())
+    assert len(first.added) == 3
+
+    # A no-op re-run embeds nothing and publishes no new version.
+    version = store.current_dir()
+    counting.embedded = 0
+    again = _ingest(small_corpus, store, counting)
+    assert again.noop and counting.embedded == 0 and store.current_dir() == version
+
+    # A changed guide: only its chunks are embedded again, and its old chunks are gone.
+    changed = small_corpus / "glossary-training.md"
+    old_ids = set(_chunks_by_path(store)[next(p for p in _chunks_by_path(store) if p.endswith(changed.name))])
+    changed.write_text(changed.read_text() + "\n## Added section\n\nA brand new paragraph about tokens.\n")
+    report = _ingest(small_corpus, store, counting)
+    new_count = len(chunk_guide(read_guide(changed), SIZE, OVERLAP))
+    assert len(report.changed) == 1 and counting.embedded == new_count
+    by_path = _chunks_by_path(store)
+    glossary_ids = set(next(ids for p, ids in by_path.items() if p.endswith(changed.name)))
+    assert len(glossary_ids) == new_count and not glossary_ids & old_ids
+    assert report.chunks_total == sum(len(ids) for ids in by_path.values())
+
+    # A removed guide: its chunks are deleted, nothing is embedded.
+    counting.embedded = 0
+    (small_corpus / "how-are-llms-trained.md").unlink()
+    report = _ingest(small_corpus, store, counting)
+    assert len(report.removed) == 1 and counting.embedded == 0
+    assert not any(p.endswith("how-are-llms-trained.md") for p in _chunks_by_path(store))
+    assert report.corpus_version != first.corpus_version
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("embedder crashed"), OSError(errno.ENOSPC, "No space left on device")])
+def test_failed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: Path, embedder: Embedder,
+                                                 failure: BaseException) -> None:
+    store = IndexStore(tmp_path / "index")
+    _ingest(small_corpus, store, embedder)
+    before = store.current_dir()
+    (small_corpus / "extra.md").write_text("# Extra\n\nSomething new about datasets.\n")
+    with pytest.raises((RuntimeError, TutorError)) as caught:
+        _ingest(small_corpus, store, CountingEmbedder(embedder, fail_with=failure))
+    if isinstance(failure, OSError):
+        assert "previous index is unchanged" in str(caught.value)
+    assert store.current_dir() == before
+    assert not list(store.root.glob(".staging-*"))
+    retriever = Retriever(store, embedder=embedder)
+    assert retriever.search("How does Clever Ops help Australian businesses?", 3)[0].path.endswith("glossary-training.md")
+    retriever.close()
+
+
+KILLED_INGEST = """
+import sys, time
+from pathlib import Path
+from tutor import IndexStore, build_embedder, load_settings
+from tutor.embed import Embedder
+from tutor.index import ingest_paths
+
+class Slow(Embedder):
+    def embed(self, texts, progress=False):
+        print("embedding", flush=True)
+        time.sleep(60)
+        return super().embed(texts, progress)
+
+real = build_embedder(load_settings())
+ingest_paths([Path(sys.argv[1])], IndexStore(Path(sys.argv[2])), embedder=Slow(real.name),
+             chunk_size=400, chunk_overlap=60)
+"""
+
+
+def test_killed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    store = IndexStore(tmp_path / "index")
+    first = _ingest(small_corpus, store, embedder)
+    before = store.current_dir()
+    (small_corpus / "glossary-training.md").write_text("# Changed\n\nEntirely different text.\n")
+    process = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(small_corpus), str(store.root)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "embedding"  # inside the ingest, staging folder made
+    assert list(store.root.glob(".staging-*"))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert store.current_dir() == before
+    by_path = _chunks_by_path(store)
+    assert sum(len(ids) for ids in by_path.values()) == first.chunks_total
+    # The next ingest clears the leftovers and succeeds.
+    report = _ingest(small_corpus, store, embedder)
+    assert len(report.changed) == 1 and not list(store.root.glob(".staging-*"))
+
+
+def test_second_ingest_is_refused_while_one_runs(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    store = IndexStore(tmp_path / "index")
+    started = time.monotonic()
+    with store.lock(), pytest.raises(IngestBusyError, match="another ingest is running"):
+        _ingest(small_corpus, store, embedder)
+    assert time.monotonic() - started < 5  # refused, not queued
+    assert store.current_dir() is None
+
+
+def test_missing_or_broken_index_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
+    store = IndexStore(tmp_path / "index")
+    with pytest.raises(IndexMissingError, match="run `tutor ingest` first"):
+        store.open_collection()
+    store.root.mkdir()
+    (store.root / "CURRENT").write_text("v-gone")
+    with pytest.raises(IndexMissingError):
+        Retriever(store, embedder=embedder)
