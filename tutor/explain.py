@@ -108,15 +108,20 @@ class CitingStream:
             if tail:
                 held, keep = held[: tail.start()], held[tail.start():] + keep
         self._held = keep
-        out = []
-        for part in _SENTENCE_END.split(held):
-            if not part:
+        # The last character already shown is context: a "." that starts this piece may end a
+        # sentence whose last letter came in the previous piece.
+        context = self._sentence[-1:]
+        out, position = [], 0
+        for match in _SENTENCE_END.finditer(context + held):
+            start, end = max(match.start() - len(context), 0), match.end() - len(context)
+            if end <= start:
                 continue
-            if part.isspace():
-                out.append(self._close_sentence() + part)
-            else:
-                self._sentence += part
-                out.append(part)
+            self._sentence += held[position:start]
+            out.append(held[position:start])
+            out.append(self._close_sentence() + held[start:end])
+            position = end
+        self._sentence += held[position:]
+        out.append(held[position:])
         return "".join(out)
 
     def _close_sentence(self) -> str:

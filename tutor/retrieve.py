@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,18 @@ _STOPWORDS = frozenset(
 )
 
 
+@functools.cache
+def _stemmer() -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
 def lexical_tokens(text: str) -> list[str]:
-    """Lower-case word tokens for BM25; hyphens are joined so "pre-training" matches "pretraining"."""
+    """Stemmed lower-case words for BM25; "pre-training" matches "pretraining", and
+    "backpropagation" matches "Backpropagates"."""
     words = re.findall(r"[a-z0-9]+", text.lower().replace("-", ""))
-    return [w[:-1] if len(w) > 4 and w.endswith("s") else w for w in words if w not in _STOPWORDS]
+    return list(_stemmer().stemWords([w for w in words if w not in _STOPWORDS]))
 
 
 @dataclass(frozen=True)

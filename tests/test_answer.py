@@ -1,0 +1,142 @@
+"""The pipeline: logic with a fake chat model, and real answers from the real default model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tutor import Answer, IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import OUT_OF_SCOPE_ANSWER, compose_messages
+from tutor.embed import Embedder
+from tutor.errors import PresetError, QuestionError
+from tutor.llm import Message
+from tutor.prompts import load_presets
+
+from .conftest import ROOT
+
+
+class FakeChat:
+    """Replays queued replies and records every prompt it was sent."""
+
+    name = "fake"
+
+    def __init__(self, *replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[list[Message]] = []
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        self.prompts.append(messages)
+        yield from self.replies.pop(0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+@pytest.fixture
+def fake_tutor(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
+    chat = FakeChat()
+    settings = load_settings()
+    tutor = Tutor(retriever=Retriever(IndexStore(index_copy), embedder=embedder), chat=chat,
+                  embedder=embedder, presets=load_presets(ROOT / "prompts"), settings=settings)
+    return tutor, chat
+
+
+def test_presets_shipped() -> None:
+    presets = load_presets(ROOT / "prompts")
+    assert {"tutor", "strict", "beginner"} <= set(presets)
+    assert all(p.description and p.system_prompt for p in presets.values())
+
+
+def test_prompt_layout_system_first_best_passage_last(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    chat.replies.append(["Backpropagation adjusts the weights", " by the error."])
+    pieces = list(tutor.stream("What is backpropagation used for?", [("Hi", "Hello [1]")]))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and "".join(p for p in pieces[:-1] if isinstance(p, str)) == answer.answer
+    sent = chat.prompts[0]
+    assert sent[0] == {"role": "system", "content": tutor.presets["tutor"].system_prompt}
+    assert sent[1:3] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    numbers = [int(n) for n in re.findall(r"^\[(\d+)\]", sent[-1]["content"], re.MULTILINE)]
+    assert numbers == list(range(len(answer.sources), 0, -1))
+    assert sent[-1]["content"].endswith("Question: What is backpropagation used for?")
+    assert answer.in_scope is True and answer.corpus_version and answer.query == "Hi What is backpropagation used for?"
+
+
+def test_out_of_scope_question_does_not_reach_the_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    answer = tutor.ask("Who won the football world cup in 2010?")
+    assert answer.in_scope is False and answer.answer == OUT_OF_SCOPE_ANSWER
+    assert answer.sources == () and chat.prompts == []
+
+
+def test_no_retrieval_sends_the_question_alone(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    chat.replies.append(["A model [1] answer."])
+    answer = tutor.ask("What is RAG?", retrieval=False)
+    assert chat.prompts[0][-1] == {"role": "user", "content": "What is RAG?"}
+    assert answer.sources == () and answer.in_scope is None and answer.answer == "A model answer."
+
+
+def test_model_saying_not_covered_marks_out_of_scope(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    chat.replies.append(["The guides do not cover this."])
+    assert tutor.ask("What does preference optimization cost?").in_scope is False
+
+
+@pytest.mark.parametrize(("question", "options", "error", "message"), [
+    ("", {}, QuestionError, "empty"),
+    ("  \n\t ", {}, QuestionError, "empty"),
+    ("x" * 5000, {}, QuestionError, "5000 characters long; the limit is 2000"),
+    ("What is RAG?", {"preset": "pirate"}, PresetError, "unknown preset 'pirate'; choose one of: beginner, strict, tutor"),
+    ("What is RAG?", {"k": 0}, QuestionError, "k must be between 1 and 20"),
+])
+def test_bad_questions_are_refused_before_any_work(fake_tutor: tuple[Tutor, FakeChat], question: str,
+                                                   options: dict, error: type, message: str) -> None:
+    tutor, chat = fake_tutor
+    with pytest.raises(error, match=re.escape(message)):
+        tutor.ask(question, **options)
+    assert chat.prompts == []
+
+
+def test_compose_without_passages_is_plain() -> None:
+    preset = load_presets(ROOT / "prompts")["strict"]
+    assert compose_messages(preset, [], [], "Q?") == [
+        {"role": "system", "content": preset.system_prompt}, {"role": "user", "content": "Q?"}]
+
+
+# The real default model (Qwen2.5-Coder-0.5B-Instruct) answering from the real index.
+
+@pytest.mark.parametrize(("question", "facts"), [
+    ("What are the five layers of AI model training?", [r"pre-?training", r"fine-?tuning", r"prompting"]),
+    ("What does Clever Ops recommend instead of full training?", [r"fine-?tuning|rag"]),
+    ("What kind of content is removed when training data is cleaned?", [r"duplicate|bomb|explicit|suicide"]),
+])
+def test_real_model_answers_from_the_guides(real_tutor: Tutor, question: str, facts: list[str]) -> None:
+    answer = real_tutor.ask(question)
+    assert answer.in_scope is True and answer.sources and answer.model.startswith("qwen2.5-coder-0.5b")
+    for fact in facts:
+        assert re.search(fact, answer.answer, re.IGNORECASE), (fact, answer.answer)
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+    assert cited, answer.answer
+    assert cited <= set(range(1, len(answer.sources) + 1))
+    # Every citation in the text is one the sentence support found.
+    assert cited == {n for s in answer.sentences for n in s.supported_by}
+    assert answer.timings["first_token_s"] is not None
+    assert answer.timings["first_token_s"] <= answer.timings["total_s"]  # type: ignore[operator]
+
+
+def test_real_model_follow_up_uses_the_history(real_tutor: Tutor) -> None:
+    answer = real_tutor.ask("Who gives the feedback for it?",
+                            [("What is fine-tuning?", "Fine-tuning adapts a pre-trained model to specific tasks.")])
+    assert answer.query.startswith("What is fine-tuning?")
+    assert re.search(r"human", answer.answer, re.IGNORECASE), answer.answer
+
+
+def test_real_model_out_of_scope_and_no_retrieval(real_tutor: Tutor) -> None:
+    assert real_tutor.ask("Who won the football world cup in 2010?").in_scope is False
+    alone = real_tutor.ask("What is pre-training?", retrieval=False)
+    assert alone.sources == () and alone.in_scope is None and alone.answer
+    assert not re.search(r"\[\d+\]", alone.answer)

@@ -1,0 +1,82 @@
+"""Hybrid retrieval over the real corpus index, and choosing passages for the prompt."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tutor import IndexStore, Retriever, load_settings
+from tutor.embed import Embedder
+from tutor.index import ingest_paths
+from tutor.retrieve import Passage, lexical_tokens, select_for_prompt, standalone_query
+
+from .conftest import CORPUS
+
+
+@pytest.fixture
+def retriever(index_copy: Path, embedder: Embedder) -> Retriever:
+    return Retriever(IndexStore(index_copy), embedder=embedder)
+
+
+@pytest.mark.parametrize(("question", "phrase"), [
+    ("What is backpropagation used for?", "Backpropagat"),
+    ("What does Clever Ops recommend instead of full training?", "fraction of the cost"),
+    ("What kind of content is removed when training data is cleaned?", "bombs"),
+    ("Which training layers are runtime modifications?", "runtime modifications"),
+])
+def test_the_answering_passage_is_in_the_top_three(retriever: Retriever, question: str, phrase: str) -> None:
+    passages = retriever.search(question, 3)
+    assert any(phrase in p.text for p in passages), [p.text[:60] for p in passages]
+    assert all(p.guide and p.path.endswith(".md") for p in passages)
+    assert passages == sorted(passages, key=lambda p: -p.rank_score)
+
+
+def test_out_of_scope_question_scores_below_the_threshold(retriever: Retriever) -> None:
+    threshold = load_settings().min_score
+    assert max(p.score for p in retriever.search("Who won the football world cup in 2010?", 8)) < threshold
+    assert max(p.score for p in retriever.search("What are the five layers of model training?", 8)) > threshold
+
+
+def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder) -> None:
+    question = "What does Clever Ops recommend instead of full training?"
+    hybrid = Retriever(IndexStore(index_copy), embedder=embedder, lexical_weight=0.4).search(question, 1)[0]
+    assert "Clever Ops" in hybrid.section and hybrid.lexical == 1.0
+
+
+def test_follow_up_query_carries_the_topic() -> None:
+    assert standalone_query("Why?", []) == "Why?"
+    assert standalone_query("How much does it cost?", [("What is RAG?", "RAG retrieves...")]) == \
+        "What is RAG? How much does it cost?"
+
+
+def test_lexical_tokens_join_hyphens_and_drop_stopwords() -> None:
+    assert lexical_tokens("What is pre-training of the models?") == ["pretrain", "model"]
+    assert lexical_tokens("backpropagation") == lexical_tokens("Backpropagates")
+
+
+def test_retriever_follows_a_new_index_version(index_copy: Path, embedder: Embedder, tmp_path: Path) -> None:
+    retriever = Retriever(IndexStore(index_copy), embedder=embedder)
+    guides = tmp_path / "guides"
+    shutil.copytree(CORPUS, guides)
+    (guides / "zebra.md").write_text("---\ntitle: Zebras\n---\n# Zebras\n\nZebras are striped horses of Africa.\n")
+    settings = load_settings()
+    ingest_paths([guides], IndexStore(index_copy), embedder=embedder, chunk_size=settings.chunk_size,
+                 chunk_overlap=settings.chunk_overlap)
+    assert retriever.search("Which animals have stripes?", 1)[0].guide == "Zebras"
+
+
+def _p(n: int, score: float, text: str = "x") -> Passage:
+    return Passage(id=str(n), text=text, guide="G", path="g.md", section="", position=n, score=score,
+                   rank_score=score)
+
+
+def test_select_for_prompt_keeps_relevant_passages_within_budget() -> None:
+    passages = [_p(1, 0.8, "a " * 50), _p(2, 0.7, "b " * 50), _p(3, 0.6, "c " * 50), _p(4, 0.1)]
+    count = lambda text: len(text.split())  # noqa: E731
+    chosen = select_for_prompt(passages, k=3, min_score=0.2, margin=0.5, token_budget=120, count_tokens=count)
+    assert [p.id for p in chosen] == ["1", "2"]  # the third would pass the budget
+    chosen = select_for_prompt(passages, k=3, min_score=0.2, margin=0.15, token_budget=999, count_tokens=count)
+    assert [p.id for p in chosen] == ["1", "2"]  # the third is too far below the best
+    assert select_for_prompt([_p(1, 0.1)], k=3, min_score=0.2, margin=1, token_budget=999, count_tokens=count) == []
