@@ -105,6 +105,27 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=7860, show_default=True, type=int, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Start the chat UI; builds the index from the corpus on first run."""
+    from .factory import build_embedder, build_tutor
+    from .index import IndexStore, ingest_paths
+    from .ui import build_ui
+
+    settings = _settings()
+    store = IndexStore(settings.index_dir)
+    if store.read_manifest() is None:
+        click.echo(f"no index yet: building it from {settings.corpus_dir} ...")
+        ingest_paths([settings.corpus_dir], store, embedder=build_embedder(settings),
+                     chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap, progress=True)
+    tutor = build_tutor(settings)
+    tutor.warm_up()
+    click.echo(f"the tutor is at http://{host}:{port}/")
+    build_ui(tutor).launch(server_name=host, server_port=port, share=False, show_error=False)
+
+
+@cli.command()
 def presets() -> None:
     """List the system prompt presets."""
     from .prompts import load_presets

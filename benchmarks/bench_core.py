@@ -1,0 +1,118 @@
+"""Core benchmark: each figure beside its raw baseline, measured in the same run.
+
+    python benchmarks/bench_core.py [--questions N]
+
+- retrieval: Retriever.search (embed + Chroma + BM25 + fusion) vs embed + raw Chroma query
+- first token: the tutor's time to first token vs raw llama-cpp-python prefill of the same prompt,
+  both from the same KV-cache state (the system prompt cached, as in a warm server)
+- answer time: p50/p95 of whole answers
+- ingest: full ingest throughput vs raw sentence-transformers encode of the same chunks
+- no-op re-ingest time vs the full ingest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=12, help="In-scope questions to time (from eval/questions.jsonl).")
+    args = parser.parse_args()
+
+    from tutor import IndexStore, build_embedder, build_tutor, load_settings
+    from tutor.corpus import find_guide_files, read_guide
+    from tutor.index import chunk_guide, ingest_paths
+
+    settings = load_settings()
+    embedder = build_embedder(settings)
+    embedder.embed_one("warm up")
+    workdir = Path(tempfile.mkdtemp(prefix="tutor-bench-"))
+
+    # Ingest: full, then no-op, against raw encoding of the same chunk texts.
+    store = IndexStore(workdir / "index")
+    started = time.perf_counter()
+    report = ingest_paths([ROOT / "corpus"], store, embedder=embedder, chunk_size=settings.chunk_size,
+                          chunk_overlap=settings.chunk_overlap)
+    full_s = time.perf_counter() - started
+    started = time.perf_counter()
+    noop = ingest_paths([ROOT / "corpus"], store, embedder=embedder, chunk_size=settings.chunk_size,
+                        chunk_overlap=settings.chunk_overlap)
+    noop_s = time.perf_counter() - started
+    assert noop.noop and noop.chunks_embedded == 0
+    texts = [c.embed_text for p in find_guide_files([ROOT / "corpus"])
+             for c in chunk_guide(read_guide(p), settings.chunk_size, settings.chunk_overlap)]
+    started = time.perf_counter()
+    embedder._load().encode(texts, batch_size=32, normalize_embeddings=True)
+    raw_encode_s = time.perf_counter() - started
+
+    tutor = build_tutor(load_settings(index_dir=workdir / "index"))
+    retriever = tutor.retriever
+    assert retriever is not None
+    questions = [json.loads(line) for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()]
+    questions = [q for q in questions if not q.get("out_of_scope") and not q.get("history")][: args.questions]
+
+    # Retrieval against a raw Chroma query of the same embedded question.
+    ours, raw = [], []
+    for _ in range(3):
+        for q in questions:
+            started = time.perf_counter()
+            retriever.search(q["question"], 8)
+            ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            vector = embedder.embed_one(q["question"])
+            retriever._collection.query(query_embeddings=[vector], n_results=8)
+            raw.append(time.perf_counter() - started)
+    retrieval = (p50(ours), p50(raw))
+
+    # First token and answer time, against raw prefill of the very same prompt.
+    llm = tutor.chat._llm  # type: ignore[attr-defined]
+    first_token, prefill, total, prompt_tokens = [], [], [], []
+    for q in questions:
+        tutor.warm_up()
+        answer = tutor.ask(q["question"])
+        if answer.timings["first_token_s"] is None:
+            continue
+        first_token.append(answer.timings["first_token_s"])
+        total.append(answer.timings["total_s"])
+        tutor.warm_up()
+        started = time.perf_counter()
+        for _ in llm.create_chat_completion(messages=list(answer.prompt), max_tokens=1, temperature=0.0, stream=True):
+            break
+        prefill.append(time.perf_counter() - started)
+        prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
+
+    rows = [
+        ("retrieval p50 (ms)", retrieval[0] * 1000, "raw Chroma query + embed", retrieval[1] * 1000),
+        ("first token p50 (s)", p50(first_token), "raw llama.cpp prefill, same prompt", p50(prefill)),
+        ("first token p95 (s)", p95(first_token), "raw llama.cpp prefill, same prompt", p95(prefill)),
+        ("answer p50 (s)", p50(total), "its own first token", p50(first_token)),
+        ("answer p95 (s)", p95(total), "its own first token", p95(first_token)),
+        ("ingest (chunks/s)", report.chunks_total / full_s, "raw sentence-transformers encode", len(texts) / raw_encode_s),
+        ("no-op re-ingest (s)", noop_s, "full ingest", full_s),
+    ]
+    print(f"corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
+          f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached)")
+    print(f"{'figure':24} {'tutor':>10}  {'baseline':>10}  {'ratio':>6}  baseline is")
+    for name, value, baseline_name, baseline in rows:
+        print(f"{name:24} {value:10.3f}  {baseline:10.3f}  {value / baseline:6.2f}  {baseline_name}")
+
+
+if __name__ == "__main__":
+    main()
