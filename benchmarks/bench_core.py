@@ -33,7 +33,9 @@ def p95(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=12, help="In-scope questions to time (from eval/questions.jsonl).")
+    parser.add_argument(
+        "--questions", type=int, default=12, help="In-scope questions to time (from eval/questions.jsonl)."
+    )
     args = parser.parse_args()
 
     from tutor import IndexStore, build_embedder, build_tutor, load_settings
@@ -48,16 +50,29 @@ def main() -> None:
     # Ingest: full, then no-op, against raw encoding of the same chunk texts.
     store = IndexStore(workdir / "index")
     started = time.perf_counter()
-    report = ingest_paths([ROOT / "corpus"], store, embedder=embedder, chunk_size=settings.chunk_size,
-                          chunk_overlap=settings.chunk_overlap)
+    report = ingest_paths(
+        [ROOT / "corpus"],
+        store,
+        embedder=embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
     full_s = time.perf_counter() - started
     started = time.perf_counter()
-    noop = ingest_paths([ROOT / "corpus"], store, embedder=embedder, chunk_size=settings.chunk_size,
-                        chunk_overlap=settings.chunk_overlap)
+    noop = ingest_paths(
+        [ROOT / "corpus"],
+        store,
+        embedder=embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
     noop_s = time.perf_counter() - started
     assert noop.noop and noop.chunks_embedded == 0
-    texts = [c.embed_text for p in find_guide_files([ROOT / "corpus"])
-             for c in chunk_guide(read_guide(p), settings.chunk_size, settings.chunk_overlap)]
+    texts = [
+        c.embed_text
+        for p in find_guide_files([ROOT / "corpus"])
+        for c in chunk_guide(read_guide(p), settings.chunk_size, settings.chunk_overlap)
+    ]
     started = time.perf_counter()
     embedder._load().encode(texts, batch_size=32, normalize_embeddings=True)
     raw_encode_s = time.perf_counter() - started
@@ -104,11 +119,18 @@ def main() -> None:
         ("first token p95 (s)", p95(first_token), "raw llama.cpp prefill, same prompt", p95(prefill)),
         ("answer p50 (s)", p50(total), "its own first token", p50(first_token)),
         ("answer p95 (s)", p95(total), "its own first token", p95(first_token)),
-        ("ingest (chunks/s)", report.chunks_total / full_s, "raw sentence-transformers encode", len(texts) / raw_encode_s),
+        (
+            "ingest (chunks/s)",
+            report.chunks_total / full_s,
+            "raw sentence-transformers encode",
+            len(texts) / raw_encode_s,
+        ),
         ("no-op re-ingest (s)", noop_s, "full ingest", full_s),
     ]
-    print(f"corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
-          f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached)")
+    print(
+        f"corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
+        f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached)"
+    )
     print(f"{'figure':24} {'tutor':>10}  {'baseline':>10}  {'ratio':>6}  baseline is")
     for name, value, baseline_name, baseline in rows:
         print(f"{name:24} {value:10.3f}  {baseline:10.3f}  {value / baseline:6.2f}  {baseline_name}")

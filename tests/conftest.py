@@ -44,8 +44,13 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
     """A real Chroma index of the real corpus, built once; copy it before changing it."""
     folder = tmp_path_factory.mktemp("corpus-index") / "index"
     settings = load_settings()
-    ingest_paths([CORPUS], IndexStore(folder), embedder=embedder,
-                 chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
+    ingest_paths(
+        [CORPUS],
+        IndexStore(folder),
+        embedder=embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
     return folder
 
 

@@ -39,8 +39,13 @@ class FakeChat:
 def fake_tutor(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
     chat = FakeChat()
     settings = load_settings()
-    tutor = Tutor(retriever=Retriever(IndexStore(index_copy), embedder=embedder), chat=chat,
-                  embedder=embedder, presets=load_presets(ROOT / "prompts"), settings=settings)
+    tutor = Tutor(
+        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
+        chat=chat,
+        embedder=embedder,
+        presets=load_presets(ROOT / "prompts"),
+        settings=settings,
+    )
     return tutor, chat
 
 
@@ -86,15 +91,24 @@ def test_model_saying_not_covered_marks_out_of_scope(fake_tutor: tuple[Tutor, Fa
     assert tutor.ask("What does preference optimization cost?").in_scope is False
 
 
-@pytest.mark.parametrize(("question", "options", "error", "message"), [
-    ("", {}, QuestionError, "empty"),
-    ("  \n\t ", {}, QuestionError, "empty"),
-    ("x" * 5000, {}, QuestionError, "5000 characters long; the limit is 2000"),
-    ("What is RAG?", {"preset": "pirate"}, PresetError, "unknown preset 'pirate'; choose one of: beginner, strict, tutor"),
-    ("What is RAG?", {"k": 0}, QuestionError, "k must be between 1 and 20"),
-])
-def test_bad_questions_are_refused_before_any_work(fake_tutor: tuple[Tutor, FakeChat], question: str,
-                                                   options: dict, error: type, message: str) -> None:
+@pytest.mark.parametrize(
+    ("question", "options", "error", "message"),
+    [
+        ("", {}, QuestionError, "empty"),
+        ("  \n\t ", {}, QuestionError, "empty"),
+        ("x" * 5000, {}, QuestionError, "5000 characters long; the limit is 2000"),
+        (
+            "What is RAG?",
+            {"preset": "pirate"},
+            PresetError,
+            "unknown preset 'pirate'; choose one of: beginner, strict, tutor",
+        ),
+        ("What is RAG?", {"k": 0}, QuestionError, "k must be between 1 and 20"),
+    ],
+)
+def test_bad_questions_are_refused_before_any_work(
+    fake_tutor: tuple[Tutor, FakeChat], question: str, options: dict, error: type, message: str
+) -> None:
     tutor, chat = fake_tutor
     with pytest.raises(error, match=re.escape(message)):
         tutor.ask(question, **options)
@@ -104,16 +118,22 @@ def test_bad_questions_are_refused_before_any_work(fake_tutor: tuple[Tutor, Fake
 def test_compose_without_passages_is_plain() -> None:
     preset = load_presets(ROOT / "prompts")["strict"]
     assert compose_messages(preset, [], [], "Q?") == [
-        {"role": "system", "content": preset.system_prompt}, {"role": "user", "content": "Q?"}]
+        {"role": "system", "content": preset.system_prompt},
+        {"role": "user", "content": "Q?"},
+    ]
 
 
 # The real default model (Qwen2.5-Coder-0.5B-Instruct) answering from the real index.
 
-@pytest.mark.parametrize(("question", "facts"), [
-    ("What are the five layers of AI model training?", [r"pre-?training", r"fine-?tuning", r"prompting"]),
-    ("What does Clever Ops recommend instead of full training?", [r"fine-?tuning|rag"]),
-    ("What kind of content is removed when training data is cleaned?", [r"duplicate|bomb|explicit|suicide"]),
-])
+
+@pytest.mark.parametrize(
+    ("question", "facts"),
+    [
+        ("What are the five layers of AI model training?", [r"pre-?training", r"fine-?tuning", r"prompting"]),
+        ("What does Clever Ops recommend instead of full training?", [r"fine-?tuning|rag"]),
+        ("What kind of content is removed when training data is cleaned?", [r"duplicate|bomb|explicit|suicide"]),
+    ],
+)
 def test_real_model_answers_from_the_guides(real_tutor: Tutor, question: str, facts: list[str]) -> None:
     answer = real_tutor.ask(question)
     assert answer.in_scope is True and answer.sources and answer.model.startswith("qwen2.5-coder-0.5b")
@@ -129,8 +149,10 @@ def test_real_model_answers_from_the_guides(real_tutor: Tutor, question: str, fa
 
 
 def test_real_model_follow_up_uses_the_history(real_tutor: Tutor) -> None:
-    answer = real_tutor.ask("Who gives the feedback for it?",
-                            [("What is fine-tuning?", "Fine-tuning adapts a pre-trained model to specific tasks.")])
+    answer = real_tutor.ask(
+        "Who gives the feedback for it?",
+        [("What is fine-tuning?", "Fine-tuning adapts a pre-trained model to specific tasks.")],
+    )
     assert answer.query.startswith("What is fine-tuning?")
     assert re.search(r"human", answer.answer, re.IGNORECASE), answer.answer
 

@@ -12,8 +12,19 @@ from tutor.errors import CorpusError
 
 from .conftest import CORPUS, SHARED_GUIDES
 
-NOISE = ["voltooid", "hoofdstuk", "Related Resources", "Related Terms", "<img", "<aside", "email protected",
-         "minute read", "Published:", "Learning Centre", "AI Readiness Assessment"]
+NOISE = [
+    "voltooid",
+    "hoofdstuk",
+    "Related Resources",
+    "Related Terms",
+    "<img",
+    "<aside",
+    "email protected",
+    "minute read",
+    "Published:",
+    "Learning Centre",
+    "AI Readiness Assessment",
+]
 
 
 def _words(text: str) -> str:
@@ -85,7 +96,8 @@ def test_reads_each_supported_type(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("Plain text words.\n")
     (tmp_path / "c.html").write_text(
         "<html><head><title>Gamma</title><script>var x;</script></head><body><nav>Menu</nav>"
-        "<h2>Section</h2><p>HTML words.</p><ul><li>one</li></ul></body></html>")
+        "<h2>Section</h2><p>HTML words.</p><ul><li>one</li></ul></body></html>"
+    )
     (tmp_path / "d.pdf").write_bytes(_minimal_pdf("PDF words here"))
     guides = {Path(g.path).suffix: g for g in map(read_guide, find_guide_files([tmp_path]))}
     assert guides[".md"].title == "Alpha" and "Markdown words." in guides[".md"].text
@@ -103,12 +115,15 @@ def test_folder_skips_other_types_but_a_named_one_is_refused(tmp_path: Path) -> 
         find_guide_files([tmp_path / "notes.docx"])
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("bad.md", b"\xff\xfe\x00 not utf-8 \xc3", "not valid UTF-8"),
-    ("broken.pdf", b"%PDF-1.4 this is not a pdf", "cannot parse"),
-    ("empty.txt", b"   \n", "no text"),
-    ("front.md", b"---\n: [unclosed\n---\nbody\n", "front matter"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.md", b"\xff\xfe\x00 not utf-8 \xc3", "not valid UTF-8"),
+        ("broken.pdf", b"%PDF-1.4 this is not a pdf", "cannot parse"),
+        ("empty.txt", b"   \n", "no text"),
+        ("front.md", b"---\n: [unclosed\n---\nbody\n", "front matter"),
+    ],
+)
 def test_unreadable_guides_are_named(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)

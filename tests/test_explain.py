@@ -7,8 +7,7 @@ from tutor.retrieve import Passage
 
 
 def _passage(n: int, text: str, vector: tuple[float, ...]) -> Passage:
-    return Passage(id=f"p{n}", text=text, guide="G", path="g.md", section="S", position=n, score=0.5,
-                   embedding=vector)
+    return Passage(id=f"p{n}", text=text, guide="G", path="g.md", section="S", position=n, score=0.5, embedding=vector)
 
 
 PASSAGES = [

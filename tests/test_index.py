@@ -118,9 +118,12 @@ def test_incremental_ingest(small_corpus: Path, tmp_path: Path, embedder: Embedd
     assert report.corpus_version != first.corpus_version
 
 
-@pytest.mark.parametrize("failure", [RuntimeError("embedder crashed"), OSError(errno.ENOSPC, "No space left on device")])
-def test_failed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: Path, embedder: Embedder,
-                                                 failure: BaseException) -> None:
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("embedder crashed"), OSError(errno.ENOSPC, "No space left on device")]
+)
+def test_failed_ingest_leaves_the_previous_index(
+    small_corpus: Path, tmp_path: Path, embedder: Embedder, failure: BaseException
+) -> None:
     store = IndexStore(tmp_path / "index")
     _ingest(small_corpus, store, embedder)
     before = store.current_dir()
@@ -132,7 +135,9 @@ def test_failed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: P
     assert store.current_dir() == before
     assert not list(store.root.glob(".staging-*"))
     retriever = Retriever(store, embedder=embedder)
-    assert retriever.search("How does Clever Ops help Australian businesses?", 3)[0].path.endswith("glossary-training.md")
+    assert retriever.search("How does Clever Ops help Australian businesses?", 3)[0].path.endswith(
+        "glossary-training.md"
+    )
     retriever.close()
 
 
@@ -160,8 +165,9 @@ def test_killed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: P
     first = _ingest(small_corpus, store, embedder)
     before = store.current_dir()
     (small_corpus / "glossary-training.md").write_text("# Changed\n\nEntirely different text.\n")
-    process = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(small_corpus), str(store.root)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_INGEST, str(small_corpus), str(store.root)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "embedding"  # inside the ingest, staging folder made
     assert list(store.root.glob(".staging-*"))

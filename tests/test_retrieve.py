@@ -20,12 +20,15 @@ def retriever(index_copy: Path, embedder: Embedder) -> Retriever:
     return Retriever(IndexStore(index_copy), embedder=embedder)
 
 
-@pytest.mark.parametrize(("question", "phrase"), [
-    ("What is backpropagation used for?", "Backpropagat"),
-    ("What does Clever Ops recommend instead of full training?", "fraction of the cost"),
-    ("What kind of content is removed when training data is cleaned?", "bombs"),
-    ("Which training layers are runtime modifications?", "runtime modifications"),
-])
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        ("What is backpropagation used for?", "Backpropagat"),
+        ("What does Clever Ops recommend instead of full training?", "fraction of the cost"),
+        ("What kind of content is removed when training data is cleaned?", "bombs"),
+        ("Which training layers are runtime modifications?", "runtime modifications"),
+    ],
+)
 def test_the_answering_passage_is_in_the_top_three(retriever: Retriever, question: str, phrase: str) -> None:
     passages = retriever.search(question, 3)
     assert any(phrase in p.text for p in passages), [p.text[:60] for p in passages]
@@ -47,8 +50,10 @@ def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder)
 
 def test_follow_up_query_carries_the_topic() -> None:
     assert standalone_query("Why?", []) == "Why?"
-    assert standalone_query("How much does it cost?", [("What is RAG?", "RAG retrieves...")]) == \
-        "What is RAG? How much does it cost?"
+    assert (
+        standalone_query("How much does it cost?", [("What is RAG?", "RAG retrieves...")])
+        == "What is RAG? How much does it cost?"
+    )
 
 
 def test_lexical_tokens_join_hyphens_and_drop_stopwords() -> None:
@@ -62,14 +67,18 @@ def test_retriever_follows_a_new_index_version(index_copy: Path, embedder: Embed
     shutil.copytree(CORPUS, guides)
     (guides / "zebra.md").write_text("---\ntitle: Zebras\n---\n# Zebras\n\nZebras are striped horses of Africa.\n")
     settings = load_settings()
-    ingest_paths([guides], IndexStore(index_copy), embedder=embedder, chunk_size=settings.chunk_size,
-                 chunk_overlap=settings.chunk_overlap)
+    ingest_paths(
+        [guides],
+        IndexStore(index_copy),
+        embedder=embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
     assert retriever.search("Which animals have stripes?", 1)[0].guide == "Zebras"
 
 
 def _p(n: int, score: float, text: str = "x") -> Passage:
-    return Passage(id=str(n), text=text, guide="G", path="g.md", section="", position=n, score=score,
-                   rank_score=score)
+    return Passage(id=str(n), text=text, guide="G", path="g.md", section="", position=n, score=score, rank_score=score)
 
 
 def test_select_for_prompt_keeps_relevant_passages_within_budget() -> None:

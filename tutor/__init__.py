@@ -9,6 +9,18 @@ from .index import IndexStore, ingest
 from .retrieve import Passage, Retriever
 
 __all__ = [
-    "Answer", "Guide", "IndexStore", "Passage", "Retriever", "Settings", "Tutor", "TutorError",
-    "build_embedder", "build_tutor", "find_guide_files", "ingest", "load_settings", "read_guide",
+    "Answer",
+    "Guide",
+    "IndexStore",
+    "Passage",
+    "Retriever",
+    "Settings",
+    "Tutor",
+    "TutorError",
+    "build_embedder",
+    "build_tutor",
+    "find_guide_files",
+    "ingest",
+    "load_settings",
+    "read_guide",
 ]

@@ -48,14 +48,12 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "sources": [
-                {"n": n, "guide": p.guide, "path": p.path, "section": p.section, "text": p.text,
-                 "score": p.score}
+                {"n": n, "guide": p.guide, "path": p.path, "section": p.section, "text": p.text, "score": p.score}
                 for n, p in enumerate(self.sources, start=1)
             ],
             "attribution": self.attribution,
             "sentences": [
-                {"text": s.text, "supported_by": list(s.supported_by), "support": s.support}
-                for s in self.sentences
+                {"text": s.text, "supported_by": list(s.supported_by), "support": s.support} for s in self.sentences
             ],
             "in_scope": self.in_scope,
             "timings": self.timings,
@@ -78,8 +76,9 @@ def check_question(question: str, limit: int) -> str:
     return question
 
 
-def compose_messages(preset: Preset, passages: Sequence[Passage], history: Sequence[Turn],
-                     question: str) -> list[Message]:
+def compose_messages(
+    preset: Preset, passages: Sequence[Passage], history: Sequence[Turn], question: str
+) -> list[Message]:
     """The prompt, most stable part first so that llama.cpp's prefix cache keeps it.
 
     Passages keep their numbers ([1] is the best) but appear best-last, next to the question:
@@ -102,23 +101,37 @@ def compose_messages(preset: Preset, passages: Sequence[Passage], history: Seque
 class Tutor:
     """The question-answering pipeline; parts are passed in (see `build_tutor` for the real ones)."""
 
-    def __init__(self, *, retriever: Retriever | None, chat: ChatModel, embedder: Embedder,
-                 presets: dict[str, Preset], settings: Any) -> None:
+    def __init__(
+        self,
+        *,
+        retriever: Retriever | None,
+        chat: ChatModel,
+        embedder: Embedder,
+        presets: dict[str, Preset],
+        settings: Any,
+    ) -> None:
         self.retriever = retriever
         self.chat = chat
         self.embedder = embedder
         self.presets = presets
         self.settings = settings
 
-    def stream(self, question: str, history: Sequence[Turn] = (), *, preset: str | None = None,
-               retrieval: bool = True, k: int | None = None) -> Iterator[str | Answer]:
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        preset: str | None = None,
+        retrieval: bool = True,
+        k: int | None = None,
+    ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished Answer."""
         s = self.settings
         question = check_question(question, s.max_question_chars)
         chosen_preset = pick_preset(self.presets, preset or s.preset)
         if k is not None and not 1 <= k <= 20:
             raise QuestionError(f"k must be between 1 and 20, not {k}")
-        history = list(history)[-s.max_history_turns:] if s.max_history_turns else []
+        history = list(history)[-s.max_history_turns :] if s.max_history_turns else []
         started = time.perf_counter()
         query = standalone_query(question, history)
         passages: list[Passage] = []
@@ -129,8 +142,12 @@ class Tutor:
             found = self.retriever.search(query, limit=max(k or s.k, 8))
             corpus_version = self.retriever.corpus_version
             passages = select_for_prompt(
-                found, k=k or s.k, min_score=s.min_score, margin=s.score_margin,
-                token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens,
+                found,
+                k=k or s.k,
+                min_score=s.min_score,
+                margin=s.score_margin,
+                token_budget=s.passage_token_budget,
+                count_tokens=self.chat.count_tokens,
             )
         retrieved_at = time.perf_counter()
         in_scope: bool | None = bool(passages) if retrieval else None
@@ -154,16 +171,23 @@ class Tutor:
             in_scope = False
         finished = time.perf_counter()
         yield Answer(
-            question=question, answer=citer.text.strip(), sources=tuple(passages),
-            sentences=tuple(citer.sentences), in_scope=in_scope,
+            question=question,
+            answer=citer.text.strip(),
+            sources=tuple(passages),
+            sentences=tuple(citer.sentences),
+            in_scope=in_scope,
             timings={
                 "retrieve_s": round(retrieved_at - started, 4),
                 "first_token_s": round(first_token_at - started, 4) if first_token_at else None,
                 "total_s": round(finished - started, 4),
                 "explain_s": None,
             },
-            model=self.chat.name if messages else "", preset=chosen_preset.name,
-            corpus_version=corpus_version, query=query, retrieval=retrieval, prompt=tuple(messages),
+            model=self.chat.name if messages else "",
+            preset=chosen_preset.name,
+            corpus_version=corpus_version,
+            query=query,
+            retrieval=retrieval,
+            prompt=tuple(messages),
         )
 
     def warm_up(self, preset: str | None = None) -> None:

@@ -37,16 +37,22 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
 
     settings = _settings(index_dir=index_dir)
     report = ingest_paths(
-        list(paths) or [settings.corpus_dir], IndexStore(settings.index_dir),
-        embedder=build_embedder(settings), chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap, progress=not quiet,
+        list(paths) or [settings.corpus_dir],
+        IndexStore(settings.index_dir),
+        embedder=build_embedder(settings),
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        progress=not quiet,
     )
     if report.noop:
-        click.echo(f"index up to date: {report.unchanged} guides, {report.chunks_total} chunks, "
-                   f"corpus {report.corpus_version} ({report.seconds:.2f} s, nothing embedded)")
+        click.echo(
+            f"index up to date: {report.unchanged} guides, {report.chunks_total} chunks, "
+            f"corpus {report.corpus_version} ({report.seconds:.2f} s, nothing embedded)"
+        )
     else:
         click.echo(
-            f"indexed {report.chunks_total} chunks from {report.unchanged + len(report.added) + len(report.changed)} guides "
+            f"indexed {report.chunks_total} chunks from {len(report.added) + len(report.changed) + report.unchanged} "
+            "guides "
             f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
             f"unchanged {report.unchanged}); embedded {report.chunks_embedded} chunks in {report.seconds:.2f} s; "
             f"corpus {report.corpus_version}"
@@ -87,8 +93,12 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
 
 @cli.command(name="eval")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write one JSON answer per question.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write one JSON answer per question.",
+)
 @click.option("--preset", help="System prompt preset.")
 @click.option("--no-retrieval", is_flag=True, help="Answer without passages (a baseline).")
 @click.option("--limit", type=int, help="Only the first N questions.")
@@ -99,8 +109,14 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 
     questions = load_questions(file)[:limit]
     tutor = build_tutor(_settings(), retrieval=not no_retrieval)
-    scores = run_eval(tutor, questions, out, preset=preset, retrieval=not no_retrieval,
-                      progress=lambda i, n, qid: click.echo(f"[{i}/{n}] {qid}", err=True))
+    scores = run_eval(
+        tutor,
+        questions,
+        out,
+        preset=preset,
+        retrieval=not no_retrieval,
+        progress=lambda i, n, qid: click.echo(f"[{i}/{n}] {qid}", err=True),
+    )
     click.echo(format_scores(scores))
 
 
@@ -117,8 +133,14 @@ def serve(host: str, port: int) -> None:
     store = IndexStore(settings.index_dir)
     if store.read_manifest() is None:
         click.echo(f"no index yet: building it from {settings.corpus_dir} ...")
-        ingest_paths([settings.corpus_dir], store, embedder=build_embedder(settings),
-                     chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap, progress=True)
+        ingest_paths(
+            [settings.corpus_dir],
+            store,
+            embedder=build_embedder(settings),
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+            progress=True,
+        )
     tutor = build_tutor(settings)
     tutor.warm_up()
     click.echo(f"the tutor is at http://{host}:{port}/")

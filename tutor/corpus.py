@@ -33,8 +33,10 @@ def find_guide_files(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             found.extend(
-                p for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
@@ -56,6 +58,7 @@ def read_guide(path: Path, display_path: str | None = None) -> Guide:
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
+    meta: dict[str, str]
     try:
         if suffix == ".pdf":
             text, meta = _pdf_text(path), {}
@@ -96,7 +99,7 @@ def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
         raise CorpusError(f"malformed front matter{line}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(meta, dict):
         raise CorpusError("front matter is not a mapping of names to values")
-    return text[match.end():], {str(k): str(v) for k, v in meta.items()}
+    return text[match.end() :], {str(k): str(v) for k, v in meta.items()}
 
 
 def _first_heading(text: str) -> str | None:

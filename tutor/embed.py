@@ -43,7 +43,10 @@ class Embedder:
         if not texts:
             return []
         vectors = self._load().encode(
-            texts, batch_size=32, normalize_embeddings=True, show_progress_bar=progress,
+            texts,
+            batch_size=32,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
             convert_to_numpy=True,
         )
         return [vector.tolist() for vector in vectors]

@@ -46,8 +46,15 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_eval(tutor: Tutor, questions: list[dict[str, Any]], out: Path, *, preset: str | None = None,
-             retrieval: bool = True, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+def run_eval(
+    tutor: Tutor,
+    questions: list[dict[str, Any]],
+    out: Path,
+    *,
+    preset: str | None = None,
+    retrieval: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
     """Answer every question, write one JSON line each to `out`, and return the scores."""
     found: list[bool] = []
     hits: list[bool] = []
@@ -82,12 +89,17 @@ def run_eval(tutor: Tutor, questions: list[dict[str, Any]], out: Path, *, preset
 
     return {
         "questions": len(questions),
-        "fact_recall": rate(found), "facts": len(found),
-        "source_hit_rate": rate(hits), "source_questions": len(hits),
-        "out_of_scope_flagged": rate(flagged), "out_of_scope_questions": len(flagged),
+        "fact_recall": rate(found),
+        "facts": len(found),
+        "source_hit_rate": rate(hits),
+        "source_questions": len(hits),
+        "out_of_scope_flagged": rate(flagged),
+        "out_of_scope_questions": len(flagged),
         "in_scope_refused": rate(refused_in_scope),
-        "first_token_p50_s": _percentile(first_token, 0.5), "first_token_p95_s": _percentile(first_token, 0.95),
-        "answer_p50_s": _percentile(total, 0.5), "answer_p95_s": _percentile(total, 0.95),
+        "first_token_p50_s": _percentile(first_token, 0.5),
+        "first_token_p95_s": _percentile(first_token, 0.95),
+        "answer_p50_s": _percentile(total, 0.5),
+        "answer_p95_s": _percentile(total, 0.95),
         "answer_mean_s": round(statistics.fmean(total), 3) if total else None,
     }
 

@@ -3,7 +3,8 @@
 The model is not trusted to number its citations: a 0.5B model cites the wrong passage often. Its
 own markers are removed and each finished sentence gets the passages that measurably support it:
 the mean of embedding similarity and of the share of the sentence's content words (those it does
-not merely repeat from the question) found in the passage. A sentence no passage supports gets no citation; it is the model's own knowledge.
+not merely repeat from the question) found in the passage. A sentence no passage supports gets no
+citation: it is the model's own knowledge.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ def split_sentences(text: str) -> list[str]:
 class SupportScorer:
     """Scores sentences against the passages of one answer."""
 
-    def __init__(self, passages: Sequence[Passage], embed: Callable[[str], list[float]],
-                 question: str = "") -> None:
+    def __init__(self, passages: Sequence[Passage], embed: Callable[[str], list[float]], question: str = "") -> None:
         self.passages = list(passages)
         # Words the sentence only repeats from the question are no evidence that a passage backs it.
         self._question_words = set(lexical_tokens(question))
@@ -63,7 +63,8 @@ class SupportScorer:
         best = float(support.max())
         order = [int(i) for i in np.argsort(-support)]
         cited = tuple(
-            i + 1 for i in order[:MAX_CITATIONS]
+            i + 1
+            for i in order[:MAX_CITATIONS]
             if support[i] >= SUPPORT_THRESHOLD and support[i] >= best - SUPPORT_NEAR_BEST
         )
         return SentenceSupport(sentence, cited, round(best, 3))
@@ -102,11 +103,11 @@ class CitingStream:
         if not final:
             open_marker = _OPEN_MARKER.search(held)
             if open_marker:
-                held, keep = held[: open_marker.start()], held[open_marker.start():]
+                held, keep = held[: open_marker.start()], held[open_marker.start() :]
             # Wait for what follows a closing . ! ? or trailing spaces: it decides if a sentence ended.
             tail = re.search(r"[.!?\s]+$", held)
             if tail:
-                held, keep = held[: tail.start()], held[tail.start():] + keep
+                held, keep = held[: tail.start()], held[tail.start() :] + keep
         self._held = keep
         # The last character already shown is context: a "." that starts this piece may end a
         # sentence whose last letter came in the previous piece.

@@ -21,7 +21,11 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     """A Tutor on the configured index, embedder and chat model; cheap checks run first."""
     presets = load_presets(settings.prompts_dir)
     embedder = build_embedder(settings)
-    retriever = Retriever(IndexStore(settings.index_dir), embedder=embedder, lexical_weight=settings.lexical_weight) if retrieval else None
+    retriever = (
+        Retriever(IndexStore(settings.index_dir), embedder=embedder, lexical_weight=settings.lexical_weight)
+        if retrieval
+        else None
+    )
     model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
     chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
     return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings)

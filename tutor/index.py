@@ -53,8 +53,11 @@ class Chunk:
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "guide": self.guide, "path": self.path, "section": self.section,
-            "position": self.position, "file_sha256": self.file_sha256,
+            "guide": self.guide,
+            "path": self.path,
+            "section": self.section,
+            "position": self.position,
+            "file_sha256": self.file_sha256,
         }
 
 
@@ -67,8 +70,10 @@ def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk
         strip_headers=True,
     )
     by_size = RecursiveCharacterTextSplitter(
-        chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-        separators=["\n\n", "\n", ". ", " ", ""], keep_separator="end",
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        separators=["\n\n", "\n", ". ", " ", ""],
+        keep_separator="end",
     )
     chunks: list[Chunk] = []
     prefix = hashlib.sha256(f"{guide.path}\0{guide.sha256}".encode()).hexdigest()[:16]
@@ -82,10 +87,17 @@ def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk
             if not text:
                 continue
             position = len(chunks)
-            chunks.append(Chunk(
-                id=f"{prefix}-{position:04d}", text=text, guide=guide.title,
-                path=guide.path, section=section, position=position, file_sha256=guide.sha256,
-            ))
+            chunks.append(
+                Chunk(
+                    id=f"{prefix}-{position:04d}",
+                    text=text,
+                    guide=guide.title,
+                    path=guide.path,
+                    section=section,
+                    position=position,
+                    file_sha256=guide.sha256,
+                )
+            )
     return chunks
 
 
@@ -198,8 +210,13 @@ class IndexStore:
 
 
 def ingest(
-    guides: Sequence[Guide], store: IndexStore, *, embedder: Embedder,
-    chunk_size: int, chunk_overlap: int, progress: bool = False,
+    guides: Sequence[Guide],
+    store: IndexStore,
+    *,
+    embedder: Embedder,
+    chunk_size: int,
+    chunk_overlap: int,
+    progress: bool = False,
 ) -> IngestReport:
     """Make the index hold exactly these guides, embedding only what changed."""
     started = time.perf_counter()
@@ -214,32 +231,51 @@ def ingest(
         removed = tuple(p for p in old_files if p not in files)
         unchanged = len(files) - len(added) - len(changed)
         if compatible and not (added or changed or removed):
-            return IngestReport((), (), (), unchanged, 0, manifest["chunks"] if manifest else 0,
-                                corpus_version(files), time.perf_counter() - started)
+            return IngestReport(
+                (),
+                (),
+                (),
+                unchanged,
+                0,
+                manifest["chunks"] if manifest else 0,
+                corpus_version(files),
+                time.perf_counter() - started,
+            )
         new_chunks = [
-            chunk for guide in guides if guide.path in added + changed
+            chunk
+            for guide in guides
+            if guide.path in added + changed
             for chunk in chunk_guide(guide, chunk_size, chunk_overlap)
         ]
         staging = store.new_staging(copy_current=compatible)
         try:
             total = _apply(staging, new_chunks, changed + removed, embedder, progress)
             version = corpus_version(files)
-            (staging / MANIFEST).write_text(json.dumps({
-                "format": FORMAT, "settings": settings, "files": files, "chunks": total,
-                "corpus_version": version, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }, indent=1))
+            (staging / MANIFEST).write_text(
+                json.dumps(
+                    {
+                        "format": FORMAT,
+                        "settings": settings,
+                        "files": files,
+                        "chunks": total,
+                        "corpus_version": version,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    },
+                    indent=1,
+                )
+            )
             store.publish(staging)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise TutorError(f"ingest failed, the previous index is unchanged: {exc}") from None
             raise
-    return IngestReport(added, changed, removed, unchanged, len(new_chunks), total, version,
-                        time.perf_counter() - started)
+    return IngestReport(
+        added, changed, removed, unchanged, len(new_chunks), total, version, time.perf_counter() - started
+    )
 
 
-def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder,
-           progress: bool) -> int:
+def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder, progress: bool) -> int:
     client = _chroma_client(staging)
     try:
         collection = client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
@@ -249,10 +285,12 @@ def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embed
         vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
         batch = 256
         for start in range(0, len(chunks), batch):
-            part = chunks[start:start + batch]
+            part = chunks[start : start + batch]
             collection.add(
-                ids=[c.id for c in part], documents=[c.text for c in part],
-                metadatas=[c.metadata() for c in part], embeddings=vectors[start:start + batch],
+                ids=[c.id for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+                embeddings=vectors[start : start + batch],
             )
         count: int = collection.count()
         return count
@@ -269,12 +307,20 @@ def _display_path(path: Path) -> str:
         return resolved.as_posix()
 
 
-def ingest_paths(paths: Sequence[Path], store: IndexStore, *, embedder: Embedder, chunk_size: int,
-                 chunk_overlap: int, progress: bool = False) -> IngestReport:
+def ingest_paths(
+    paths: Sequence[Path],
+    store: IndexStore,
+    *,
+    embedder: Embedder,
+    chunk_size: int,
+    chunk_overlap: int,
+    progress: bool = False,
+) -> IngestReport:
     """Read every guide under `paths` (all of them, before touching the index), then ingest."""
     files = find_guide_files(paths)
     if not files:
         raise CorpusError(f"no guides ({', '.join(SUPPORTED_SUFFIXES)}) in {', '.join(map(str, paths))}")
     guides = [read_guide(path, display_path=_display_path(path)) for path in files]
-    return ingest(guides, store, embedder=embedder, chunk_size=chunk_size,
-                  chunk_overlap=chunk_overlap, progress=progress)
+    return ingest(
+        guides, store, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap, progress=progress
+    )

@@ -41,7 +41,11 @@ class LlamaCppChat:
             raise ModelError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
         try:
             self._llm: Any = Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False,
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=512,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {path}: {exc}") from None
@@ -52,7 +56,10 @@ class LlamaCppChat:
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
         with self._lock:
             chunks = self._llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True,
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
             )
             for chunk in chunks:
                 text = chunk["choices"][0]["delta"].get("content")

@@ -14,7 +14,7 @@ from .embed import Embedder
 from .index import IndexStore
 
 _STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i in is it its of on or so that the their "
+    "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
     "them then there these they this to was we what when which who why will with you your".split()
 )
 
@@ -86,7 +86,9 @@ class Retriever:
         self._row = {chunk_id: row for row, chunk_id in enumerate(self._ids)}
         from rank_bm25 import BM25Okapi
 
-        documents = [lexical_tokens(f"{m['guide']} {m['section']} {t}") for m, t in zip(self._metas, self._texts, strict=True)]
+        documents = [
+            lexical_tokens(f"{m['guide']} {m['section']} {t}") for m, t in zip(self._metas, self._texts, strict=True)
+        ]
         self._bm25 = BM25Okapi(documents) if documents else None
         self._folder = self.store.current_dir()
 
@@ -124,9 +126,15 @@ class Retriever:
     def _passage(self, row: int, score: float, lexical: float, rank_score: float) -> Passage:
         meta = self._metas[row]
         return Passage(
-            id=self._ids[row], text=self._texts[row], guide=str(meta["guide"]), path=str(meta["path"]),
-            section=str(meta["section"]), position=int(meta["position"]),
-            score=round(max(score, 0.0), 4), lexical=round(lexical, 4), rank_score=round(rank_score, 4),
+            id=self._ids[row],
+            text=self._texts[row],
+            guide=str(meta["guide"]),
+            path=str(meta["path"]),
+            section=str(meta["section"]),
+            position=int(meta["position"]),
+            score=round(max(score, 0.0), 4),
+            lexical=round(lexical, 4),
+            rank_score=round(rank_score, 4),
             embedding=tuple(float(x) for x in self._vectors[row]),
         )
 
@@ -135,8 +143,13 @@ class Retriever:
 
 
 def select_for_prompt(
-    passages: Sequence[Passage], *, k: int, min_score: float, margin: float,
-    token_budget: int, count_tokens: Callable[[str], int],
+    passages: Sequence[Passage],
+    *,
+    k: int,
+    min_score: float,
+    margin: float,
+    token_budget: int,
+    count_tokens: Callable[[str], int],
 ) -> list[Passage]:
     """The passages worth their prefill time: relevant, near the best, within a token budget."""
     relevant = [p for p in passages if p.score >= min_score]

@@ -43,8 +43,10 @@ def sources_markdown(answer: Answer) -> str:
     """The sources under an answer, numbered as its citations."""
     if answer.in_scope is False or not answer.sources:
         return ""
-    lines = [f"{n}. *{p.guide}*{' › ' + p.section if p.section else ''} (score {p.score:.2f})"
-             for n, p in enumerate(answer.sources, start=1)]
+    lines = [
+        f"{n}. *{p.guide}*{' › ' + p.section if p.section else ''} (score {p.score:.2f})"
+        for n, p in enumerate(answer.sources, start=1)
+    ]
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 

@@ -1,0 +1,34 @@
+# One task runner. `make start` and `make test` are the README's quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install start test lint bench eval
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# llama-cpp-python compiles for minutes the first time; pip keeps the built wheel in its cache.
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+start: $(STAMP)
+	TRANSFORMERS_VERBOSITY=error $(BIN)/tutor serve
+
+test: $(STAMP) lint
+	TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check tutor tests benchmarks
+	$(BIN)/mypy tutor
+
+bench: $(STAMP)
+	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_core.py
+
+eval: $(STAMP)
+	$(BIN)/tutor ingest
+	$(BIN)/tutor eval eval/questions.jsonl --out eval/out-questions.jsonl
+	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --out eval/out-dev.jsonl
