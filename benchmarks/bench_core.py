@@ -38,9 +38,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from tutor import IndexStore, build_embedder, build_tutor, load_settings
+    from tutor import build_embedder, build_tutor, load_settings
     from tutor.corpus import find_guide_files, read_guide
-    from tutor.index import chunk_guide, ingest_paths
+    from tutor.factory import ingest_from_settings
+    from tutor.index import chunk_guide
 
     settings = load_settings()
     embedder = build_embedder(settings)
@@ -48,24 +49,12 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tutor-bench-"))
 
     # Ingest: full, then no-op, against raw encoding of the same chunk texts.
-    store = IndexStore(workdir / "index")
+    index_settings = load_settings(index_dir=workdir / "index", corpus_dir=ROOT / "corpus")
     started = time.perf_counter()
-    report = ingest_paths(
-        [ROOT / "corpus"],
-        store,
-        embedder=embedder,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    report = ingest_from_settings(index_settings, embedder=embedder)
     full_s = time.perf_counter() - started
     started = time.perf_counter()
-    noop = ingest_paths(
-        [ROOT / "corpus"],
-        store,
-        embedder=embedder,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    noop = ingest_from_settings(index_settings, embedder=embedder)
     noop_s = time.perf_counter() - started
     assert noop.noop and noop.chunks_embedded == 0
     texts = [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Tutor, build_embedder, load_settings
+from tutor import Tutor, build_embedder, load_settings
 from tutor.embed import Embedder
-from tutor.index import ingest_paths
+from tutor.factory import ingest_from_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -43,14 +43,7 @@ def embedder() -> Embedder:
 def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     """A real Chroma index of the real corpus, built once; copy it before changing it."""
     folder = tmp_path_factory.mktemp("corpus-index") / "index"
-    settings = load_settings()
-    ingest_paths(
-        [CORPUS],
-        IndexStore(folder),
-        embedder=embedder,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    ingest_from_settings(load_settings(index_dir=folder, corpus_dir=CORPUS), embedder=embedder)
     return folder
 
 

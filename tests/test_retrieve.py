@@ -9,7 +9,7 @@ import pytest
 
 from tutor import IndexStore, Retriever, load_settings
 from tutor.embed import Embedder
-from tutor.index import ingest_paths
+from tutor.factory import ingest_from_settings
 from tutor.retrieve import Passage, lexical_tokens, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
@@ -66,14 +66,7 @@ def test_retriever_follows_a_new_index_version(index_copy: Path, embedder: Embed
     guides = tmp_path / "guides"
     shutil.copytree(CORPUS, guides)
     (guides / "zebra.md").write_text("---\ntitle: Zebras\n---\n# Zebras\n\nZebras are striped horses of Africa.\n")
-    settings = load_settings()
-    ingest_paths(
-        [guides],
-        IndexStore(index_copy),
-        embedder=embedder,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    ingest_from_settings(load_settings(index_dir=index_copy), [guides], embedder=embedder)
     assert retriever.search("Which animals have stripes?", 1)[0].guide == "Zebras"
 
 

@@ -32,18 +32,9 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
 
     The index then holds exactly these guides: a guide no longer among them is removed.
     """
-    from .factory import build_embedder
-    from .index import IndexStore, ingest_paths
+    from .factory import ingest_from_settings
 
-    settings = _settings(index_dir=index_dir)
-    report = ingest_paths(
-        list(paths) or [settings.corpus_dir],
-        IndexStore(settings.index_dir),
-        embedder=build_embedder(settings),
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-        progress=not quiet,
-    )
+    report = ingest_from_settings(_settings(index_dir=index_dir), paths, progress=not quiet)
     if report.noop:
         click.echo(
             f"index up to date: {report.unchanged} guides, {report.chunks_total} chunks, "
@@ -125,22 +116,15 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to listen on.")
 def serve(host: str, port: int) -> None:
     """Start the chat UI; builds the index from the corpus on first run."""
-    from .factory import build_embedder, build_tutor
-    from .index import IndexStore, ingest_paths
+    from .factory import build_tutor, ingest_from_settings
+    from .index import IndexStore
     from .ui import build_ui
 
     settings = _settings()
     store = IndexStore(settings.index_dir)
     if store.read_manifest() is None:
         click.echo(f"no index yet: building it from {settings.corpus_dir} ...")
-        ingest_paths(
-            [settings.corpus_dir],
-            store,
-            embedder=build_embedder(settings),
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            progress=True,
-        )
+        ingest_from_settings(settings, progress=True)
     tutor = build_tutor(settings)
     tutor.warm_up()
     click.echo(f"the tutor is at http://{host}:{port}/")

@@ -33,46 +33,21 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(Path("corpus"), description="Folder of guides that `tutor ingest` reads by default.")
     index_dir: Path = Field(Path("index"), description="Folder of the persisted Chroma index (built, not committed).")
     prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
-    cache_dir: Path = Field(
-        default_factory=_default_cache_dir, description="Where the joined default model file is kept."
-    )
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined default model file is kept.")
 
     # Models.
-    model_path: Path | None = Field(
-        None, description="A GGUF chat model to use instead of the default Qwen2.5-Coder-0.5B-Instruct."
-    )
-    model_sha256: str | None = Field(
-        None, description="Expected SHA-256 of model_path; checked before loading when set."
-    )
-    embed_model: str | None = Field(
-        None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package."
-    )
+    model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the default Qwen2.5-Coder-0.5B-Instruct.")
+    model_sha256: str | None = Field(None, description="Expected SHA-256 of model_path; checked before loading when set.")
+    embed_model: str | None = Field(None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package.")
     n_ctx: int = Field(4096, ge=512, description="Context window of the chat model, in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for the chat model; default: all cores.")
 
     # Retrieval.
     k: int = Field(3, ge=1, le=20, description="Most passages put in the prompt.")
-    lexical_weight: float = Field(
-        0.4,
-        ge=0.0,
-        le=2.0,
-        description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.",
-    )
-    min_score: float = Field(
-        0.20,
-        ge=0.0,
-        le=1.0,
-        description="Below this cosine similarity to the question a passage is not relevant; with none relevant the question is out of scope.",
-    )
-    score_margin: float = Field(
-        0.35,
-        ge=0.0,
-        le=2.0,
-        description="Passages ranking more than this below the best one are left out of the prompt.",
-    )
-    passage_token_budget: int = Field(
-        260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time)."
-    )
+    lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
+    min_score: float = Field(0.20, ge=0.0, le=1.0, description="Below this cosine similarity to the question a passage is not relevant; with none relevant the question is out of scope.")
+    score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
+    passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
     chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks of one section.")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from .answer import Tutor
 from .config import Settings
 from .embed import Embedder
-from .index import IndexStore
+from .index import IndexStore, IngestReport, ingest_paths
 from .llm import LlamaCppChat
 from .models import resolve_embed_model, resolve_model_path
 from .prompts import load_presets
@@ -15,6 +18,20 @@ from .retrieve import Retriever
 def build_embedder(settings: Settings) -> Embedder:
     """The configured sentence-transformers embedder (loaded on first use)."""
     return Embedder(resolve_embed_model(settings.embed_model))
+
+
+def ingest_from_settings(
+    settings: Settings, paths: Sequence[Path] = (), *, embedder: Embedder | None = None, progress: bool = False
+) -> IngestReport:
+    """Ingest `paths` (default: the corpus folder) into the configured index, chunked as configured."""
+    return ingest_paths(
+        list(paths) or [settings.corpus_dir],
+        IndexStore(settings.index_dir),
+        embedder=embedder or build_embedder(settings),
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        progress=progress,
+    )
 
 
 def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
