@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tutor import IndexStore, Retriever, read_guide
-from tutor.corpus import Guide
+from tutor.corpus import Guide, read_guides
 from tutor.embed import Embedder
 from tutor.errors import IndexMissingError, IngestBusyError, TutorError
-from tutor.index import chunk_guide, ingest_paths
+from tutor.index import chunk_guide, ingest
 
 from .conftest import CORPUS
 
@@ -50,7 +50,7 @@ def small_corpus(tmp_path: Path) -> Path:
 
 
 def _ingest(folder: Path, store: IndexStore, embedder: Embedder):  # type: ignore[no-untyped-def]
-    return ingest_paths([folder], store, embedder=embedder, chunk_size=SIZE, chunk_overlap=OVERLAP)
+    return ingest(read_guides([folder]), store, embedder=embedder, chunk_size=SIZE, chunk_overlap=OVERLAP)
 
 
 def _chunks_by_path(store: IndexStore) -> dict[str, list[str]]:
@@ -146,7 +146,8 @@ import sys, time
 from pathlib import Path
 from tutor import IndexStore, build_embedder, load_settings
 from tutor.embed import Embedder
-from tutor.index import ingest_paths
+from tutor.corpus import read_guides
+from tutor.index import ingest
 
 class Slow(Embedder):
     def embed(self, texts, progress=False):
@@ -155,7 +156,7 @@ class Slow(Embedder):
         return super().embed(texts, progress)
 
 real = build_embedder(load_settings())
-ingest_paths([Path(sys.argv[1])], IndexStore(Path(sys.argv[2])), embedder=Slow(real.name),
+ingest(read_guides([Path(sys.argv[1])]), IndexStore(Path(sys.argv[2])), embedder=Slow(real.name),
              chunk_size=400, chunk_overlap=60)
 """
 

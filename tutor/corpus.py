@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,23 @@ def read_guide(path: Path, display_path: str | None = None) -> Guide:
         sha256=hashlib.sha256(raw).hexdigest(),
         meta=meta,
     )
+
+
+def read_guides(paths: Sequence[Path]) -> list[Guide]:
+    """Every guide under `paths`, all read before anything is done with them; none is an error."""
+    files = find_guide_files(paths)
+    if not files:
+        raise CorpusError(f"no guides ({', '.join(SUPPORTED_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return [read_guide(path, display_path=_display_path(path)) for path in files]
+
+
+def _display_path(path: Path) -> str:
+    """The path as the user would write it: relative to the working folder when inside it."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
 
 
 def split_front_matter(text: str) -> tuple[str, dict[str, str]]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from .answer import Tutor
 from .config import Settings
+from .corpus import read_guides
 from .embed import Embedder
-from .index import IndexStore, IngestReport, ingest_paths
+from .index import IndexStore, IngestReport, ingest
 from .llm import LlamaCppChat
 from .models import resolve_embed_model, resolve_model_path
 from .prompts import load_presets
@@ -24,8 +25,8 @@ def ingest_from_settings(
     settings: Settings, paths: Sequence[Path] = (), *, embedder: Embedder | None = None, progress: bool = False
 ) -> IngestReport:
     """Ingest `paths` (default: the corpus folder) into the configured index, chunked as configured."""
-    return ingest_paths(
-        list(paths) or [settings.corpus_dir],
+    return ingest(
+        read_guides(list(paths) or [settings.corpus_dir]),
         IndexStore(settings.index_dir),
         embedder=embedder or build_embedder(settings),
         chunk_size=settings.chunk_size,

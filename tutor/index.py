@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .corpus import SUPPORTED_SUFFIXES, Guide, find_guide_files, read_guide
+from .corpus import Guide
 from .embed import Embedder
-from .errors import CorpusError, IndexMissingError, IngestBusyError, TutorError
+from .errors import IndexMissingError, IngestBusyError, TutorError
 
 COLLECTION = "guides"
 MANIFEST = "manifest.json"
@@ -296,31 +296,3 @@ def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embed
         return count
     finally:
         client.close()
-
-
-def _display_path(path: Path) -> str:
-    """The path as the user would write it: relative to the working folder when inside it."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return resolved.as_posix()
-
-
-def ingest_paths(
-    paths: Sequence[Path],
-    store: IndexStore,
-    *,
-    embedder: Embedder,
-    chunk_size: int,
-    chunk_overlap: int,
-    progress: bool = False,
-) -> IngestReport:
-    """Read every guide under `paths` (all of them, before touching the index), then ingest."""
-    files = find_guide_files(paths)
-    if not files:
-        raise CorpusError(f"no guides ({', '.join(SUPPORTED_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    guides = [read_guide(path, display_path=_display_path(path)) for path in files]
-    return ingest(
-        guides, store, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap, progress=progress
-    )
