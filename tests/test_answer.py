@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,11 @@ class FakeChat:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def token_logprobs(self, messages: list[Message], answer: str) -> list[tuple[str, float]]:
+        """A model that finds every answer likely with passages (p=0.9) and unlikely without (p=0.1)."""
+        likely = "Passages from the guides" in messages[-1]["content"]
+        return [(piece, math.log(0.9 if likely else 0.1)) for piece in re.findall(r"\S+\s*", answer)]
 
 
 @pytest.fixture
@@ -117,7 +123,7 @@ def test_bad_questions_are_refused_before_any_work(
 
 def test_compose_without_passages_is_plain() -> None:
     preset = load_presets(ROOT / "prompts")["strict"]
-    assert compose_messages(preset, [], [], "Q?") == [
+    assert compose_messages(preset.system_prompt, [], [], "Q?") == [
         {"role": "system", "content": preset.system_prompt},
         {"role": "user", "content": "Q?"},
     ]
@@ -162,3 +168,26 @@ def test_real_model_out_of_scope_and_no_retrieval(real_tutor: Tutor) -> None:
     alone = real_tutor.ask("What is pre-training?", retrieval=False)
     assert alone.sources == () and alone.in_scope is None and alone.answer
     assert not re.search(r"\[\d+\]", alone.answer)
+
+
+def test_attribution_logic_with_a_fake_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """Passages lift each token from p=0.1 to p=0.9, the prompt changes nothing: the shares follow."""
+    tutor, chat = fake_tutor
+    chat.replies = [["Pre-training builds the base model. ", "It takes months."]] * 2
+    answer = tutor.ask("What is pre-training?")
+    assert answer.attribution is not None
+    assert answer.attribution["retrieval"] == pytest.approx(0.8 / 0.9, abs=0.002)
+    assert answer.attribution["model"] == pytest.approx(0.1 / 0.9, abs=0.002)
+    assert answer.attribution["prompt"] == 0.0
+    assert all(s.layers is not None for s in answer.sentences) and len(answer.sentences) == 2
+    assert answer.timings["explain_s"] is not None
+    alone = tutor.ask("What is pre-training?", retrieval=False)
+    assert alone.attribution is not None and alone.attribution["retrieval"] == 0.0
+
+
+def test_fixed_out_of_scope_reply_is_attributed_to_the_tutor_not_the_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    answer = tutor.ask("Who won the football world cup in 2010?")
+    assert answer.attribution is not None
+    assert answer.attribution["retrieval"] == 0.0 and answer.attribution["model"] == 0.0
+    assert "not asked" in answer.attribution["method"] and chat.prompts == []

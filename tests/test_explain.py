@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from tutor.explain import CitingStream, SentenceSupport, SupportScorer, split_sentences
+import math
+
+import pytest
+
+from tutor.explain import (
+    CitingStream,
+    SentenceSupport,
+    SupportScorer,
+    attribute,
+    layer_shares,
+    sentence_token_spans,
+    split_sentences,
+)
 from tutor.retrieve import Passage
 
 
@@ -62,3 +74,38 @@ def test_stream_without_passages_cites_nothing() -> None:
     shown = stream.feed("Hello there. ") + stream.feed("Bye [1].") + stream.finish()
     assert shown == "Hello there. Bye."
     assert stream.sentences == [SentenceSupport("Hello there.", (), 0.0), SentenceSupport("Bye.", (), 0.0)]
+
+
+def test_layer_shares_stacked_and_shapley() -> None:
+    # The bare model gives each token p=0.2, the prompt lifts it to 0.4, the passages to 0.8.
+    stacked = layer_shares(math.log(0.8), math.log(0.4), math.log(0.2))
+    assert (stacked.model, stacked.prompt, stacked.retrieval) == (0.25, 0.25, 0.5)
+    # Passages alone reach 0.8 as well: Shapley gives the prompt half of its stacked share.
+    shapley = layer_shares(math.log(0.8), math.log(0.4), math.log(0.2), with_passages=math.log(0.8))
+    assert (shapley.model, shapley.prompt, shapley.retrieval) == (0.25, 0.125, 0.625)
+    # A layer that makes the answer less likely gets no share, not a negative one.
+    worse = layer_shares(math.log(0.5), math.log(0.1), math.log(0.5))
+    assert worse.prompt == 0.0 and worse.model + worse.retrieval == pytest.approx(1.0)
+
+
+def test_sentence_token_spans_skip_the_models_markers() -> None:
+    raw = "Ahoy! RAG adds passages [2]. Done."
+    pieces = ["Ahoy", "!", " RAG", " adds", " passages", " [", "2", "].", " Done", "."]
+    spans = sentence_token_spans(["Ahoy!", "RAG adds passages.", "Done."], raw, pieces)
+    assert spans == [[0, 1], [2, 3, 4, 5, 6, 7], [8, 9]]
+    assert sentence_token_spans(["Not in the answer."], raw, pieces) == [[]]
+
+
+def test_attribute_weights_sentences_by_length() -> None:
+    # Sentence one (1 token) comes from the prompt alone, sentence two (3 tokens) from the passages.
+    pieces = ["Ahoy.", " RAG", " adds", " text."]
+    lp = math.log
+    scored = {
+        "full": [(p, lp(0.9)) for p in pieces],
+        "prompt": [(pieces[0], lp(0.9))] + [(p, lp(0.1)) for p in pieces[1:]],
+        "alone": [(p, lp(0.1)) for p in pieces],
+    }
+    overall, per_sentence = attribute(scored, "Ahoy. RAG adds text.", ["Ahoy.", "RAG adds text."])
+    assert per_sentence[0] is not None and per_sentence[0].prompt > 0.85
+    assert per_sentence[1] is not None and per_sentence[1].retrieval > 0.85
+    assert overall.retrieval == pytest.approx((0 + 3 * per_sentence[1].retrieval) / 4, abs=0.002)

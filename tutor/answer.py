@@ -5,12 +5,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .embed import Embedder
 from .errors import QuestionError
-from .explain import CitingStream, SentenceSupport, SupportScorer
+from .explain import (
+    FIXED_REPLY_METHOD,
+    NEUTRAL_SYSTEM_PROMPT,
+    CitingStream,
+    SentenceSupport,
+    SupportScorer,
+    attribute,
+)
 from .llm import ChatModel, Message
 from .prompts import Preset, pick_preset
 from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
@@ -41,6 +48,8 @@ class Answer:
     retrieval: bool
     attribution: dict[str, Any] | None = None
     prompt: tuple[Message, ...] = field(default=(), repr=False)
+    history: tuple[Turn, ...] = field(default=(), repr=False)
+    generated: str = field(default="", repr=False)  # the model's own text, before citations were checked
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
@@ -53,7 +62,13 @@ class Answer:
             ],
             "attribution": self.attribution,
             "sentences": [
-                {"text": s.text, "supported_by": list(s.supported_by), "support": s.support} for s in self.sentences
+                {
+                    "text": s.text,
+                    "supported_by": list(s.supported_by),
+                    "support": s.support,
+                    "layers": s.layers.to_dict() if s.layers else None,
+                }
+                for s in self.sentences
             ],
             "in_scope": self.in_scope,
             "timings": self.timings,
@@ -77,7 +92,7 @@ def check_question(question: str, limit: int) -> str:
 
 
 def compose_messages(
-    preset: Preset, passages: Sequence[Passage], history: Sequence[Turn], question: str
+    system_prompt: str, passages: Sequence[Passage], history: Sequence[Turn], question: str
 ) -> list[Message]:
     """The prompt, most stable part first so that llama.cpp's prefix cache keeps it.
 
@@ -85,7 +100,7 @@ def compose_messages(
     the 0.5B model follows what it read last, and this order lifted fact recall on the hard
     eval questions from 0.31 to 0.50.
     """
-    messages: list[Message] = [{"role": "system", "content": preset.system_prompt}]
+    messages: list[Message] = [{"role": "system", "content": system_prompt}]
     for user_turn, assistant_turn in history:
         messages.append({"role": "user", "content": user_turn})
         messages.append({"role": "assistant", "content": _MARKERS.sub("", assistant_turn)})
@@ -151,9 +166,10 @@ class Tutor:
             )
         retrieved_at = time.perf_counter()
         in_scope: bool | None = bool(passages) if retrieval else None
-        messages = compose_messages(chosen_preset, passages, history, question)
+        messages = compose_messages(chosen_preset.system_prompt, passages, history, question)
         citer = CitingStream(SupportScorer(passages, self.embedder.embed_one, question) if passages else None)
         first_token_at: float | None = None
+        generated = ""
         if in_scope is False:
             messages = []
             yield citer.feed(OUT_OF_SCOPE_ANSWER)
@@ -161,6 +177,7 @@ class Tutor:
             for piece in self.chat.stream(messages, max_tokens=s.max_answer_tokens, temperature=s.temperature):
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
+                generated += piece
                 shown = citer.feed(piece)
                 if shown:
                     yield shown
@@ -188,6 +205,48 @@ class Tutor:
             query=query,
             retrieval=retrieval,
             prompt=tuple(messages),
+            history=tuple(history),
+            generated=generated,
+        )
+
+    def explain(self, answer: Answer) -> Answer:
+        """The answer with its layer attribution: the generated text scored under ablated prompts.
+
+        No generation, only prefill passes of the same answer; the full prompt's log-probabilities
+        were read while generating. The prompt-only context is scored last so that llama.cpp's
+        cache holds the preset's system prompt again for the next question.
+        """
+        method = self.settings.attribution
+        if method == "off":
+            return answer
+        started = time.perf_counter()
+        if not answer.generated:
+            fixed = {"prompt": 1.0, "retrieval": 0.0, "model": 0.0, "method": FIXED_REPLY_METHOD}
+            return replace(answer, attribution=fixed, timings={**answer.timings, "explain_s": 0.0})
+        system, question, history = answer.prompt[0]["content"], answer.question, answer.history
+        contexts = {"alone": compose_messages(NEUTRAL_SYSTEM_PROMPT, [], history, question)}
+        if method == "shapley" and answer.sources:
+            contexts["passages"] = compose_messages(NEUTRAL_SYSTEM_PROMPT, answer.sources, history, question)
+        contexts["prompt"] = compose_messages(system, [], history, question)
+        contexts["full"] = list(answer.prompt)
+        scored = {
+            name: self.chat.token_logprobs(messages, answer.generated)
+            for name, messages in contexts.items()
+            if not (name == "prompt" and not answer.sources)
+        }
+        if "prompt" not in scored:  # no passages: the full prompt is the prompt alone
+            scored["prompt"] = scored["full"]
+
+        overall, per_sentence = attribute(scored, answer.generated, [s.text for s in answer.sentences])
+        sentences = tuple(replace(s, layers=layers) for s, layers in zip(answer.sentences, per_sentence, strict=True))
+        label = "shapley" if "passages" in scored else "layered"
+        attribution = {
+            **overall.to_dict(),
+            "method": f"{label} ablation of the answer's log-likelihood ({len(scored)} contexts)",
+        }
+        explain_s = round(time.perf_counter() - started, 4)
+        return replace(
+            answer, attribution=attribution, sentences=sentences, timings={**answer.timings, "explain_s": explain_s}
         )
 
     def warm_up(self, preset: str | None = None) -> None:
@@ -197,9 +256,9 @@ class Tutor:
         for _ in self.chat.stream(messages, max_tokens=1, temperature=0.0):
             pass
 
-    def ask(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer:
-        """The finished answer, without streaming."""
+    def ask(self, question: str, history: Sequence[Turn] = (), *, explain: bool = True, **options: Any) -> Answer:
+        """The finished answer, without streaming, and with its attribution unless `explain` is off."""
         for item in self.stream(question, history, **options):
             if isinstance(item, Answer):
-                return item
+                return self.explain(item) if explain else item
         raise AssertionError("the answer stream ended without an Answer")

@@ -59,6 +59,7 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
 def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k: int | None) -> None:
     """Answer QUESTION from the guides, with its sources."""
     from .answer import Answer, check_question
+    from .explain import describe_layers
     from .factory import build_tutor
 
     settings = _settings()
@@ -71,6 +72,7 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
         elif not as_json:
             click.echo(item, nl=False)
     assert answer is not None
+    answer = tutor.explain(answer)
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         return
@@ -80,6 +82,8 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
         for n, passage in enumerate(answer.sources, start=1):
             where = f" > {passage.section}" if passage.section else ""
             click.echo(f"  [{n}] {passage.guide}{where} ({passage.path}, score {passage.score:.2f})")
+    if answer.attribution:
+        click.echo(f"\nShaped by: {describe_layers(answer.attribution)}")
 
 
 @cli.command(name="eval")

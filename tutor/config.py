@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import (
@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 answers deterministically.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question accepted, in characters.")
     max_history_turns: int = Field(6, ge=0, description="Most earlier turns sent to the model with a follow-up.")
+
+    # Explanation.
+    attribution: Literal["layered", "shapley", "off"] = Field("layered", description="Layer attribution: layered (2 scoring passes), shapley (3, symmetric between prompt and passages) or off.")
 
     @classmethod
     def settings_customise_sources(

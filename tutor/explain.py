@@ -9,12 +9,15 @@ citation: it is the model's own knowledge.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from .llm import TokenLogprobs
 from .retrieve import Passage, lexical_tokens
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
@@ -34,6 +37,7 @@ class SentenceSupport:
     text: str
     supported_by: tuple[int, ...]
     support: float
+    layers: LayerShares | None = field(default=None, compare=False)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -135,3 +139,117 @@ class CitingStream:
         result = self.scorer.score(sentence)
         self.sentences.append(result)
         return "".join(f"[{n}]" for n in result.supported_by)
+
+
+# --- Layer attribution -------------------------------------------------------------------------
+
+NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
+FIXED_REPLY_METHOD = "fixed reply: no passage passed the relevance threshold, so the model was not asked"
+
+
+@dataclass(frozen=True)
+class LayerShares:
+    """How much each runtime layer, and the trained model beneath them, shaped some answer text."""
+
+    prompt: float
+    retrieval: float
+    model: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"prompt": self.prompt, "retrieval": self.retrieval, "model": self.model}
+
+
+def layer_shares(full: float, with_prompt: float, alone: float, with_passages: float | None = None) -> LayerShares:
+    """Shares from the answer's mean log-likelihood per token under each context.
+
+    `full` has the system prompt and the passages, `with_prompt` the prompt only, `alone` neither
+    (a neutral system prompt), `with_passages` the passages only. exp(mean log-likelihood) is the
+    answer's per-token probability; what the bare model already gives is the model's share, and
+    what each layer adds on top is that layer's. With `with_passages` the layers' split is the
+    Shapley value of the two-player game; without it the layers are stacked as the guides teach
+    them, the system prompt on the model, then the passages on both.
+    """
+    p_full, p_prompt, p_alone = math.exp(full), math.exp(with_prompt), math.exp(alone)
+    if with_passages is None:
+        prompt_gain, retrieval_gain = p_prompt - p_alone, p_full - p_prompt
+    else:
+        p_passages = math.exp(with_passages)
+        prompt_gain = 0.5 * ((p_prompt - p_alone) + (p_full - p_passages))
+        retrieval_gain = 0.5 * ((p_passages - p_alone) + (p_full - p_prompt))
+    parts = [max(prompt_gain, 0.0), max(retrieval_gain, 0.0), p_alone]
+    total = sum(parts)
+    prompt, retrieval, model = (round(part / total, 3) for part in parts)
+    return LayerShares(prompt, retrieval, model)
+
+
+def sentence_token_spans(sentences: Sequence[str], raw: str, pieces: Sequence[str]) -> list[list[int]]:
+    """For each sentence, the indexes of the answer tokens that fall in it.
+
+    The sentences were shown without the model's own [n] markers; the tokens are of the raw text.
+    """
+    clean_to_raw: list[int] = []
+    clean = []
+    position = 0
+    for match in _MARKER.finditer(raw):
+        clean.append(raw[position : match.start()])
+        clean_to_raw.extend(range(position, match.start()))
+        position = match.end()
+    clean.append(raw[position:])
+    clean_to_raw.extend(range(position, len(raw)))
+    clean_to_raw.append(len(raw))
+    clean_text = "".join(clean)
+    starts, offset = [], 0
+    for piece in pieces:
+        starts.append(offset + len(piece) - len(piece.lstrip()))  # where its text starts, after a space
+        offset += len(piece)
+    spans: list[list[int]] = []
+    cursor = 0
+    for sentence in sentences:
+        found = clean_text.find(sentence, cursor)
+        if found < 0:
+            spans.append([])
+            continue
+        cursor = found + len(sentence)
+        begin, end = clean_to_raw[found], clean_to_raw[cursor]
+        spans.append([i for i, start in enumerate(starts) if begin <= start < end])
+    return spans
+
+
+def attribute(
+    scored: dict[str, TokenLogprobs], raw: str, sentences: Sequence[str]
+) -> tuple[LayerShares, list[LayerShares | None]]:
+    """The answer's layer shares and each sentence's, from its tokens' log-probabilities per context.
+
+    `scored` maps "full", "prompt", "alone" and optionally "passages" to the same answer tokens.
+    A sentence's shares come from the mean log-likelihood of its tokens; the answer's are its
+    sentences' shares weighted by their length, so that a sentence the prompt alone dictated
+    ("Ahoy, matey!") counts for its length instead of vanishing in a mean over the whole answer.
+    """
+
+    def shares(indexes: Sequence[int]) -> LayerShares | None:
+        if not indexes:
+            return None
+        means = {name: sum(values[i][1] for i in indexes) / len(indexes) for name, values in scored.items()}
+        return layer_shares(means["full"], means["prompt"], means["alone"], means.get("passages"))
+
+    pieces = [piece for piece, _ in scored["full"]]
+    spans = sentence_token_spans(sentences, raw, pieces)
+    per_sentence = [shares(span) for span in spans]
+    weighted = [(len(span), layers) for span, layers in zip(spans, per_sentence, strict=True) if layers]
+    if not weighted:
+        return shares(range(len(pieces))) or LayerShares(0.0, 0.0, 1.0), per_sentence
+    total = sum(weight for weight, _ in weighted)
+    prompt, retrieval, model = (
+        round(sum(weight * getattr(layers, part) for weight, layers in weighted) / total, 3)
+        for part in ("prompt", "retrieval", "model")
+    )
+    return LayerShares(prompt, retrieval, model), per_sentence
+
+
+LAYER_NAMES = {"prompt": "system prompt", "retrieval": "passages", "model": "model's own knowledge"}
+
+
+def describe_layers(shares: dict[str, Any]) -> str:
+    """One line for people: "passages 82% · model's own knowledge 16% · system prompt 2%"."""
+    ranked = sorted(LAYER_NAMES, key=lambda layer: -float(shares[layer]))
+    return " · ".join(f"{LAYER_NAMES[layer]} {float(shares[layer]):.0%}" for layer in ranked)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+import numpy as np
 
 from .errors import ModelError
 
 Message = dict[str, str]
+TokenLogprobs = list[tuple[str, float]]  # each answer token's text and its log-probability
 
 
 class ChatModel(Protocol):
@@ -25,46 +29,139 @@ class ChatModel(Protocol):
         """How many tokens the text costs in a prompt."""
         ...
 
+    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
+        """How likely the model finds a given answer after the messages, token by token (no generation)."""
+        ...
+
+
+def log_softmax_at(logits: np.ndarray, token: int) -> float:
+    """log p(token) from one row of logits."""
+    top = float(logits.max())
+    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+
 
 class LlamaCppChat:
     """A GGUF model run in-process by llama-cpp-python.
 
-    llama-cpp-python keeps the KV cache of the previous prompt and evaluates only the part of a new
-    prompt after the shared prefix, so the system prompt (first, and the same for every question)
-    is prefilled once and not again.
+    Prompts are formatted with the model's own chat template and the generation loop is ours, so
+    that each generated token's log-probability is read as it is sampled: attribution then needs
+    no pass over the full prompt again. llama.cpp keeps the KV cache of the previous prompt and
+    evaluates only what follows the shared prefix, both when generating and when scoring, so the
+    system prompt (first, the same for every question) is prefilled once.
     """
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise ModelError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
         try:
-            self._llm: Any = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_batch=512,
-                verbose=False,
-            )
+            self._llm: Any = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {path}: {exc}") from None
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{path} has no chat template in its metadata")
+        self._format = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._llm.detokenize([self._llm.token_eos()]).decode("utf-8", "replace"),
+            bos_token=self._llm.detokenize([self._llm.token_bos()]).decode("utf-8", "replace"),
+        )
         self.name = path.stem
-        # One context, one generation at a time.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one context, one generation or scoring at a time
+        # The last generation: its prompt's tokens, its tokens, their text and log-probabilities.
+        self._last: tuple[list[int], list[int], str, list[float]] | None = None
+
+    def _prompt_tokens(self, messages: list[Message]) -> list[int]:
+        prompt = self._format(messages=cast(Any, messages)).prompt
+        return list(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        import llama_cpp
+
         with self._lock:
-            chunks = self._llm.create_chat_completion(
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
+            prompt = self._prompt_tokens(messages)
+            if len(prompt) + max_tokens > self._llm.n_ctx():
+                raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
+            self._last = None
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            tokens: list[int] = []
+            logprobs: list[float] = []
+            text = ""
+            generator = self._llm.generate(
+                prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
             )
-            for chunk in chunks:
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text
+            for token in generator:
+                if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token) or len(tokens) >= max_tokens:
+                    break
+                # The logits that chose this token are still the context's last output.
+                logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._llm.n_vocab(),))
+                logprobs.append(log_softmax_at(logits, token))
+                tokens.append(token)
+                piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
+                if piece:
+                    text += piece
+                    yield piece
+            generator.close()
+            self._last = (prompt, tokens, text, logprobs)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
+        with self._lock:
+            prompt = self._prompt_tokens(messages)
+            last = self._last
+            if last and last[2] == answer:
+                tokens = last[1]
+                if last[0] == prompt:  # read while generating
+                    return list(zip(self._pieces(prompt, tokens), last[3], strict=True))
+            else:
+                tokens = list(self._llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False))
+            return list(zip(self._pieces(prompt, tokens), self._score(prompt, tokens), strict=True))
+
+    def _pieces(self, prompt: list[int], tokens: list[int]) -> list[str]:
+        return [
+            self._llm.detokenize([t], prev_tokens=prompt + tokens[:i]).decode("utf-8", "replace")
+            for i, t in enumerate(tokens)
+        ]
+
+    def _score(self, prompt: list[int], tokens: list[int]) -> list[float]:
+        """log p(tokens | prompt), reusing the cached prefix and asking llama.cpp only for needed logits."""
+        llm = self._llm
+        sequence = prompt + tokens
+        if len(sequence) > llm.n_ctx():
+            raise ModelError(f"{len(sequence)} tokens do not fit the context ({llm.n_ctx()})")
+        cached = 0
+        for a, b in zip(llm._input_ids, sequence, strict=False):
+            if a != b:
+                break
+            cached += 1
+        start = min(cached, len(prompt) - 1)  # the logits before the first answer token are needed
+        llm._ctx.kv_cache_seq_rm(0, start, -1)
+        llm.n_tokens = start
+        logprobs: list[float] = []
+        n_vocab = llm.n_vocab()
+        for begin in range(start, len(sequence) - 1, llm.n_batch):
+            chunk = sequence[begin : min(begin + llm.n_batch, len(sequence) - 1)]
+            batch = llm._batch.batch
+            batch.n_tokens = len(chunk)
+            outputs = []
+            for i, token in enumerate(chunk):
+                position = begin + i
+                batch.token[i] = token
+                batch.pos[i] = position
+                batch.seq_id[i][0] = 0
+                batch.n_seq_id[i] = 1
+                wanted = position >= len(prompt) - 1
+                batch.logits[i] = wanted
+                if wanted:
+                    outputs.append((i, sequence[position + 1]))
+            llm._ctx.decode(llm._batch)
+            for i, target in outputs:
+                logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(n_vocab,))
+                logprobs.append(log_softmax_at(logits, target))
+            llm.input_ids[begin : begin + len(chunk)] = chunk
+            llm.n_tokens = begin + len(chunk)
+        return logprobs

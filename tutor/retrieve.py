@@ -46,6 +46,7 @@ class Passage:
     score: float  # cosine similarity of question and passage, 0..1: decides relevance
     lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
     rank_score: float = 0.0  # what the passages are ordered by: score + lexical_weight * lexical
+    has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
 
@@ -90,6 +91,7 @@ class Retriever:
             lexical_tokens(f"{m['guide']} {m['section']} {t}") for m, t in zip(self._metas, self._texts, strict=True)
         ]
         self._bm25 = BM25Okapi(documents) if documents else None
+        self._terms = [set(document) for document in documents]
         self._folder = self.store.current_dir()
 
     def refresh(self) -> None:
@@ -121,9 +123,12 @@ class Retriever:
                 candidates.update(int(row) for row in np.argsort(-raw)[:fetch] if raw[row] > 0)
         combined = similarity + self.lexical_weight * lexical
         best = sorted(candidates, key=lambda row: -combined[row])[:limit]
-        return [self._passage(row, float(similarity[row]), float(lexical[row]), float(combined[row])) for row in best]
+        terms = set(lexical_tokens(query))
+        return [
+            self._passage(row, float(similarity[row]), float(lexical[row]), float(combined[row]), terms) for row in best
+        ]
 
-    def _passage(self, row: int, score: float, lexical: float, rank_score: float) -> Passage:
+    def _passage(self, row: int, score: float, lexical: float, rank_score: float, terms: set[str]) -> Passage:
         meta = self._metas[row]
         return Passage(
             id=self._ids[row],
@@ -135,6 +140,7 @@ class Retriever:
             score=round(max(score, 0.0), 4),
             lexical=round(lexical, 4),
             rank_score=round(rank_score, 4),
+            has_all_terms=bool(terms) and terms <= self._terms[row],
             embedding=tuple(float(x) for x in self._vectors[row]),
         )
 
@@ -151,8 +157,12 @@ def select_for_prompt(
     token_budget: int,
     count_tokens: Callable[[str], int],
 ) -> list[Passage]:
-    """The passages worth their prefill time: relevant, near the best, within a token budget."""
-    relevant = [p for p in passages if p.score >= min_score]
+    """The passages worth their prefill time: relevant, near the best, within a token budget.
+
+    A passage is relevant when it is similar enough to the question or contains all its words:
+    MiniLM does not know acronyms such as RLHF, which the glossary defines.
+    """
+    relevant = [p for p in passages if p.score >= min_score or p.has_all_terms]
     if not relevant:
         return []
     top = max(p.rank_score for p in relevant)
