@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: install start test lint bench eval
+# The browser test drives Debian's Chromium through Playwright (Playwright's own browser download
+# cannot work here). Installed once if missing.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +22,11 @@ install: $(STAMP)
 start: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/tutor serve
 
-test: $(STAMP) lint
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: $(STAMP) $(CHROMIUM) lint
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest
 
 lint: $(STAMP)

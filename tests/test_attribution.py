@@ -7,8 +7,8 @@ import re
 import pytest
 
 from tutor import Tutor, load_settings
-from tutor.explain import NEUTRAL_SYSTEM_PROMPT, SupportScorer, split_sentences
-from tutor.prompts import Preset
+from tutor.explain import SupportScorer, split_sentences
+from tutor.prompts import NEUTRAL_SYSTEM_PROMPT, Preset
 
 from .conftest import ROOT
 

@@ -1,27 +1,64 @@
-"""The chat reply the UI streams, with the real model (the browser test comes with the layers UI)."""
+"""What the page shows, from a real answer's JSON (the browser test drives the page itself)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tutor import Tutor
-from tutor.ui import chat_reply, history_turns
+from tutor.ui import compare_html, export_markdown, linked_answer, panel_html, save_feedback, verdict
 
 
-def test_history_turns_pairs_messages_and_drops_sources() -> None:
-    history = [
-        {"role": "user", "content": "What is RAG?"},
-        {"role": "assistant", "content": "RAG adds knowledge.[1]\n\n**Sources**\n1. *Guide*"},
-        {"role": "user", "content": [{"type": "text", "text": "Cost?"}]},
-        {"role": "assistant", "content": "Low."},
-    ]
-    assert history_turns(history) == [("What is RAG?", "RAG adds knowledge.[1]"), ("Cost?", "Low.")]
+def test_citations_link_to_their_passage_in_this_turn() -> None:
+    assert linked_answer("RAG adds passages.[2] Done.[1]", 3) == (
+        "RAG adds passages.[[2]](#passage-3-2) Done.[[1]](#passage-3-1)"
+    )
 
 
-def test_chat_reply_streams_then_lists_sources(real_tutor: Tutor) -> None:
-    replies = list(chat_reply(real_tutor, "What is backpropagation used for?", []))
-    assert len(replies) > 2 and replies[-2] in replies[-1]
-    assert "**Sources**" in replies[-1] and "1. *Training" in replies[-1]
+def test_panel_shows_layers_sentences_passages_and_prompt(real_tutor: Tutor) -> None:
+    answer = real_tutor.ask("What is backpropagation used for?").to_dict()
+    page = panel_html(answer, 2)
+    assert 'data-turn="2"' in page and page.count('class="passage"') == len(answer["sources"])
+    assert 'id="passage-2-1"' in page and "Backpropagation" in page
+    for label in ("system prompt", "passages", "model&#x27;s own knowledge", "Full prompt sent", "Step by step"):
+        assert label in page or label.replace("&#x27;", "'") in page, label
+    assert "part-system" in page and "part-passages" in page and "part-question" in page
+    assert page.count('<li class="sentence ') == len(answer["sentences"])
 
 
-def test_chat_reply_bad_input_is_a_message(real_tutor: Tutor) -> None:
-    assert list(chat_reply(real_tutor, "   ", [])) == ["⚠️ the question is empty"]
-    assert list(chat_reply(real_tutor, "x" * 3000, []))[0].startswith("⚠️ the question is 3000 characters")
+def test_pending_attribution_and_verdicts() -> None:
+    answer = {
+        "question": "Q",
+        "answer": "A",
+        "in_scope": True,
+        "retrieval": True,
+        "attribution": None,
+        "sources": [],
+        "sentences": [],
+        "prompt": [],
+        "preset": "tutor",
+        "query": "Q",
+        "timings": {},
+    }
+    assert "Measuring" in panel_html(answer, 1)
+    shares = {"prompt": 0.1, "retrieval": 0.2, "model": 0.7, "method": "m"}
+    assert "model's own knowledge" in verdict({**answer, "attribution": shares})
+    assert "do not cover" in verdict({**answer, "in_scope": False})
+    assert "model alone" in verdict({**answer, "retrieval": False, "preset": "none"})
+    # The model's Markdown is rendered, any HTML in it escaped.
+    column = compare_html("+ both", "**bold** <script>x</script>", {**answer, "attribution": shares})
+    assert "<strong>bold</strong>" in column and "<script>" not in column and "layer-bar" in column
+
+
+def test_export_and_feedback_files(tmp_path: Path) -> None:
+    turn = {
+        "question": "What is RAG?",
+        "answer": "It adds passages.[1]",
+        "attribution": {"prompt": 0.0, "retrieval": 0.9, "model": 0.1, "method": "m"},
+        "sources": [{"n": 1, "guide": "G", "section": "S", "path": "corpus/g.md"}],
+    }
+    text = export_markdown([turn])
+    assert "## What is RAG?" in text and "1. G › S (corpus/g.md)" in text and "passages 90%" in text
+    save_feedback(tmp_path / "data", {"liked": False, "comment": "too short"})
+    record = json.loads((tmp_path / "data" / "feedback.jsonl").read_text())
+    assert record["liked"] is False and record["comment"] == "too short" and record["time"]

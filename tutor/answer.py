@@ -12,14 +12,13 @@ from .embed import Embedder
 from .errors import QuestionError
 from .explain import (
     FIXED_REPLY_METHOD,
-    NEUTRAL_SYSTEM_PROMPT,
     CitingStream,
     SentenceSupport,
     SupportScorer,
     attribute,
 )
-from .llm import ChatModel, Message
-from .prompts import Preset, pick_preset
+from .llm import ChatModel, Message, TokenLogprobs
+from .prompts import NEUTRAL_SYSTEM_PROMPT, NO_PRESET, Preset, pick_preset
 from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
 
 NOT_COVERED = "The guides do not cover this."
@@ -113,6 +112,16 @@ def compose_messages(
     return messages
 
 
+COMPARE_MAX_TOKENS = 80
+# The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
+COMPARE_WAYS = (
+    ("Model alone", False, False),
+    ("+ system prompt", True, False),
+    ("+ retrieval", False, True),
+    ("+ both", True, True),
+)
+
+
 class Tutor:
     """The question-answering pipeline; parts are passed in (see `build_tutor` for the real ones)."""
 
@@ -139,6 +148,7 @@ class Tutor:
         preset: str | None = None,
         retrieval: bool = True,
         k: int | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished Answer."""
         s = self.settings
@@ -174,7 +184,9 @@ class Tutor:
             messages = []
             yield citer.feed(OUT_OF_SCOPE_ANSWER)
         else:
-            for piece in self.chat.stream(messages, max_tokens=s.max_answer_tokens, temperature=s.temperature):
+            for piece in self.chat.stream(
+                messages, max_tokens=max_tokens or s.max_answer_tokens, temperature=s.temperature
+            ):
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                 generated += piece
@@ -229,13 +241,11 @@ class Tutor:
             contexts["passages"] = compose_messages(NEUTRAL_SYSTEM_PROMPT, answer.sources, history, question)
         contexts["prompt"] = compose_messages(system, [], history, question)
         contexts["full"] = list(answer.prompt)
-        scored = {
-            name: self.chat.token_logprobs(messages, answer.generated)
-            for name, messages in contexts.items()
-            if not (name == "prompt" and not answer.sources)
-        }
-        if "prompt" not in scored:  # no passages: the full prompt is the prompt alone
-            scored["prompt"] = scored["full"]
+        # Contexts that are the same messages (no passages; the neutral preset) are scored once.
+        scored: dict[str, TokenLogprobs] = {}
+        for name, messages in contexts.items():
+            same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
+            scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
 
         overall, per_sentence = attribute(scored, answer.generated, [s.text for s in answer.sentences])
         sentences = tuple(replace(s, layers=layers) for s, layers in zip(answer.sentences, per_sentence, strict=True))
@@ -248,6 +258,25 @@ class Tutor:
         return replace(
             answer, attribution=attribution, sentences=sentences, timings={**answer.timings, "explain_s": explain_s}
         )
+
+    def compare(
+        self, question: str, history: Sequence[Turn] = (), *, preset: str | None = None, k: int | None = None
+    ) -> Iterator[tuple[int, str | Answer]]:
+        """Answer one question the four ways of COMPARE_WAYS, yielding (way, text piece or Answer).
+
+        Each way yields its streamed text, its Answer, then the Answer again with its attribution,
+        scored at once while the model still holds that answer's log-probabilities. Answers are
+        capped at COMPARE_MAX_TOKENS so that four columns stay comparable and readable in a room.
+        """
+        for way, (_, with_prompt, with_passages) in enumerate(COMPARE_WAYS):
+            chosen = (preset or self.settings.preset) if with_prompt else NO_PRESET.name
+            stream = self.stream(
+                question, history, preset=chosen, retrieval=with_passages, k=k, max_tokens=COMPARE_MAX_TOKENS
+            )
+            for item in stream:
+                yield way, item
+                if isinstance(item, Answer):
+                    yield way, self.explain(item)
 
     def warm_up(self, preset: str | None = None) -> None:
         """Prefill a preset's system prompt now, so that the first question does not pay for it."""

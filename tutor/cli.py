@@ -122,7 +122,7 @@ def serve(host: str, port: int) -> None:
     """Start the chat UI; builds the index from the corpus on first run."""
     from .factory import build_tutor, ingest_from_settings
     from .index import IndexStore
-    from .ui import build_ui
+    from .ui import launch
 
     settings = _settings()
     store = IndexStore(settings.index_dir)
@@ -132,7 +132,7 @@ def serve(host: str, port: int) -> None:
     tutor = build_tutor(settings)
     tutor.warm_up()
     click.echo(f"the tutor is at http://{host}:{port}/")
-    build_ui(tutor).launch(server_name=host, server_port=port, share=False, show_error=False)
+    launch(tutor, host, port)
 
 
 @cli.command()

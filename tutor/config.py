@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(Path("corpus"), description="Folder of guides that `tutor ingest` reads by default.")
     index_dir: Path = Field(Path("index"), description="Folder of the persisted Chroma index (built, not committed).")
     prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
+    data_dir: Path = Field(Path("data"), description="Where the UI keeps local records: feedback.jsonl.")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined default model file is kept.")
 
     # Models.

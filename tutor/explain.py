@@ -143,7 +143,6 @@ class CitingStream:
 
 # --- Layer attribution -------------------------------------------------------------------------
 
-NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
 FIXED_REPLY_METHOD = "fixed reply: no passage passed the relevance threshold, so the model was not asked"
 
 

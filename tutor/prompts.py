@@ -8,6 +8,8 @@ from pathlib import Path
 from .corpus import split_front_matter
 from .errors import CorpusError, PresetError
 
+NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -35,8 +37,13 @@ def load_presets(folder: Path) -> dict[str, Preset]:
     return presets
 
 
+NO_PRESET = Preset("none", "No system prompt of ours: the model alone, under a neutral one.", NEUTRAL_SYSTEM_PROMPT)
+
+
 def pick_preset(presets: dict[str, Preset], name: str) -> Preset:
-    """The preset called `name`, or an error listing the ones there are."""
+    """The preset called `name` ("none": the neutral prompt), or an error listing the ones there are."""
+    if name == NO_PRESET.name and name not in presets:
+        return NO_PRESET
     try:
         return presets[name]
     except KeyError:

@@ -1,77 +1,458 @@
-"""The Gradio chat: streamed answers with their sources. Gradio is imported here alone."""
+"""The Gradio UI: the chat with its "Why this answer" panel, and the four-way compare view.
+
+The page is built from plain functions of an answer's JSON (`panel_html`, `linked_answer`,
+`export_markdown`), so that what it shows is tested without a browser. Gradio is imported at the
+top: it reads the event handlers' type hints (gr.SelectData, gr.LikeData) from this module.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from .answer import Answer, Tutor
+import gradio as gr
+
+from .answer import COMPARE_WAYS, Answer, Tutor
 from .errors import TutorError
-from .retrieve import Turn
+from .explain import LAYER_NAMES, describe_layers
+from .prompts import NO_PRESET
 
 EXAMPLES = [
     "What are the five layers of AI model training?",
     "Which training layers change the model, and which are runtime modifications?",
-    "What happens during training, step by step?",
+    "What is RLHF?",
     "Why can a base model's output not be used directly?",
+    "What is the capital of France?",
 ]
 
+SHORT_NAMES = {"prompt": "prompt", "retrieval": "passages", "model": "model"}
+LAYER_COLOURS = {
+    "prompt": "#0072B2",
+    "retrieval": "#E69F00",
+    "model": "#6E6E6E",
+}  # Okabe-Ito, safe for colour blindness
 
-def _text(content: Any) -> str:
-    """A chat message's text, whether Gradio gives a string or a list of content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(_text(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
-    return str(content or "")
+CSS = """
+.layer-bar { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; margin: .4em 0; }
+.layer-bar > span { display: flex; align-items: center; justify-content: center; font-weight: 600;
+  font-size: .85em; white-space: nowrap; overflow: hidden; }
+.layer-prompt { background: #0072B2; color: #fff; }
+.layer-retrieval { background: #E69F00; color: #000; }
+.layer-model { background: #6E6E6E; color: #fff; }
+.legend { display: flex; gap: 1em; flex-wrap: wrap; font-size: .9em; padding: 0; list-style: none; }
+.swatch { display: inline-block; width: .9em; height: .9em; border-radius: 2px; margin-right: .3em;
+  vertical-align: -.1em; }
+.why .verdict { font-size: 1.1em; font-weight: 600; margin: .3em 0; }
+.why .sentence { border-left: 5px solid #6E6E6E; padding: .2em .6em; margin: .3em 0; list-style: none; }
+.why .sentence.guided { border-left-color: #E69F00; }
+.why .sentence.prompted { border-left-color: #0072B2; }
+.why .tag { font-size: .8em; font-weight: 600; border-radius: 4px; padding: 0 .4em; margin-left: .4em;
+  border: 1px solid currentColor; }
+.why .passage { border: 1px solid #ccc; border-radius: 6px; padding: .4em .6em; margin: .4em 0; }
+.why .passage.flash { outline: 3px solid #E69F00; }
+.why .prompt-part { white-space: pre-wrap; border-left: 5px solid; padding: .2em .6em; margin: .2em 0;
+  font-family: ui-monospace, monospace; font-size: .85em; }
+.why .part-system { border-color: #0072B2; } .why .part-passages { border-color: #E69F00; }
+.why .part-history { border-color: #999; } .why .part-question { border-color: #009E73; }
+.why details { margin: .5em 0; } .why summary { cursor: pointer; font-weight: 600; }
+.notice { color: #B00020; font-weight: 600; }
+html.tutor-large .gradio-container { zoom: 1.3; }
+"""
+
+# Citations link to their passage in the panel; a click opens and highlights it instead of navigating.
+HEAD = """
+<script>
+document.addEventListener('click', (event) => {
+  const link = event.target.closest('a[href^="#passage-"]');
+  if (!link) return;
+  event.preventDefault();
+  const target = document.getElementById(link.getAttribute('href').slice(1));
+  if (!target) return;
+  const details = target.closest('details');
+  if (details) details.open = true;
+  target.scrollIntoView({behavior: 'smooth', block: 'center'});
+  target.classList.add('flash');
+  setTimeout(() => target.classList.remove('flash'), 2000);
+}, true);
+</script>
+"""
+
+LARGE_TEXT_JS = "(on) => { document.documentElement.classList.toggle('tutor-large', on); return on; }"
+
+EMPTY_PANEL = (
+    '<div class="why"><h3>Why this answer</h3><p>Ask a question: this panel then shows which layer shaped the '
+    "answer (the system prompt, the passages from the guides, or the model's own knowledge), the passages, "
+    "and the prompt that was sent.</p></div>"
+)
+
+_CITATION = re.compile(r"\[(\d+)\]")
 
 
-def history_turns(history: list[dict[str, Any]]) -> list[Turn]:
-    """Gradio's role/content messages as (user, assistant) pairs, without the sources footer."""
-    turns: list[Turn] = []
-    pending: str | None = None
-    for message in history:
-        if message.get("role") == "user":
-            pending = _text(message.get("content"))
-        elif message.get("role") == "assistant" and pending is not None:
-            turns.append((pending, _text(message.get("content")).split("\n\n**Sources**")[0]))
-            pending = None
-    return turns
+def linked_answer(text: str, turn: int) -> str:
+    """The answer with each [n] a link to passage n of this turn in the panel."""
+    return _CITATION.sub(lambda m: f"[[{m.group(1)}]](#passage-{turn}-{m.group(1)})", text)
 
 
-def sources_markdown(answer: Answer) -> str:
-    """The sources under an answer, numbered as its citations."""
-    if answer.in_scope is False or not answer.sources:
-        return ""
-    lines = [
-        f"{n}. *{p.guide}*{' › ' + p.section if p.section else ''} (score {p.score:.2f})"
-        for n, p in enumerate(answer.sources, start=1)
+def layer_bar(shares: dict[str, Any] | None) -> str:
+    """A bar of the three shares, each segment labelled in words, not colour alone."""
+    if not shares:
+        return '<p class="pending" role="status">Measuring which layer shaped this answer…</p>'
+    order = ("prompt", "retrieval", "model")
+    label = describe_layers(shares)
+    segments = "".join(
+        f'<span class="layer-{layer}" style="width:{100 * float(shares[layer]):.1f}%" '
+        f'title="{LAYER_NAMES[layer]} {float(shares[layer]):.0%}">'
+        f"{SHORT_NAMES[layer] if float(shares[layer]) >= 0.25 else ''} {float(shares[layer]):.0%}</span>"
+        for layer in order
+        if float(shares[layer]) >= 0.005
+    )
+    legend = "".join(
+        f'<li><span class="swatch" style="background:{LAYER_COLOURS[layer]}"></span>'
+        f'<span data-layer="{layer}">{LAYER_NAMES[layer]}: {float(shares[layer]):.0%}</span></li>'
+        for layer in order
+    )
+    return (
+        f'<div class="layer-bar" role="img" aria-label="Shaped by: {html.escape(label)}">{segments}</div>'
+        f'<ul class="legend">{legend}</ul>'
+    )
+
+
+def verdict(answer: dict[str, Any]) -> str:
+    """One plain sentence: did this answer come from the guides?"""
+    shares = answer.get("attribution")
+    if answer.get("in_scope") is False:
+        return "The guides do not cover this question, so the tutor did not let the model invent an answer."
+    if not answer.get("retrieval"):
+        if answer.get("preset") == NO_PRESET.name:
+            return "The model alone: no passages and only a neutral system prompt."
+        return "Retrieval was off: this answer is the model's own knowledge, under the system prompt."
+    if not shares:
+        return "Answered from the guides' passages; measuring how much they shaped it…"
+    top = max(("prompt", "retrieval", "model"), key=lambda layer: float(shares[layer]))
+    return {
+        "retrieval": "Mostly from the guides: the passages shaped most of this answer.",
+        "model": "Mostly the model's own knowledge: the passages changed little of this answer.",
+        "prompt": "Mostly the system prompt: it shaped this answer more than the passages did.",
+    }[top]
+
+
+def _sentence_item(sentence: dict[str, Any], turn: int) -> str:
+    layers = sentence.get("layers")
+    cited = sentence.get("supported_by") or []
+    if cited:
+        kind, tag = "guided", "from " + ", ".join(f'<a href="#passage-{turn}-{n}">passage {n}</a>' for n in cited)
+    elif layers and float(layers["prompt"]) > max(float(layers["retrieval"]), float(layers["model"])):
+        kind, tag = "prompted", "from the system prompt"
+    else:
+        kind, tag = "own", "model's own knowledge: no passage supports it"
+    detail = f" · support {float(sentence['support']):.2f}" if cited else ""
+    if layers:
+        detail += f" · {describe_layers(layers)}"
+    return (
+        f'<li class="sentence {kind}">{html.escape(sentence["text"])}'
+        f'<span class="tag">{tag}</span><br><small>{detail.lstrip(" ·")}</small></li>'
+    )
+
+
+def _prompt_parts(prompt: list[dict[str, str]]) -> str:
+    """The messages sent to the model, each part marked by the layer it belongs to."""
+    parts = []
+    for i, message in enumerate(prompt):
+        content = message["content"]
+        if i == 0:
+            parts.append(("system", "System prompt (layer: system prompt)", content))
+        elif i < len(prompt) - 1:
+            parts.append(("history", f"Earlier turn, {message['role']} (conversation history)", content))
+        elif content.startswith("Passages from the guides:") and "\n\nQuestion: " in content:
+            passages, question = content.rsplit("\n\nQuestion: ", 1)
+            parts.append(("passages", "Passages (layer: retrieval)", passages))
+            parts.append(("question", "Question", "Question: " + question))
+        else:
+            parts.append(("question", "Question", content))
+    return "".join(
+        f'<div class="prompt-part part-{kind}"><strong>{label}</strong>\n{html.escape(text)}</div>'
+        for kind, label, text in parts
+    )
+
+
+def _steps(answer: dict[str, Any]) -> str:
+    timings = answer.get("timings") or {}
+    sources = answer.get("sources") or []
+    rewritten = answer.get("query") != answer.get("question")
+    steps = [
+        f"<b>Search query.</b> {html.escape(str(answer.get('query')))}"
+        + (" (the follow-up joined to the previous question)" if rewritten else " (the question as asked)"),
     ]
-    return "\n\n**Sources**\n" + "\n".join(lines)
+    if not answer.get("retrieval"):
+        steps.append("<b>Passages.</b> Retrieval was off: no passage was looked up.")
+    elif sources:
+        found = ", ".join(f"[{s['n']}] {float(s['score']):.2f}" for s in sources)
+        steps.append(
+            f"<b>Passages.</b> {len(sources)} passage(s) from the guides were similar enough to the question "
+            f"(similarity {found}) and went into the prompt, in {timings.get('retrieve_s', 0):.2f} s."
+        )
+    else:
+        steps.append("<b>Passages.</b> No passage was similar enough: the question is outside the guides.")
+    prompt = answer.get("prompt") or []
+    if prompt:
+        steps.append(
+            f"<b>Prompt.</b> {len(prompt)} messages: the system prompt first, then the conversation, then the "
+            "passages and the question (see “Full prompt sent”)."
+        )
+        first = timings.get("first_token_s")
+        steps.append(
+            f"<b>Answer.</b> The model {html.escape(str(answer.get('model')))} wrote the answer; its first word came "
+            f"after {first or 0:.2f} s, the whole answer after {timings.get('total_s', 0):.2f} s."
+        )
+    else:
+        steps.append("<b>Answer.</b> The model was not asked: the tutor gave its fixed out-of-scope reply.")
+    shares = answer.get("attribution")
+    if shares:
+        steps.append(
+            "<b>Attribution.</b> The answer was scored again, without generating, under the prompt without "
+            "passages and under a neutral system prompt; how much each layer raised the answer's likelihood "
+            f"is its share ({html.escape(str(shares.get('method')))}"
+            + (f", {timings['explain_s']:.2f} s" if timings.get("explain_s") is not None else "")
+            + ")."
+        )
+    return "<ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>"
 
 
-def chat_reply(tutor: Tutor, message: str, history: list[dict[str, Any]]) -> Iterator[str]:
-    """The growing reply for the chat window; a bad question gets a message, not a trace."""
-    text = ""
-    try:
-        for item in tutor.stream(message, history_turns(history)):
-            if isinstance(item, Answer):
-                yield text + sources_markdown(item)
-            else:
-                text += item
-                yield text
-    except TutorError as exc:
-        yield f"⚠️ {exc}"
+def panel_html(answer: dict[str, Any], turn: int) -> str:
+    """The "Why this answer" panel of one answer (the JSON of `Answer.to_dict`)."""
+    sources = answer.get("sources") or []
+    sentences = "".join(_sentence_item(s, turn) for s in answer.get("sentences") or [])
+    passages = "".join(
+        f'<div class="passage" id="passage-{turn}-{s["n"]}"><strong>[{s["n"]}] {html.escape(s["guide"])}</strong>'
+        f"{' › ' + html.escape(s['section']) if s.get('section') else ''} · <small>{html.escape(s['path'])} · "
+        f"similarity {float(s['score']):.2f}</small><br>{html.escape(s['text'])}</div>"
+        for s in sources
+    )
+    prompt = answer.get("prompt") or []
+    system = prompt[0]["content"] if prompt else ""
+    return (
+        f'<div class="why" data-turn="{turn}"><h3>Why this answer</h3>'
+        f'<p class="verdict">{verdict(answer)}</p>{layer_bar(answer.get("attribution"))}'
+        f'<h4>Sentence by sentence</h4><ol class="sentences">{sentences}</ol>'
+        f'<details open class="passages"><summary>Passages ({len(sources)})</summary>'
+        f"{passages or '<p>No passages went into the prompt.</p>'}</details>"
+        f'<details class="system"><summary>System prompt in force: {html.escape(str(answer.get("preset")))}</summary>'
+        f'<div class="prompt-part part-system">{html.escape(system) or "(none: the model was not asked)"}</div>'
+        "</details>"
+        f'<details class="full-prompt"><summary>Full prompt sent</summary>{_prompt_parts(prompt)}</details>'
+        f'<details class="steps"><summary>Step by step</summary>{_steps(answer)}</details></div>'
+    )
+
+
+def compare_html(label: str, text: str, answer: dict[str, Any] | None) -> str:
+    """One column of the compare view."""
+    body = _render_markdown(text) if text else "<em>waiting…</em>"
+    footer = ""
+    if answer is not None:
+        footer = layer_bar(answer.get("attribution")) + f"<p><small>{verdict(answer)}</small></p>"
+    heading = f"<h3>{html.escape(label)}</h3>"
+    return f'<div class="why compare-way">{heading}<div class="compare-answer">{body}</div>{footer}</div>'
+
+
+def _render_markdown(text: str) -> str:
+    """The model's Markdown as HTML, with any HTML in it escaped."""
+    from markdown_it import MarkdownIt
+
+    return str(MarkdownIt("commonmark", {"html": False}).render(text))
+
+
+def export_markdown(answers: list[dict[str, Any]]) -> str:
+    """A conversation as Markdown: each question, its answer, sources and layer shares."""
+    lines = ["# Tutor conversation", ""]
+    for turn in answers:
+        lines += [f"## {turn['question']}", "", turn["answer"], ""]
+        for s in turn.get("sources") or []:
+            lines.append(f"{s['n']}. {s['guide']}{' › ' + s['section'] if s.get('section') else ''} ({s['path']})")
+        if turn.get("attribution"):
+            lines += ["", f"*Shaped by: {describe_layers(turn['attribution'])}*"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_feedback(folder: Path, record: dict[str, Any]) -> None:
+    """Append one feedback record (JSON line) to folder/feedback.jsonl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "feedback.jsonl").open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, ensure_ascii=False) + "\n")
+
+
+def chat_turns(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The conversation so far as (question, answer) pairs for the model."""
+    return [(a["question"], a["answer"]) for a in answers]
 
 
 def build_ui(tutor: Tutor) -> Any:
-    """The chat page."""
-    import gradio as gr
+    """The page: chat with the panel, and the compare view. Launch it with CSS and HEAD."""
+    settings = tutor.settings
+    presets = [*tutor.presets, NO_PRESET.name]
+    notice_ok = gr.update(value="", visible=False)
 
-    return gr.ChatInterface(
-        lambda message, history: chat_reply(tutor, message, history),
-        title="Tutor: how AI language models are trained",
-        description="Answers come from the guides, with the passages they rest on.",
-        examples=EXAMPLES,
-        cache_examples=False,
-    )
+    def notice(message: str) -> Any:
+        return gr.update(value=f"⚠️ {message}", visible=True)
+
+    def respond(
+        question: str, chat: list[dict[str, Any]], answers: list[dict[str, Any]], preset: str, retrieval: bool, k: int
+    ) -> Iterator[tuple[Any, ...]]:
+        turn = len(answers) + 1
+        chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        text = ""
+        try:
+            stream = tutor.stream(question, chat_turns(answers), preset=preset, retrieval=retrieval, k=int(k))
+            answer = None
+            for item in stream:
+                if isinstance(item, Answer):
+                    answer = item
+                    break
+                text += item
+                chat[-1]["content"] = linked_answer(text, turn)
+                yield "", chat, gr.skip(), gr.skip(), notice_ok
+        except TutorError as exc:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), notice(str(exc))
+            return
+        assert answer is not None
+        chat[-1]["content"] = linked_answer(answer.answer, turn)
+        yield "", chat, panel_html(answer.to_dict(), turn), gr.skip(), notice_ok
+        explained = tutor.explain(answer).to_dict()
+        yield "", chat, panel_html(explained, turn), [*answers, explained], notice_ok
+
+    def show_turn(answers: list[dict[str, Any]], event: gr.SelectData) -> Any:
+        turn = event.index // 2 if isinstance(event.index, int) else 0
+        return panel_html(answers[turn], turn + 1) if 0 <= turn < len(answers) else gr.skip()
+
+    def rate(answers: list[dict[str, Any]], event: gr.LikeData) -> Any:
+        turn = event.index // 2 if isinstance(event.index, int) else -1
+        if not 0 <= turn < len(answers):
+            return gr.skip()
+        answer = answers[turn]
+        save_feedback(
+            settings.data_dir,
+            {
+                "question": answer["question"],
+                "answer": answer["answer"],
+                "liked": bool(event.liked),
+                "preset": answer["preset"],
+                "attribution": answer["attribution"],
+                "corpus_version": answer["corpus_version"],
+            },
+        )
+        return gr.update(value="Thank you: your rating is saved.", visible=True)
+
+    def comment(text: str, answers: list[dict[str, Any]]) -> tuple[Any, Any]:
+        if not text.strip():
+            return gr.skip(), gr.update(value="⚠️ Write a comment first.", visible=True)
+        last = answers[-1] if answers else {}
+        save_feedback(
+            settings.data_dir,
+            {
+                "question": last.get("question"),
+                "answer": last.get("answer"),
+                "liked": None,
+                "comment": text.strip()[:2000],
+            },
+        )
+        return "", gr.update(value="Thank you: your comment is saved.", visible=True)
+
+    def export(answers: list[dict[str, Any]]) -> Any:
+        if not answers:
+            return gr.update(value=None)
+        folder = Path(tempfile.mkdtemp(prefix="tutor-export-"))
+        (folder / "conversation.md").write_text(export_markdown(answers), encoding="utf-8")
+        (folder / "conversation.json").write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
+        return gr.update(value=[str(folder / "conversation.md"), str(folder / "conversation.json")], visible=True)
+
+    def compare(question: str, preset: str, k: int) -> Iterator[tuple[Any, ...]]:
+        labels = [label for label, _, _ in COMPARE_WAYS]
+        texts = [""] * len(labels)
+        done: list[dict[str, Any] | None] = [None] * len(labels)
+        try:
+            for way, item in tutor.compare(question, preset=preset if preset != NO_PRESET.name else None, k=int(k)):
+                if isinstance(item, Answer):
+                    texts[way], done[way] = item.answer, item.to_dict()
+                else:
+                    texts[way] += item
+                yield (*(compare_html(labels[i], texts[i], done[i]) for i in range(len(labels))), notice_ok)
+        except TutorError as exc:
+            yield (*(gr.skip() for _ in labels), notice(str(exc)))
+
+    with gr.Blocks(title="Tutor: how AI language models are trained") as page:
+        answers = gr.State([])
+        gr.Markdown(
+            "# Tutor: how AI language models are trained\nAnswers come from the guides. "
+            "Beside each answer, see which layer shaped it: the system prompt, the passages, "
+            "or the model's own knowledge."
+        )
+        large = gr.Checkbox(label="Large text (for a projector)", value=False, elem_id="large-text")
+        large.change(None, large, None, js=LARGE_TEXT_JS)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"), gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="Conversation", height=480, elem_id="chat", feedback_options=("Like", "Dislike")
+                    )
+                    with gr.Row():
+                        question = gr.Textbox(
+                            label="Your question",
+                            placeholder="Ask about how models are trained",
+                            scale=5,
+                            elem_id="question",
+                            autofocus=True,
+                        )
+                        ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                    message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
+                    gr.Examples(EXAMPLES, inputs=question, label="Example questions")
+                    with gr.Accordion("Settings", open=True), gr.Row():
+                        preset = gr.Dropdown(
+                            presets, value=settings.preset, label="System prompt preset", elem_id="preset"
+                        )
+                        retrieval = gr.Checkbox(value=True, label="Retrieval: use the guides", elem_id="retrieval")
+                        k = gr.Slider(1, 8, value=settings.k, step=1, label="Passages (most)", elem_id="k")
+                    with gr.Accordion("Feedback and export", open=False):
+                        remark = gr.Textbox(label="Comment on the last answer (optional)", elem_id="comment")
+                        send_remark = gr.Button("Send comment", elem_id="send-comment")
+                        export_button = gr.Button("Export conversation (Markdown and JSON)", elem_id="export")
+                        exported = gr.File(
+                            label="Exported conversation", file_count="multiple", visible=False, elem_id="exported"
+                        )
+                with gr.Column(scale=2):
+                    panel = gr.HTML(EMPTY_PANEL, elem_id="why")
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("One question answered four ways, adding one layer at a time: the live RAG demonstration.")
+                with gr.Row():
+                    compare_question = gr.Textbox(
+                        label="Question", scale=5, elem_id="compare-question", value=EXAMPLES[0]
+                    )
+                    compare_button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-run")
+                compare_notice = gr.Markdown(visible=False, elem_classes=["notice"])
+                with gr.Row():
+                    columns = [
+                        gr.HTML(compare_html(label, "", None), elem_id=f"compare-{i}")
+                        for i, (label, _, _) in enumerate(COMPARE_WAYS)
+                    ]
+
+        chat_inputs = [question, chatbot, answers, preset, retrieval, k]
+        chat_outputs = [question, chatbot, panel, answers, message]
+        question.submit(respond, chat_inputs, chat_outputs)
+        ask.click(respond, chat_inputs, chat_outputs)
+        chatbot.select(show_turn, answers, panel)
+        chatbot.like(rate, answers, message)
+        send_remark.click(comment, [remark, answers], [remark, message])
+        export_button.click(export, answers, exported)
+        compare_button.click(compare, [compare_question, preset, k], [*columns, compare_notice])
+        compare_question.submit(compare, [compare_question, preset, k], [*columns, compare_notice])
+    return page
+
+
+def launch(tutor: Tutor, host: str, port: int) -> None:
+    """Serve the page; no share link, no file access beyond Gradio's own."""
+    build_ui(tutor).launch(server_name=host, server_port=port, share=False, show_error=False, css=CSS, head=HEAD)

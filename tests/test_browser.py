@@ -1,0 +1,192 @@
+"""The UI in a real browser: `tutor serve` in a subprocess, driven by Debian's Chromium via Playwright.
+
+Screenshots are saved in test-artifacts/ (or $TUTOR_TEST_ARTIFACTS) for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from .conftest import ROOT
+
+ARTIFACTS = Path(os.environ.get("TUTOR_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+# Flags this sandbox needs: no GPU, no sandboxing as root, and no background calls to a closed network.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANSWER_TIMEOUT_MS = 120_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copytree(corpus_index, folder / "index")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    env |= {
+        "TUTOR_INDEX_DIR": str(folder / "index"),
+        "TUTOR_DATA_DIR": str(folder / "data"),
+        "TUTOR_CONFIG": str(folder / "tutor.toml"),
+        "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
+        "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = (folder / "serve.log").open("w")
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError("tutor serve did not start:\n" + (folder / "serve.log").read_text()) from None
+            time.sleep(0.5)
+    yield url, folder / "data"
+    process.terminate()
+    process.wait(timeout=30)
+    assert "Traceback" not in (folder / "serve.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(chromium).exists(), "Debian's chromium is needed: apt-get install chromium (make test does)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: tuple[str, Path]) -> Iterator[Page]:
+    opened = browser.new_page(viewport={"width": 1400, "height": 1000})
+    opened.goto(server[0])
+    expect(opened.locator("#question textarea")).to_be_visible(timeout=30_000)
+    yield opened
+    opened.close()
+
+
+def _ask(page: Page, question: str, turn: int) -> None:
+    """Type a question and press Enter (keyboard only); wait until that turn's attribution is shown."""
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator(f'#why .why[data-turn="{turn}"] .layer-bar')).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+
+
+def _shares(page: Page, scope: str) -> dict[str, int]:
+    legend = page.locator(f"{scope} .legend").inner_text()
+    found = dict(re.findall(r"(system prompt|passages|model's own knowledge): (\d+)%", legend))
+    assert len(found) == 3, legend
+    return {name: int(value) for name, value in found.items()}
+
+
+def _screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_chat_answer_with_citations_passages_and_layer_shares(page: Page) -> None:
+    _ask(page, "What are the five layers of AI model training?", turn=1)
+    expect(page.locator("#chat")).to_contain_text("pre-training", ignore_case=True)
+    shares = _shares(page, "#why")
+    assert 98 <= sum(shares.values()) <= 102 and shares["passages"] > 50, shares
+    expect(page.locator("#why .passage")).not_to_have_count(0)
+    expect(page.locator("#why .verdict")).to_contain_text("from the guides")
+    expect(page.locator("#why .sentence.guided")).not_to_have_count(0)
+    # A citation in the answer opens and highlights its passage in the panel.
+    citation = page.locator("#chat a[href^='#passage-1-']").first
+    expect(citation).to_be_visible()
+    citation.click()
+    expect(page.locator("#why .passage.flash")).to_have_count(1)
+    # The full prompt, coloured by layer, and the steps in plain words.
+    page.locator("#why details.full-prompt summary").click()
+    expect(page.locator("#why details.full-prompt .part-system")).to_contain_text("tutor for staff")
+    expect(page.locator("#why .part-passages")).to_contain_text("Passages from the guides")
+    page.locator("#why details.steps summary").click()
+    expect(page.locator("#why details.steps")).to_contain_text("Search query")
+    _screenshot(page, "chat-answer-and-panel")
+
+    # A follow-up is searched together with the previous question.
+    _ask(page, "Which of them change the model itself?", turn=2)
+    expect(page.locator("#why details.steps")).to_contain_text("joined to the previous question")
+    _screenshot(page, "chat-follow-up")
+
+
+def test_retrieval_off_shows_no_passage_share(page: Page) -> None:
+    page.locator("#retrieval input").uncheck()
+    _ask(page, "What is pre-training?", turn=1)
+    assert _shares(page, "#why")["passages"] == 0
+    expect(page.locator("#why .verdict")).to_contain_text("Retrieval was off")
+
+
+def test_bad_input_gets_a_visible_message(page: Page) -> None:
+    page.locator("#ask").click()
+    expect(page.locator("#notice")).to_contain_text("the question is empty")
+    page.locator("#question textarea").fill("why " * 800)
+    page.locator("#ask").click()
+    expect(page.locator("#notice")).to_contain_text("characters long")
+    assert "Traceback" not in page.content()
+    _screenshot(page, "bad-input")
+
+
+def test_feedback_export_and_large_text(page: Page, server: tuple[str, Path]) -> None:
+    _ask(page, "What is RLHF?", turn=1)
+    page.locator("#chat button[aria-label='Like']").last.click()
+    expect(page.locator("#notice")).to_contain_text("rating is saved")
+    records = [json.loads(line) for line in (server[1] / "feedback.jsonl").read_text().splitlines()]
+    assert records[-1]["liked"] is True and records[-1]["question"] == "What is RLHF?"
+    page.get_by_text("Feedback and export").click()
+    page.locator("#export").click()
+    markdown_link = page.locator("#exported a[href$='conversation.md']")
+    expect(markdown_link).to_have_count(1)
+    markdown = page.request.get(str(markdown_link.get_attribute("href"))).text()
+    assert markdown.startswith("# Tutor conversation") and "## What is RLHF?" in markdown
+    json_link = page.locator("#exported a[href$='conversation.json']")
+    exported = json.loads(page.request.get(str(json_link.get_attribute("href"))).text())
+    assert exported[0]["question"] == "What is RLHF?" and exported[0]["attribution"]["method"]
+    page.locator("#large-text input").check()
+    expect(page.locator("html")).to_have_class(re.compile("tutor-large"))
+    _screenshot(page, "large-text")
+
+
+def test_compare_mode_answers_four_ways_with_attribution(page: Page) -> None:
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-question textarea").fill("What are the five layers of AI model training?")
+    page.locator("#compare-run").click()
+    for way in range(4):
+        expect(page.locator(f"#compare-{way} .layer-bar")).to_be_visible(timeout=2 * ANSWER_TIMEOUT_MS)
+    alone = _shares(page, "#compare-0")
+    assert alone["passages"] == 0 and alone["system prompt"] == 0 and alone["model's own knowledge"] == 100
+    assert _shares(page, "#compare-3")["passages"] > 50
+    _screenshot(page, "compare-four-ways")
