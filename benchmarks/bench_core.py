@@ -95,9 +95,10 @@ def main() -> None:
             continue
         first_token.append(answer.timings["first_token_s"])
         total.append(answer.timings["total_s"])
+        tokens = tutor.chat._prompt_tokens(list(answer.prompt))  # type: ignore[attr-defined]
         tutor.warm_up()
         started = time.perf_counter()
-        for _ in llm.create_chat_completion(messages=list(answer.prompt), max_tokens=1, temperature=0.0, stream=True):
+        for _ in llm.generate(tokens, temp=0.0):
             break
         prefill.append(time.perf_counter() - started)
         prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
