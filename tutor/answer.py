@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .embed import Embedder
-from .errors import QuestionError
+from .errors import ModelError, QuestionError
 from .explain import (
     FIXED_REPLY_METHOD,
     CitingStream,
@@ -49,6 +49,7 @@ class Answer:
     prompt: tuple[Message, ...] = field(default=(), repr=False)
     history: tuple[Turn, ...] = field(default=(), repr=False)
     generated: str = field(default="", repr=False)  # the model's own text, before citations were checked
+    attribution_error: str | None = None  # why the attribution could not be measured
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
@@ -60,6 +61,7 @@ class Answer:
                 for n, p in enumerate(self.sources, start=1)
             ],
             "attribution": self.attribution,
+            **({"attribution_error": self.attribution_error} if self.attribution_error else {}),
             "sentences": [
                 {
                     "text": s.text,
@@ -243,9 +245,12 @@ class Tutor:
         contexts["full"] = list(answer.prompt)
         # Contexts that are the same messages (no passages; the neutral preset) are scored once.
         scored: dict[str, TokenLogprobs] = {}
-        for name, messages in contexts.items():
-            same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
-            scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
+        try:
+            for name, messages in contexts.items():
+                same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
+                scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
+        except ModelError as exc:  # the answer stands; only its explanation is missing
+            return replace(answer, attribution_error=str(exc))
 
         overall, per_sentence = attribute(scored, answer.generated, [s.text for s in answer.sentences])
         sentences = tuple(replace(s, layers=layers) for s, layers in zip(answer.sentences, per_sentence, strict=True))

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the default Qwen2.5-Coder-0.5B-Instruct.")
     model_sha256: str | None = Field(None, description="Expected SHA-256 of model_path; checked before loading when set.")
     embed_model: str | None = Field(None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package.")
+    llm_url: str | None = Field(None, description="An OpenAI-compatible server (…/v1) to generate and score with, instead of the in-process model; it must return logprobs.")
+    llm_model: str | None = Field(None, description="The model name to ask llm_url for; default: the first it lists.")
     n_ctx: int = Field(4096, ge=512, description="Context window of the chat model, in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for the chat model; default: all cores.")
 

@@ -10,7 +10,7 @@ from .config import Settings
 from .corpus import read_guides
 from .embed import Embedder
 from .index import IndexStore, IngestReport, ingest
-from .llm import LlamaCppChat
+from .llm import ChatModel, LlamaCppChat, OpenAIChat
 from .models import resolve_embed_model, resolve_model_path
 from .prompts import load_presets
 from .retrieve import Retriever
@@ -44,6 +44,10 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
         if retrieval
         else None
     )
-    model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
-    chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+    chat: ChatModel
+    if settings.llm_url:
+        chat = OpenAIChat(settings.llm_url, model=settings.llm_model)
+    else:
+        model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
+        chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
     return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings)

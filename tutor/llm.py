@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,140 @@ class LlamaCppChat:
             llm.input_ids[begin : begin + len(chunk)] = chunk
             llm.n_tokens = begin + len(chunk)
         return logprobs
+
+
+def chatml(messages: list[Message]) -> str:
+    """Messages in ChatML, the default model's chat template, ready for the assistant's turn."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
+
+
+class OpenAIChat:
+    """A model behind an OpenAI-compatible server: llama.cpp's server, llama-cpp-python's, vLLM.
+
+    Both generating and scoring use /v1/completions with a prompt formatted here (ChatML), so that
+    they see the same tokens: the log-probabilities of a generated answer come with its tokens,
+    and an answer is scored under another prompt by sending prompt + answer with `echo` and
+    `logprobs`. The server must return log-probabilities (llama-cpp-python's: `--logits_all true`).
+    """
+
+    def __init__(self, url: str, *, model: str | None = None, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._model = model or self._first_model()
+        self.name = Path(self._model).stem or self._model
+        self._last: tuple[str, str, TokenLogprobs] | None = None  # prompt, answer, its logprobs
+        self._echo_checked = False
+        self._echo_error: ModelError | None = None
+
+    def _request(self, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
+        try:
+            response = self._http.post("/completions", json={"model": self._model, **body})
+        except httpx.HTTPError as exc:
+            raise ModelError(f"the LLM server at {self.url} is not reachable: {exc}") from None
+        if response.status_code != 200:
+            raise ModelError(f"the LLM server at {self.url} answered {response.status_code}: {response.text[:200]}")
+        return dict(response.json())
+
+    def _first_model(self) -> str:
+        import httpx
+
+        try:
+            models = self._http.get("/models").json()["data"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise ModelError(f"the LLM server at {self.url} is not reachable: {exc}") from None
+        if not models:
+            raise ModelError(f"the LLM server at {self.url} serves no model")
+        return str(models[0]["id"])
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        import httpx
+
+        prompt = chatml(messages)
+        body = {
+            "model": self._model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "logprobs": 1,
+            "stream": True,
+            "stop": ["<|im_end|>"],
+        }
+        self._last = None
+        text, scored = "", []
+        try:
+            with self._http.stream("POST", "/completions", json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise ModelError(
+                        f"the LLM server at {self.url} answered {response.status_code}: {response.text[:200]}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    choice = json.loads(line[5:])["choices"][0]
+                    logprobs = choice.get("logprobs") or {}
+                    scored += list(
+                        zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False)
+                    )
+                    if choice.get("text"):
+                        text += choice["text"]
+                        yield choice["text"]
+        except httpx.HTTPError as exc:
+            raise ModelError(f"the LLM server at {self.url} failed mid-answer: {exc}") from None
+        if "".join(token for token, _ in scored) == text:
+            self._last = (prompt, text, [(token, float(lp)) for token, lp in scored])
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate (4 characters a token): asking the server would cost a request per passage."""
+        return len(text) // 4 + 1
+
+    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
+        prompt = chatml(messages)
+        if self._last and self._last[:2] == (prompt, answer):
+            if not self._echo_checked:
+                self._check_echo(self._last)
+            return self._last[2]
+        return self._echoed(prompt, answer)
+
+    def _check_echo(self, generated: tuple[str, str, TokenLogprobs]) -> None:
+        """Refuse a server whose echoed log-probabilities disagree with those it generated with.
+
+        llama-cpp-python's server (0.3.x) reports for each echoed token the probability of that
+        token *after* itself, one position late; scores from it would be meaningless.
+        """
+        if self._echo_error:
+            raise self._echo_error
+        prompt, answer, expected = generated
+        echoed = self._echoed(prompt, answer)
+        gaps = [abs(a - b) for (_, a), (_, b) in zip(echoed, expected, strict=False)]
+        if len(echoed) != len(expected) or sum(gaps) / max(len(gaps), 1) > 0.5:
+            self._echo_error = ModelError(
+                f"the LLM server at {self.url} echoes log-probabilities that disagree with those it generated "
+                "with (llama-cpp-python's server shifts them by one token), so answers cannot be scored there; "
+                "use a server with correct echo logprobs (vLLM) or TUTOR_ATTRIBUTION=off"
+            )
+            raise self._echo_error
+        self._echo_checked = True
+
+    def _echoed(self, prompt: str, answer: str) -> TokenLogprobs:
+        reply = self._request(
+            {"prompt": prompt + answer, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
+        )
+        logprobs = reply["choices"][0].get("logprobs") or {}
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if not tokens or not values:
+            raise ModelError(f"the LLM server at {self.url} returned no log-probabilities for the prompt")
+        pairs = list(zip(tokens, values, strict=False))[: reply.get("usage", {}).get("prompt_tokens", len(tokens))]
+        # The answer's tokens are the last ones of the echoed prompt whose text makes up the answer.
+        taken, length = [], 0
+        for token, value in reversed(pairs):
+            if length >= len(answer):
+                break
+            taken.append((token, float(value if value is not None else 0.0)))
+            length += len(token)
+        return taken[::-1]

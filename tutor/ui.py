@@ -228,6 +228,10 @@ def panel_html(answer: dict[str, Any], turn: int) -> str:
     """The "Why this answer" panel of one answer (the JSON of `Answer.to_dict`)."""
     sources = answer.get("sources") or []
     sentences = "".join(_sentence_item(s, turn) for s in answer.get("sentences") or [])
+    bar = layer_bar(answer.get("attribution"))
+    if answer.get("attribution_error"):
+        bar = f'<p class="notice" role="status">Attribution unavailable: {html.escape(answer["attribution_error"])}</p>'
+
     passages = "".join(
         f'<div class="passage" id="passage-{turn}-{s["n"]}"><strong>[{s["n"]}] {html.escape(s["guide"])}</strong>'
         f"{' › ' + html.escape(s['section']) if s.get('section') else ''} · <small>{html.escape(s['path'])} · "
@@ -238,7 +242,7 @@ def panel_html(answer: dict[str, Any], turn: int) -> str:
     system = prompt[0]["content"] if prompt else ""
     return (
         f'<div class="why" data-turn="{turn}"><h3>Why this answer</h3>'
-        f'<p class="verdict">{verdict(answer)}</p>{layer_bar(answer.get("attribution"))}'
+        f'<p class="verdict">{verdict(answer)}</p>{bar}'
         f'<h4>Sentence by sentence</h4><ol class="sentences">{sentences}</ol>'
         f'<details open class="passages"><summary>Passages ({len(sources)})</summary>'
         f"{passages or '<p>No passages went into the prompt.</p>'}</details>"
