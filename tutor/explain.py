@@ -219,24 +219,30 @@ def attribute(
 ) -> tuple[LayerShares, list[LayerShares | None]]:
     """The answer's layer shares and each sentence's, from its tokens' log-probabilities per context.
 
-    `scored` maps "full", "prompt", "alone" and optionally "passages" to the same answer tokens.
+    `scored` maps "full", "prompt", "alone" and optionally "passages" to the answer's tokens (a
+    server may split the answer differently under each context: each is mapped on its own).
     A sentence's shares come from the mean log-likelihood of its tokens; the answer's are its
     sentences' shares weighted by their length, so that a sentence the prompt alone dictated
     ("Ahoy, matey!") counts for its length instead of vanishing in a mean over the whole answer.
     """
+    spans = {
+        name: sentence_token_spans(sentences, raw, [piece for piece, _ in values]) for name, values in scored.items()
+    }
 
-    def shares(indexes: Sequence[int]) -> LayerShares | None:
-        if not indexes:
-            return None
-        means = {name: sum(values[i][1] for i in indexes) / len(indexes) for name, values in scored.items()}
+    def shares(sentence: int | None) -> LayerShares | None:
+        means = {}
+        for name, values in scored.items():
+            indexes = range(len(values)) if sentence is None else spans[name][sentence]
+            if not indexes:
+                return None
+            means[name] = sum(values[i][1] for i in indexes) / len(indexes)
         return layer_shares(means["full"], means["prompt"], means["alone"], means.get("passages"))
 
-    pieces = [piece for piece, _ in scored["full"]]
-    spans = sentence_token_spans(sentences, raw, pieces)
-    per_sentence = [shares(span) for span in spans]
-    weighted = [(len(span), layers) for span, layers in zip(spans, per_sentence, strict=True) if layers]
+    per_sentence = [shares(i) for i in range(len(sentences))]
+    spans_full = spans["full"]
+    weighted = [(len(span), layers) for span, layers in zip(spans_full, per_sentence, strict=True) if layers]
     if not weighted:
-        return shares(range(len(pieces))) or LayerShares(0.0, 0.0, 1.0), per_sentence
+        return shares(None) or LayerShares(0.0, 0.0, 1.0), per_sentence
     total = sum(weight for weight, _ in weighted)
     prompt, retrieval, model = (
         round(sum(weight * getattr(layers, part) for weight, layers in weighted) / total, 3)

@@ -178,9 +178,11 @@ class OpenAIChat:
     """A model behind an OpenAI-compatible server: llama.cpp's server, llama-cpp-python's, vLLM.
 
     Both generating and scoring use /v1/completions with a prompt formatted here (ChatML), so that
-    they see the same tokens: the log-probabilities of a generated answer come with its tokens,
-    and an answer is scored under another prompt by sending prompt + answer with `echo` and
-    `logprobs`. The server must return log-probabilities (llama-cpp-python's: `--logits_all true`).
+    they see the same tokens: the log-probabilities of a generated answer come with its tokens.
+    An answer is scored under another prompt by sending prompt + answer with `echo` and `logprobs`
+    (vLLM), or, where echoed log-probabilities are wrong, by generating it again under a grammar
+    that allows only its text (llama.cpp's and llama-cpp-python's servers). The server must return
+    log-probabilities (llama-cpp-python's: `--logits_all true`).
     """
 
     def __init__(self, url: str, *, model: str | None = None, timeout: float = 120.0) -> None:
@@ -191,8 +193,7 @@ class OpenAIChat:
         self._model = model or self._first_model()
         self.name = Path(self._model).stem or self._model
         self._last: tuple[str, str, TokenLogprobs] | None = None  # prompt, answer, its logprobs
-        self._echo_checked = False
-        self._echo_error: ModelError | None = None
+        self._scoring: str | None = None  # "echo" or "forced", chosen on the first answer scored
 
     def _request(self, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
@@ -261,30 +262,46 @@ class OpenAIChat:
     def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
         prompt = chatml(messages)
         if self._last and self._last[:2] == (prompt, answer):
-            if not self._echo_checked:
-                self._check_echo(self._last)
+            if self._scoring is None:
+                self._pick_scoring(self._last)
             return self._last[2]
-        return self._echoed(prompt, answer)
+        return self._echoed(prompt, answer) if self._scoring == "echo" else self._forced(prompt, answer)
 
-    def _check_echo(self, generated: tuple[str, str, TokenLogprobs]) -> None:
-        """Refuse a server whose echoed log-probabilities disagree with those it generated with.
-
-        llama-cpp-python's server (0.3.x) reports for each echoed token the probability of that
-        token *after* itself, one position late; scores from it would be meaningless.
-        """
-        if self._echo_error:
-            raise self._echo_error
+    def _pick_scoring(self, generated: tuple[str, str, TokenLogprobs]) -> None:
+        """Echo if the server's echoed log-probabilities agree with those it generated with, else
+        forced decoding. llama-cpp-python's server (0.3.x) reports each echoed token's probability
+        one position late; scores from it would be meaningless."""
         prompt, answer, expected = generated
-        echoed = self._echoed(prompt, answer)
-        gaps = [abs(a - b) for (_, a), (_, b) in zip(echoed, expected, strict=False)]
-        if len(echoed) != len(expected) or sum(gaps) / max(len(gaps), 1) > 0.5:
-            self._echo_error = ModelError(
-                f"the LLM server at {self.url} echoes log-probabilities that disagree with those it generated "
-                "with (llama-cpp-python's server shifts them by one token), so answers cannot be scored there; "
-                "use a server with correct echo logprobs (vLLM) or TUTOR_ATTRIBUTION=off"
-            )
-            raise self._echo_error
-        self._echo_checked = True
+        for method in (self._echoed, self._forced):
+            scored = method(prompt, answer)
+            gaps = [abs(a - b) for (_, a), (_, b) in zip(scored, expected, strict=False)]
+            if len(scored) == len(expected) and sum(gaps) / max(len(gaps), 1) < 0.2:
+                self._scoring = "echo" if method == self._echoed else "forced"
+                return
+        raise ModelError(
+            f"the LLM server at {self.url} gives log-probabilities for a given answer that disagree with "
+            "those it generated it with, so answers cannot be scored there; use TUTOR_ATTRIBUTION=off"
+        )
+
+    def _forced(self, prompt: str, answer: str) -> TokenLogprobs:
+        """The answer generated again under a grammar that allows only its own text: the server's
+        log-probabilities of generated tokens are read before the grammar narrows the choice."""
+        literal = answer.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        reply = self._request(
+            {
+                "prompt": prompt,
+                "grammar": f'root ::= "{literal}"',
+                "max_tokens": len(answer) + 8,
+                "temperature": 0,
+                "logprobs": 1,
+            }
+        )
+        choice = reply["choices"][0]
+        logprobs = choice.get("logprobs") or {}
+        pairs = list(zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False))
+        if choice.get("text") != answer or not pairs:
+            raise ModelError(f"the LLM server at {self.url} did not follow the grammar that forces the answer")
+        return [(token, float(value)) for token, value in pairs]
 
     def _echoed(self, prompt: str, answer: str) -> TokenLogprobs:
         reply = self._request(
