@@ -9,18 +9,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port, wait_for_http
 
 ARTIFACTS = Path(os.environ.get("TUTOR_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 # Flags this sandbox needs: no GPU, no sandboxing as root, and no background calls to a closed network.
@@ -36,18 +33,12 @@ CHROMIUM_FLAGS = [
 ANSWER_TIMEOUT_MS = 120_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
     folder = tmp_path_factory.mktemp("served")
     shutil.copytree(corpus_index, folder / "index")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
     env |= {
         "TUTOR_INDEX_DIR": str(folder / "index"),
@@ -57,20 +48,12 @@ def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
-    log = (folder / "serve.log").open("w")
+    log_path = folder / "serve.log"
+    log = log_path.open("w")
     command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError("tutor serve did not start:\n" + (folder / "serve.log").read_text()) from None
-            time.sleep(0.5)
+    wait_for_http(url, process, log_path, 180)
     yield url, folder / "data"
     process.terminate()
     process.wait(timeout=30)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,33 +21,21 @@ from tutor.errors import ModelError
 from tutor.llm import OpenAIChat, chatml
 from tutor.models import resolve_model_path
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .conftest import free_port, wait_for_http
 
 
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m llama_cpp.server` with the default model; yields its /v1 URL."""
     model = resolve_model_path(None, None, load_settings().cache_dir)
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("llm-server") / "server.log").open("w")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
+    log = log_path.open("w")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/models", timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError("llama_cpp.server did not start") from None
-            time.sleep(0.5)
+    wait_for_http(url + "/models", process, log_path, 120)
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -87,7 +72,7 @@ def test_cli_through_the_server_and_with_the_server_down(
     assert run(["ask", "--json", "What is fine-tuning?"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["answer"] and answer["sources"] and answer["attribution"] is None
-    monkeypatch.setenv("TUTOR_LLM_URL", f"http://127.0.0.1:{_free_port()}/v1")
+    monkeypatch.setenv("TUTOR_LLM_URL", f"http://127.0.0.1:{free_port()}/v1")
     assert run(["ask", "What is fine-tuning?"]) == 1
     assert re.fullmatch(r"error: the LLM server at \S+ is not reachable: .*\n", capsys.readouterr().err)
 
@@ -135,4 +120,4 @@ def test_scoring_reads_back_only_the_answers_tokens() -> None:
 
 def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match="is not reachable"):
-        OpenAIChat(f"http://127.0.0.1:{_free_port()}/v1")
+        OpenAIChat(f"http://127.0.0.1:{free_port()}/v1")

@@ -114,7 +114,7 @@ def compose_messages(
     return messages
 
 
-COMPARE_MAX_TOKENS = 80
+COMPARE_MAX_TOKENS = 48  # about the "two or three short sentences" the presets ask for
 # The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
 COMPARE_WAYS = (
     ("Model alone", False, False),

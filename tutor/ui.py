@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from .answer import COMPARE_WAYS, Answer, Tutor
+from .answer import COMPARE_MAX_TOKENS, COMPARE_WAYS, Answer, Tutor
 from .errors import TutorError
 from .explain import LAYER_NAMES, describe_layers
 from .prompts import NO_PRESET
@@ -431,7 +431,10 @@ def build_ui(tutor: Tutor) -> Any:
                 with gr.Column(scale=2):
                     panel = gr.HTML(EMPTY_PANEL, elem_id="why")
             with gr.Tab("Compare", id="compare"):
-                gr.Markdown("One question answered four ways, adding one layer at a time: the live RAG demonstration.")
+                gr.Markdown(
+                    "One question answered four ways, adding one layer at a time: the live RAG demonstration. "
+                    f"Each answer stops at {COMPARE_MAX_TOKENS} tokens, about three short sentences."
+                )
                 with gr.Row():
                     compare_question = gr.Textbox(
                         label="Question", scale=5, elem_id="compare-question", value=EXAMPLES[0]
