@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -91,3 +92,30 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds
                 process.kill()
                 raise AssertionError(f"{url} did not come up:\n{log.read_text()}") from None
             time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copytree(corpus_index, folder / "index")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    env |= {
+        "TUTOR_INDEX_DIR": str(folder / "index"),
+        "TUTOR_DATA_DIR": str(folder / "data"),
+        "TUTOR_CONFIG": str(folder / "tutor.toml"),
+        "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
+        "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log_path = folder / "serve.log"
+    log = log_path.open("w")
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    url = f"http://127.0.0.1:{port}/"
+    wait_for_http(url, process, log_path, 180)
+    yield url, folder / "data"
+    process.terminate()
+    process.wait(timeout=30)
+    assert "Traceback" not in (folder / "serve.log").read_text()

@@ -9,15 +9,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from .conftest import ROOT, free_port, wait_for_http
+from .conftest import ROOT
 
 ARTIFACTS = Path(os.environ.get("TUTOR_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 # Flags this sandbox needs: no GPU, no sandboxing as root, and no background calls to a closed network.
@@ -31,33 +29,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 ANSWER_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
-    folder = tmp_path_factory.mktemp("served")
-    shutil.copytree(corpus_index, folder / "index")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
-    env |= {
-        "TUTOR_INDEX_DIR": str(folder / "index"),
-        "TUTOR_DATA_DIR": str(folder / "data"),
-        "TUTOR_CONFIG": str(folder / "tutor.toml"),
-        "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
-        "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    log_path = folder / "serve.log"
-    log = log_path.open("w")
-    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    url = f"http://127.0.0.1:{port}/"
-    wait_for_http(url, process, log_path, 180)
-    yield url, folder / "data"
-    process.terminate()
-    process.wait(timeout=30)
-    assert "Traceback" not in (folder / "serve.log").read_text()
 
 
 @pytest.fixture(scope="module")

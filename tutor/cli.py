@@ -118,11 +118,12 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to listen on.")
-def serve(host: str, port: int) -> None:
-    """Start the chat UI; builds the index from the corpus on first run."""
+@click.option("--root-path", default="", help="The sub-path a reverse proxy serves the tutor at, such as /tutor.")
+def serve(host: str, port: int, root_path: str) -> None:
+    """Serve the page and the JSON API; builds the index from the corpus on first run."""
     from .factory import build_tutor, ingest_from_settings
     from .index import IndexStore
-    from .ui import launch
+    from .server import serve as serve_http
 
     settings = _settings()
     store = IndexStore(settings.index_dir)
@@ -132,7 +133,7 @@ def serve(host: str, port: int) -> None:
     tutor = build_tutor(settings)
     tutor.warm_up()
     click.echo(f"the tutor is at http://{host}:{port}/")
-    launch(tutor, host, port)
+    serve_http(tutor, host, port, root_path)
 
 
 @cli.command()

@@ -458,8 +458,3 @@ def build_ui(tutor: Tutor) -> Any:
         compare_button.click(compare, [compare_question, preset, k], [*columns, compare_notice])
         compare_question.submit(compare, [compare_question, preset, k], [*columns, compare_notice])
     return page
-
-
-def launch(tutor: Tutor, host: str, port: int) -> None:
-    """Serve the page; no share link, no file access beyond Gradio's own."""
-    build_ui(tutor).launch(server_name=host, server_port=port, share=False, show_error=False, css=CSS, head=HEAD)

@@ -1,0 +1,61 @@
+"""The JSON API and health routes of a real `tutor serve` (uvicorn, the real model and index)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+ASK = {"question": "What are the five layers of AI model training?"}
+
+
+def test_health_and_readiness(server: tuple[str, Path]) -> None:
+    url = server[0]
+    assert httpx.get(url + "healthz").json() == {"status": "ok"}
+    ready = httpx.get(url + "readyz").json()
+    assert ready["status"] == "ready" and ready["model"].startswith("qwen2.5") and ready["corpus_version"]
+    spec = httpx.get(url + "openapi.json").json()
+    assert {"/api/ask", "/api/ask/stream", "/healthz", "/readyz"} <= set(spec["paths"])
+
+
+def test_ask_returns_the_json_contract(server: tuple[str, Path]) -> None:
+    answer = httpx.post(server[0] + "api/ask", json=ASK, timeout=120).json()
+    assert {"question", "answer", "sources", "attribution", "sentences", "in_scope", "timings"} <= set(answer)
+    assert answer["in_scope"] is True and answer["sources"] and "pre" in answer["answer"].lower()
+    assert answer["attribution"]["retrieval"] > 0.5 and answer["timings"]["explain_s"] is not None
+    alone = httpx.post(server[0] + "api/ask", json={**ASK, "retrieval": False}, timeout=120).json()
+    assert alone["sources"] == [] and alone["attribution"]["retrieval"] == 0.0
+
+
+def test_stream_sends_tokens_then_the_answer_then_its_attribution(server: tuple[str, Path]) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    with httpx.stream("POST", server[0] + "api/ask/stream", json=ASK, timeout=120) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    names = [name for name, _ in events]
+    assert names[-2:] == ["answer", "attribution"] and names.count("token") > 3
+    text = "".join(str(data["text"]) for name, data in events if name == "token")
+    assert text.strip() == events[-2][1]["answer"]
+    assert events[-2][1]["attribution"] is None and events[-1][1]["attribution"] is not None
+
+
+def test_bad_requests_are_clear_json_errors(server: tuple[str, Path]) -> None:
+    url = server[0]
+    for body, status, message in [
+        ({"question": "   "}, 400, "the question is empty"),
+        ({"question": "x" * 3000}, 400, "3000 characters"),
+        ({**ASK, "preset": "nope"}, 400, "unknown preset"),
+        ({**ASK, "k": 0}, 422, ""),
+        ({"question": 42}, 422, ""),
+    ]:
+        for route in ("api/ask", "api/ask/stream"):
+            response = httpx.post(url + route, json=body, timeout=60)
+            assert response.status_code == status, (route, body, response.text)
+            assert message in response.text
+    assert httpx.get(url + "healthz").status_code == 200  # still answering
