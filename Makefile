@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: install start test lint bench eval
 # The browser test drives Debian's Chromium through Playwright (Playwright's own browser download
-# cannot work here). Installed once if missing.
+# cannot work here), and the proxy test puts Debian's nginx in front. Installed once if missing.
 CHROMIUM ?= /usr/bin/chromium
+NGINX ?= /usr/sbin/nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -26,7 +27,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: $(STAMP) $(CHROMIUM) lint
+$(NGINX):
+	$(SUDO) apt-get install -y --no-install-recommends nginx || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx)
+
+test: $(STAMP) $(CHROMIUM) $(NGINX) lint
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,0 +1,92 @@
+"""`tutor serve --root-path /tutor` behind a real nginx (Debian's) at the sub-path /tutor/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from .conftest import ROOT, free_port, wait_for_http
+from .test_browser import CHROMIUM_FLAGS
+
+NGINX_CONF = """
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy;
+  fastcgi_temp_path {folder}/fastcgi; uwsgi_temp_path {folder}/uwsgi; scgi_temp_path {folder}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location /tutor/ {{
+      proxy_pass http://127.0.0.1:{upstream}/;
+      proxy_http_version 1.1;
+      proxy_set_header Host $host:$server_port;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def proxied(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """nginx on a free port forwarding /tutor/ to a tutor served with --root-path /tutor."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "Debian's nginx is needed: apt-get install nginx (make test does)"
+    folder = tmp_path_factory.mktemp("proxied")
+    shutil.copytree(corpus_index, folder / "index")
+    upstream, port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    env |= {"TUTOR_INDEX_DIR": str(folder / "index"), "TUTOR_DATA_DIR": str(folder / "data"),
+            "TUTOR_CONFIG": str(folder / "tutor.toml"), "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
+            "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(upstream),
+               "--root-path", "/tutor"]  # fmt: skip
+    tutor = subprocess.Popen(command, env=env, stdout=(folder / "serve.log").open("w"), stderr=subprocess.STDOUT)
+    (folder / "nginx.conf").write_text(NGINX_CONF.format(folder=folder, port=port, upstream=upstream))
+    proxy = subprocess.Popen([nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
+                             stdout=(folder / "nginx.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/tutor/"
+    try:
+        wait_for_http(f"http://127.0.0.1:{upstream}/healthz", tutor, folder / "serve.log", 180)
+        wait_for_http(url + "healthz", proxy, folder / "nginx.log", 30)
+        yield url
+    finally:
+        proxy.terminate()
+        tutor.terminate()
+        proxy.wait(timeout=30)
+        tutor.wait(timeout=30)
+
+
+def test_api_and_health_at_the_sub_path(proxied: str) -> None:
+    assert httpx.get(proxied + "healthz").json() == {"status": "ok"}
+    assert httpx.get(proxied + "readyz").json()["status"] == "ready"
+    answer = httpx.post(proxied + "api/ask", json={"question": "What is RLHF?"}, timeout=120).json()
+    assert answer["in_scope"] is True and answer["attribution"]["retrieval"] > 0
+
+
+def test_the_page_works_through_the_proxy(proxied: str) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(proxied)
+        box = page.locator("#question textarea")
+        box.fill("What is RLHF?")
+        box.press("Enter")
+        expect(page.locator('#why .why[data-turn="1"] .layer-bar')).to_be_visible(timeout=120_000)
+        expect(page.locator("#chat")).to_contain_text("RLHF")
+        browser.close()
