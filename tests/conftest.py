@@ -94,12 +94,9 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds
             time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
-def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
-    folder = tmp_path_factory.mktemp("served")
+def start_tutor(folder: Path, corpus_index: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """`tutor serve` in a subprocess over a copy of the corpus index in `folder`, logging to serve.log."""
     shutil.copytree(corpus_index, folder / "index")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
     env |= {
         "TUTOR_INDEX_DIR": str(folder / "index"),
@@ -109,12 +106,19 @@ def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
-    log_path = folder / "serve.log"
-    log = log_path.open("w")
-    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port), *options]
+    log = (folder / "serve.log").open("w")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+
+
+@pytest.fixture(scope="session")
+def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real `tutor serve` on a free port over a copy of the corpus index; yields (url, data dir)."""
+    folder = tmp_path_factory.mktemp("served")
+    port = free_port()
+    process = start_tutor(folder, corpus_index, port)
     url = f"http://127.0.0.1:{port}/"
-    wait_for_http(url, process, log_path, 180)
+    wait_for_http(url, process, folder / "serve.log", 180)
     yield url, folder / "data"
     process.terminate()
     process.wait(timeout=30)

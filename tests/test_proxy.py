@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .conftest import ROOT, free_port, wait_for_http
+from .conftest import free_port, start_tutor, wait_for_http
 from .test_browser import CHROMIUM_FLAGS
 
 NGINX_CONF = """
@@ -47,15 +45,8 @@ def proxied(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "Debian's nginx is needed: apt-get install nginx (make test does)"
     folder = tmp_path_factory.mktemp("proxied")
-    shutil.copytree(corpus_index, folder / "index")
     upstream, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
-    env |= {"TUTOR_INDEX_DIR": str(folder / "index"), "TUTOR_DATA_DIR": str(folder / "data"),
-            "TUTOR_CONFIG": str(folder / "tutor.toml"), "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
-            "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
-    command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(upstream),
-               "--root-path", "/tutor"]  # fmt: skip
-    tutor = subprocess.Popen(command, env=env, stdout=(folder / "serve.log").open("w"), stderr=subprocess.STDOUT)
+    tutor = start_tutor(folder, corpus_index, upstream, "--root-path", "/tutor")
     (folder / "nginx.conf").write_text(NGINX_CONF.format(folder=folder, port=port, upstream=upstream))
     proxy = subprocess.Popen([nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
                              stdout=(folder / "nginx.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
