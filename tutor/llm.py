@@ -168,6 +168,12 @@ class LlamaCppChat:
         return logprobs
 
 
+def _token_pairs(choice: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The (token, log-probability) pairs of an OpenAI completion choice; a value may be None."""
+    logprobs = choice.get("logprobs") or {}
+    return list(zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False))
+
+
 def chatml(messages: list[Message]) -> str:
     """Messages in ChatML, the default model's chat template, ready for the assistant's turn."""
     turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
@@ -194,6 +200,7 @@ class OpenAIChat:
         self.name = Path(self._model).stem or self._model
         self._last: tuple[str, str, TokenLogprobs] | None = None  # prompt, answer, its logprobs
         self._scoring: str | None = None  # "echo" or "forced", chosen on the first answer scored
+        self._scoring_error: ModelError | None = None  # why neither can be trusted, once found
 
     def _request(self, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
@@ -203,8 +210,11 @@ class OpenAIChat:
         except httpx.HTTPError as exc:
             raise ModelError(f"the LLM server at {self.url} is not reachable: {exc}") from None
         if response.status_code != 200:
-            raise ModelError(f"the LLM server at {self.url} answered {response.status_code}: {response.text[:200]}")
+            raise self._refusal(response)
         return dict(response.json())
+
+    def _refusal(self, response: Any) -> ModelError:
+        return ModelError(f"the LLM server at {self.url} answered {response.status_code}: {response.text[:200]}")
 
     def _first_model(self) -> str:
         import httpx
@@ -236,17 +246,12 @@ class OpenAIChat:
             with self._http.stream("POST", "/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise ModelError(
-                        f"the LLM server at {self.url} answered {response.status_code}: {response.text[:200]}"
-                    )
+                    raise self._refusal(response)
                 for line in response.iter_lines():
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
                         continue
                     choice = json.loads(line[5:])["choices"][0]
-                    logprobs = choice.get("logprobs") or {}
-                    scored += list(
-                        zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False)
-                    )
+                    scored += _token_pairs(choice)
                     if choice.get("text"):
                         text += choice["text"]
                         yield choice["text"]
@@ -271,6 +276,8 @@ class OpenAIChat:
         """Echo if the server's echoed log-probabilities agree with those it generated with, else
         forced decoding. llama-cpp-python's server (0.3.x) reports each echoed token's probability
         one position late; scores from it would be meaningless."""
+        if self._scoring_error:
+            raise self._scoring_error
         prompt, answer, expected = generated
         for method in (self._echoed, self._forced):
             scored = method(prompt, answer)
@@ -278,10 +285,11 @@ class OpenAIChat:
             if len(scored) == len(expected) and sum(gaps) / max(len(gaps), 1) < 0.2:
                 self._scoring = "echo" if method == self._echoed else "forced"
                 return
-        raise ModelError(
+        self._scoring_error = ModelError(
             f"the LLM server at {self.url} gives log-probabilities for a given answer that disagree with "
             "those it generated it with, so answers cannot be scored there; use TUTOR_ATTRIBUTION=off"
         )
+        raise self._scoring_error
 
     def _forced(self, prompt: str, answer: str) -> TokenLogprobs:
         """The answer generated again under a grammar that allows only its own text: the server's
@@ -297,8 +305,7 @@ class OpenAIChat:
             }
         )
         choice = reply["choices"][0]
-        logprobs = choice.get("logprobs") or {}
-        pairs = list(zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False))
+        pairs = _token_pairs(choice)
         if choice.get("text") != answer or not pairs:
             raise ModelError(f"the LLM server at {self.url} did not follow the grammar that forces the answer")
         return [(token, float(value)) for token, value in pairs]
@@ -307,11 +314,10 @@ class OpenAIChat:
         reply = self._request(
             {"prompt": prompt + answer, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
         )
-        logprobs = reply["choices"][0].get("logprobs") or {}
-        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
-        if not tokens or not values:
+        pairs = _token_pairs(reply["choices"][0])
+        if not pairs:
             raise ModelError(f"the LLM server at {self.url} returned no log-probabilities for the prompt")
-        pairs = list(zip(tokens, values, strict=False))[: reply.get("usage", {}).get("prompt_tokens", len(tokens))]
+        pairs = pairs[: reply.get("usage", {}).get("prompt_tokens", len(pairs))]
         # The answer's tokens are the last ones of the echoed prompt whose text makes up the answer.
         taken, length = [], 0
         for token, value in reversed(pairs):

@@ -7,6 +7,7 @@ The API is a thin front end on `Tutor`: `POST /api/ask` returns the JSON contrac
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -71,7 +72,7 @@ def create_app(tutor: Tutor) -> FastAPI:
 
         def events() -> Iterator[str]:
             try:
-                for item in _chain(first, stream):
+                for item in itertools.chain((first,), stream):
                     if isinstance(item, Answer):
                         yield _event("answer", item.to_dict())
                         yield _event("attribution", tutor.explain(item).to_dict())
@@ -94,8 +95,3 @@ def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
 
     app = gr.mount_gradio_app(create_app(tutor), build_ui(tutor), path="/", css=CSS, head=HEAD, show_error=False)
     uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning")
-
-
-def _chain(first: str | Answer, rest: Iterator[str | Answer]) -> Iterator[str | Answer]:
-    yield first
-    yield from rest
