@@ -41,6 +41,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_core.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_layers.py
+	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_load.py
 
 eval: $(STAMP)
 	$(BIN)/tutor ingest

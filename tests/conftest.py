@@ -18,9 +18,13 @@ import pytest
 from tutor import Tutor, build_embedder, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
+from tutor.index_server import ChromaServerStore
+from tutor.models import resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
+TOKEN = "correct horse battery staple"
+INTRANET = "http://intranet.example"
 SHARED_GUIDES = ROOT.parent / "shared" / "guides"
 
 
@@ -94,21 +98,25 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds
             time.sleep(0.5)
 
 
-def start_tutor(folder: Path, corpus_index: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
-    """`tutor serve` in a subprocess over a copy of the corpus index in `folder`, logging to serve.log."""
+def start_tutor(
+    folder: Path, corpus_index: Path, port: int, *options: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`tutor serve` in a subprocess over a copy of the corpus index in `folder`, logging to serve.log;
+    `env` adds settings (TUTOR_*)."""
     shutil.copytree(corpus_index, folder / "index")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
-    env |= {
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    environment |= {
         "TUTOR_INDEX_DIR": str(folder / "index"),
         "TUTOR_DATA_DIR": str(folder / "data"),
         "TUTOR_CONFIG": str(folder / "tutor.toml"),
         "TUTOR_PROMPTS_DIR": str(ROOT / "prompts"),
         "TUTOR_CORPUS_DIR": str(ROOT / "corpus"),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
     }
     command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port), *options]
     log = (folder / "serve.log").open("w")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +131,69 @@ def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     process.terminate()
     process.wait(timeout=30)
     assert "Traceback" not in (folder / "serve.log").read_text()
+
+
+@pytest.fixture(scope="session")
+def guarded(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A server with a token, a trusted SSO header from loopback, CORS and framing for the intranet,
+    a line of one waiting question, and the question text in its log."""
+    folder = tmp_path_factory.mktemp("guarded")
+    port = free_port()
+    settings = {
+        "TUTOR_AUTH_TOKEN": TOKEN,
+        "TUTOR_TRUSTED_USER_HEADER": "X-Forwarded-User",
+        "TUTOR_CORS_ORIGINS": INTRANET,
+        "TUTOR_FRAME_ANCESTORS": f"'self' {INTRANET}",
+        "TUTOR_MAX_WAITING": "1",
+        "TUTOR_MAX_REQUEST_BYTES": "20000",
+    }
+    process = start_tutor(folder, corpus_index, port, "--log-questions", env=settings)
+    url = f"http://127.0.0.1:{port}/"
+    wait_for_http(url + "healthz", process, folder / "serve.log", 180)
+    yield url, folder
+    process.terminate()
+    process.wait(timeout=30)
+    assert "Traceback" not in (folder / "serve.log").read_text()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` on a free loopback port; yields its URL."""
+    folder = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    log = (folder / "chroma.log").open("w")
+    command = [str(chroma), "run", "--path", str(folder / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/api/v2/heartbeat", process, folder / "chroma.log", 60)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def server_store(chroma_server: str, tmp_path: Path) -> ChromaServerStore:
+    """The index on the Chroma server, emptied first."""
+    store = ChromaServerStore(chroma_server, lock_dir=tmp_path / "lock")
+    for collection in store.client().list_collections():
+        store.client().delete_collection(collection.name)
+    return store
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m llama_cpp.server` with the default model; yields its /v1 URL."""
+    model = resolve_model_path(None, None, load_settings().cache_dir)
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
+    log = log_path.open("w")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048", "--logits_all", "true",
+               "--interrupt_requests", "false"]  # fmt: skip  (several tutors share it)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_for_http(url + "/models", process, log_path, 120)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

@@ -9,13 +9,15 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from .conftest import ROOT
+from .conftest import INTRANET, ROOT, TOKEN
 
 ARTIFACTS = Path(os.environ.get("TUTOR_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 # Flags this sandbox needs: no GPU, no sandboxing as root, and no background calls to a closed network.
@@ -27,6 +29,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # The intranet page of the framing test is served by Playwright from a made-up public origin;
+    # Chrome would block its frame of a loopback server (a real intranet page is not public).
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 ANSWER_TIMEOUT_MS = 120_000
 
@@ -144,3 +149,104 @@ def test_compare_mode_answers_four_ways_with_attribution(page: Page) -> None:
     assert alone["passages"] == 0 and alone["system prompt"] == 0 and alone["model's own knowledge"] == 100
     assert _shares(page, "#compare-3")["passages"] > 50
     _screenshot(page, "compare-four-ways")
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(url + "metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    return float(re.search(rf"^{name} (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
+def test_login_form_then_the_embedded_chat(browser: Browser, guarded: tuple[str, Path]) -> None:
+    url = guarded[0]
+    page = browser.new_page(viewport={"width": 480, "height": 720})
+    page.goto(url + "embed/")
+    expect(page.get_by_label("Access token")).to_be_visible()
+    page.get_by_label("Access token").fill("a wrong token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not right")
+    page.get_by_label("Access token").fill(TOKEN)
+    page.get_by_label("Access token").press("Enter")
+    box = page.locator("#question textarea")
+    expect(box).to_be_visible(timeout=30_000)
+    assert page.url.rstrip("/").endswith("/embed")
+    expect(page.get_by_role("tab", name="Compare")).to_have_count(0)  # chat only
+    expect(page.locator("#why")).to_have_count(0)
+    box.fill("What is RLHF?")
+    box.press("Enter")
+    expect(page.locator("#chat")).to_contain_text("Shaped by:", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#chat")).to_contain_text("Sources: [1]")
+    _screenshot(page, "embed-chat")
+    page.close()
+
+
+INTRANET_PAGE = (
+    '<!doctype html><title>Intranet</title><h1>Our intranet</h1><iframe src="{src}" width="460" height="640"></iframe>'
+)
+
+
+def test_an_allowed_intranet_page_can_frame_the_tutor_and_others_cannot(
+    browser: Browser, guarded: tuple[str, Path]
+) -> None:
+    """The intranet's origin is in TUTOR_FRAME_ANCESTORS; another origin's frame is blocked by the
+    browser. The SSO proxy's header signs the user in."""
+    url = guarded[0]
+    context = browser.new_context(extra_http_headers={"X-Forwarded-User": "dana"})
+    page = context.new_page()
+    for origin in (INTRANET, "http://elsewhere.example"):
+        page.route(
+            f"{origin}/**",
+            lambda route: route.fulfill(body=INTRANET_PAGE.format(src=url + "embed/"), content_type="text/html"),
+        )
+    page.goto(INTRANET + "/")
+    framed = page.frame_locator("iframe")
+    expect(framed.locator("#question textarea")).to_be_visible(timeout=30_000)
+    framed.locator("#question textarea").fill("What is pre-training?")
+    framed.locator("#question textarea").press("Enter")
+    expect(framed.locator("#chat")).to_contain_text("Shaped by:", timeout=ANSWER_TIMEOUT_MS)
+    _screenshot(page, "embed-in-intranet-page")
+    history = httpx.get(url + "api/history", headers={"X-Forwarded-User": "dana"}).json()["history"]
+    assert [item["question"] for item in history] == ["What is pre-training?"]
+
+    page.goto("http://elsewhere.example/")
+    page.wait_for_timeout(3000)
+    expect(page.frame_locator("iframe").locator("#question textarea")).to_have_count(0)
+    context.close()
+
+
+def test_a_second_user_sees_the_busy_line_and_then_the_answer(browser: Browser, guarded: tuple[str, Path]) -> None:
+    url = guarded[0]
+    context = browser.new_context(extra_http_headers={"X-Forwarded-User": "erin"})
+    first, second = context.new_page(), context.new_page()
+    for page in (first, second):
+        page.goto(url)
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+    first.locator("#question textarea").fill("Explain the five layers of AI model training in detail.")
+    first.locator("#question textarea").press("Enter")
+    expect(first.locator("#chat .bot").last).to_contain_text("pre", ignore_case=True, timeout=ANSWER_TIMEOUT_MS)
+    second.locator("#question textarea").fill("What is RLHF?")
+    second.locator("#question textarea").press("Enter")
+    expect(second.locator("#chat")).to_contain_text("1 question ahead of you")
+    _screenshot(second, "busy-line")
+    expect(second.locator('#why .why[data-turn="1"] .layer-bar')).to_be_visible(timeout=2 * ANSWER_TIMEOUT_MS)
+    expect(second.locator("#chat")).not_to_contain_text("ahead of you")
+    # Per-user feedback: the rating is saved with the SSO user's name.
+    second.locator("#chat button[aria-label='Like']").last.click()
+    expect(second.locator("#notice")).to_contain_text("rating is saved")
+    records = [json.loads(line) for line in (guarded[1] / "data" / "feedback.jsonl").read_text().splitlines()]
+    assert records[-1]["user"] == "erin" and records[-1]["question"] == "What is RLHF?"
+    context.close()
+
+
+def test_closing_the_page_mid_answer_frees_the_model(browser: Browser, guarded: tuple[str, Path]) -> None:
+    url = guarded[0]
+    page = browser.new_page(extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+    page.goto(url)
+    page.locator("#question textarea").fill("Explain the five layers of AI model training in detail.")
+    page.locator("#question textarea").press("Enter")
+    expect(page.locator("#chat .bot").last).to_contain_text("pre", ignore_case=True, timeout=ANSWER_TIMEOUT_MS)
+    page.close()
+    for _ in range(300):
+        if _metric(url, "tutor_model_busy") == 0:
+            break
+        time.sleep(0.1)
+    assert _metric(url, "tutor_model_busy") == 0 and _metric(url, "tutor_queue_waiting") == 0

@@ -17,7 +17,8 @@ from tutor import IndexStore, Retriever, read_guide
 from tutor.corpus import Guide, read_guides
 from tutor.embed import Embedder
 from tutor.errors import IndexMissingError, IngestBusyError, TutorError
-from tutor.index import chunk_guide, ingest
+from tutor.index import Store, chunk_guide, ingest
+from tutor.index_server import STAGING_PREFIX, ChromaServerStore
 
 from .conftest import CORPUS
 
@@ -40,6 +41,22 @@ class CountingEmbedder(Embedder):
         return super().embed(texts, progress)
 
 
+@pytest.fixture(params=["folder", "chroma server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each ingest test runs on the index folder and on a real Chroma server."""
+    if request.param == "folder":
+        return IndexStore(tmp_path / "index")
+    server_store: Store = request.getfixturevalue("server_store")
+    return server_store
+
+
+def _staging_left(store: Store) -> list[str]:
+    if isinstance(store, IndexStore):
+        return [p.name for p in store.root.glob(".staging-*")]
+    assert isinstance(store, ChromaServerStore)
+    return [c.name for c in store.client().list_collections() if c.name.startswith(STAGING_PREFIX)]
+
+
 @pytest.fixture
 def small_corpus(tmp_path: Path) -> Path:
     folder = tmp_path / "guides"
@@ -49,15 +66,14 @@ def small_corpus(tmp_path: Path) -> Path:
     return folder
 
 
-def _ingest(folder: Path, store: IndexStore, embedder: Embedder):  # type: ignore[no-untyped-def]
+def _ingest(folder: Path, store: Store, embedder: Embedder):  # type: ignore[no-untyped-def]
     return ingest(read_guides([folder]), store, embedder=embedder, chunk_size=SIZE, chunk_overlap=OVERLAP)
 
 
-def _chunks_by_path(store: IndexStore) -> dict[str, list[str]]:
+def _chunks_by_path(store: Store) -> dict[str, list[str]]:
     client, collection, _ = store.open_collection()
-    try:
-        data = collection.get(include=["metadatas"])
-    finally:
+    data = collection.get(include=["metadatas"])
+    if isinstance(store, IndexStore):  # a server store keeps its one client
         client.close()
     by_path: dict[str, list[str]] = {}
     for chunk_id, meta in zip(data["ids"], data["metadatas"] or [], strict=True):
@@ -83,8 +99,7 @@ def test_same_text_at_two_paths_gets_distinct_ids() -> None:
     assert chunk_guide(a, SIZE, OVERLAP)[0].id != chunk_guide(b, SIZE, OVERLAP)[0].id
 
 
-def test_incremental_ingest(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index")
+def test_incremental_ingest(small_corpus: Path, store: Store, embedder: Embedder) -> None:
     counting = CountingEmbedder(embedder)
     first = _ingest(small_corpus, store, counting)
     expected = {path: len(chunk_guide(read_guide(path), SIZE, OVERLAP)) for path in small_corpus.glob("*.md")}
@@ -92,10 +107,11 @@ def test_incremental_ingest(small_corpus: Path, tmp_path: Path, embedder: Embedd
     assert len(first.added) == 3
 
     # A no-op re-run embeds nothing and publishes no new version.
-    version = store.current_dir()
+    version = store.current_version()
     counting.embedded = 0
     again = _ingest(small_corpus, store, counting)
-    assert again.noop and counting.embedded == 0 and store.current_dir() == version
+    assert again.noop and counting.embedded == 0 and store.current_version() == version
+    retriever = Retriever(store, embedder=embedder)  # open before the changes below: it follows them
 
     # A changed guide: only its chunks are embedded again, and its old chunks are gone.
     changed = small_corpus / "glossary-training.md"
@@ -116,24 +132,29 @@ def test_incremental_ingest(small_corpus: Path, tmp_path: Path, embedder: Embedd
     assert len(report.removed) == 1 and counting.embedded == 0
     assert not any(p.endswith("how-are-llms-trained.md") for p in _chunks_by_path(store))
     assert report.corpus_version != first.corpus_version
+    assert retriever.search("A brand new paragraph about tokens", 1)[0].text.endswith("about tokens.")
+    assert retriever.corpus_version == report.corpus_version and retriever.chunk_count == report.chunks_total
+    assert not _staging_left(store)
+    if isinstance(store, ChromaServerStore):  # the current version, one previous, the pointer
+        names = sorted(c.name for c in store.client().list_collections())
+        assert len(names) == 3 and names[-1] == "tutor_current", names
 
 
 @pytest.mark.parametrize(
     "failure", [RuntimeError("embedder crashed"), OSError(errno.ENOSPC, "No space left on device")]
 )
 def test_failed_ingest_leaves_the_previous_index(
-    small_corpus: Path, tmp_path: Path, embedder: Embedder, failure: BaseException
+    small_corpus: Path, store: Store, embedder: Embedder, failure: BaseException
 ) -> None:
-    store = IndexStore(tmp_path / "index")
     _ingest(small_corpus, store, embedder)
-    before = store.current_dir()
+    before = store.current_version()
     (small_corpus / "extra.md").write_text("# Extra\n\nSomething new about datasets.\n")
     with pytest.raises((RuntimeError, TutorError)) as caught:
         _ingest(small_corpus, store, CountingEmbedder(embedder, fail_with=failure))
     if isinstance(failure, OSError):
         assert "previous index is unchanged" in str(caught.value)
-    assert store.current_dir() == before
-    assert not list(store.root.glob(".staging-*"))
+    assert store.current_version() == before
+    assert not _staging_left(store)
     retriever = Retriever(store, embedder=embedder)
     assert retriever.search("How does Clever Ops help Australian businesses?", 3)[0].path.endswith(
         "glossary-training.md"

@@ -5,40 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tutor import Tutor, load_settings
+from tutor import Tutor
 from tutor.cli import run
 from tutor.errors import ModelError
 from tutor.llm import OpenAIChat, chatml
-from tutor.models import resolve_model_path
 
-from .conftest import free_port, wait_for_http
-
-
-@pytest.fixture(scope="module")
-def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m llama_cpp.server` with the default model; yields its /v1 URL."""
-    model = resolve_model_path(None, None, load_settings().cache_dir)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
-    log = log_path.open("w")
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_for_http(url + "/models", process, log_path, 120)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+from .conftest import free_port
 
 
 def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor, llm_server: str) -> None:

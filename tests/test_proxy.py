@@ -29,8 +29,7 @@ http {{
       proxy_pass http://127.0.0.1:{upstream}/;
       proxy_http_version 1.1;
       proxy_set_header Host $host:$server_port;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
+      proxy_set_header X-Forwarded-User $remote_user;
       proxy_buffering off;
       proxy_read_timeout 300s;
     }}

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from tutor import Tutor
-from tutor.ui import compare_html, export_markdown, linked_answer, panel_html, save_feedback, verdict
+from tutor.ops import Records, user_file_name
+from tutor.ui import busy_text, compare_html, embed_footer, export_markdown, linked_answer, panel_html, verdict
 
 
 def test_citations_link_to_their_passage_in_this_turn() -> None:
@@ -59,6 +60,20 @@ def test_export_and_feedback_files(tmp_path: Path) -> None:
     }
     text = export_markdown([turn])
     assert "## What is RAG?" in text and "1. G › S (corpus/g.md)" in text and "passages 90%" in text
-    save_feedback(tmp_path / "data", {"liked": False, "comment": "too short"})
-    record = json.loads((tmp_path / "data" / "feedback.jsonl").read_text())
-    assert record["liked"] is False and record["comment"] == "too short" and record["time"]
+    records = Records(tmp_path / "data")
+    records.feedback({"liked": False, "comment": "too short"})
+    records.feedback({"liked": True}, user="ann")
+    first, second = (json.loads(line) for line in (tmp_path / "data" / "feedback.jsonl").read_text().splitlines())
+    assert first["liked"] is False and first["comment"] == "too short" and first["time"] and "user" not in first
+    assert second["user"] == "ann"
+    records.remember(None, turn)  # an unknown user has no history
+    records.remember("../ann", turn)
+    assert records.history(None) == [] and records.history("ann") == []
+    assert [item["question"] for item in records.history("../ann")] == ["What is RAG?"]
+    assert user_file_name("../ann").startswith("_ann-") and user_file_name("a/b") != user_file_name("a_b")
+    footer = embed_footer(turn)
+    assert "Sources: [1] G › S" in footer and "Shaped by:" in footer and "passages 90%" in footer
+
+
+def test_busy_text_says_how_many_are_ahead() -> None:
+    assert "1 question ahead of you" in busy_text(1) and "3 questions ahead" in busy_text(3)

@@ -17,6 +17,7 @@ from .explain import (
     SupportScorer,
     attribute,
 )
+from .gate import ModelGate, Queued
 from .llm import ChatModel, Message, TokenLogprobs
 from .prompts import NEUTRAL_SYSTEM_PROMPT, NO_PRESET, Preset, pick_preset
 from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
@@ -135,12 +136,14 @@ class Tutor:
         embedder: Embedder,
         presets: dict[str, Preset],
         settings: Any,
+        gate: ModelGate | None = None,
     ) -> None:
         self.retriever = retriever
         self.chat = chat
         self.embedder = embedder
         self.presets = presets
         self.settings = settings
+        self.gate = gate or ModelGate(slots=1, max_waiting=getattr(settings, "max_waiting", 16))
 
     def stream(
         self,
@@ -151,8 +154,12 @@ class Tutor:
         retrieval: bool = True,
         k: int | None = None,
         max_tokens: int | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the finished Answer."""
+    ) -> Iterator[str | Queued | Answer]:
+        """Yield the answer's text as it is generated, then the finished Answer.
+
+        While the model is busy with other questions, Queued items say how many are ahead; a full
+        line raises BusyError before anything is yielded.
+        """
         s = self.settings
         question = check_question(question, s.max_question_chars)
         chosen_preset = pick_preset(self.presets, preset or s.preset)
@@ -186,15 +193,22 @@ class Tutor:
             messages = []
             yield citer.feed(OUT_OF_SCOPE_ANSWER)
         else:
-            for piece in self.chat.stream(
-                messages, max_tokens=max_tokens or s.max_answer_tokens, temperature=s.temperature
-            ):
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                generated += piece
-                shown = citer.feed(piece)
-                if shown:
-                    yield shown
+            ticket = self.gate.join()
+            try:
+                # Said again every second: a client that left is then noticed and its place freed.
+                while ahead := self.gate.ahead(ticket, timeout=1.0):
+                    yield Queued(ahead)
+                for piece in self.chat.stream(
+                    messages, max_tokens=max_tokens or s.max_answer_tokens, temperature=s.temperature
+                ):
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    generated += piece
+                    shown = citer.feed(piece)
+                    if shown:
+                        yield shown
+            finally:
+                self.gate.leave(ticket)
         rest = citer.finish()
         if rest:
             yield rest
@@ -246,9 +260,10 @@ class Tutor:
         # Contexts that are the same messages (no passages; the neutral preset) are scored once.
         scored: dict[str, TokenLogprobs] = {}
         try:
-            for name, messages in contexts.items():
-                same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
-                scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
+            with self.gate.hold():
+                for name, messages in contexts.items():
+                    same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
+                    scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
         except ModelError as exc:  # the answer stands; only its explanation is missing
             return replace(answer, attribution_error=str(exc))
 
@@ -266,7 +281,7 @@ class Tutor:
 
     def compare(
         self, question: str, history: Sequence[Turn] = (), *, preset: str | None = None, k: int | None = None
-    ) -> Iterator[tuple[int, str | Answer]]:
+    ) -> Iterator[tuple[int, str | Queued | Answer]]:
         """Answer one question the four ways of COMPARE_WAYS, yielding (way, text piece or Answer).
 
         Each way yields its streamed text, its Answer, then the Answer again with its attribution,
@@ -285,10 +300,12 @@ class Tutor:
 
     def warm_up(self, preset: str | None = None) -> None:
         """Prefill a preset's system prompt now, so that the first question does not pay for it."""
+        self.embedder.embed_one("warm up")  # loads the embedder too
         system = pick_preset(self.presets, preset or self.settings.preset).system_prompt
         messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}]
-        for _ in self.chat.stream(messages, max_tokens=1, temperature=0.0):
-            pass
+        with self.gate.hold():
+            for _ in self.chat.stream(messages, max_tokens=1, temperature=0.0):
+                pass
 
     def ask(self, question: str, history: Sequence[Turn] = (), *, explain: bool = True, **options: Any) -> Answer:
         """The finished answer, without streaming, and with its attribution unless `explain` is off."""

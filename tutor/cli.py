@@ -69,7 +69,7 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     for item in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k):
         if isinstance(item, Answer):
             answer = item
-        elif not as_json:
+        elif isinstance(item, str) and not as_json:
             click.echo(item, nl=False)
     assert answer is not None
     answer = tutor.explain(answer)
@@ -119,20 +119,21 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to listen on.")
 @click.option("--root-path", default="", help="The sub-path a reverse proxy serves the tutor at, such as /tutor.")
-def serve(host: str, port: int, root_path: str) -> None:
+@click.option("--log-questions", is_flag=True, default=None, help="Put the question text in the request log lines.")
+def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> None:
     """Serve the page and the JSON API; builds the index from the corpus on first run."""
-    from .factory import build_tutor, ingest_from_settings
-    from .index import IndexStore
+    from .factory import build_tutor, index_store, ingest_from_settings
+    from .server import check_exposure
     from .server import serve as serve_http
 
-    settings = _settings()
-    store = IndexStore(settings.index_dir)
-    if store.read_manifest() is None:
+    settings = _settings(log_questions=log_questions)
+    check_exposure(settings, host)
+    if index_store(settings).read_manifest() is None:
         click.echo(f"no index yet: building it from {settings.corpus_dir} ...")
         ingest_from_settings(settings, progress=True)
     tutor = build_tutor(settings)
     tutor.warm_up()
-    click.echo(f"the tutor is at http://{host}:{port}/")
+    click.echo(f"the tutor is at http://{host}:{port}{root_path}/ (chat only, for a frame: {root_path}/embed/)")
     serve_http(tutor, host, port, root_path)
 
 

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 from .errors import ConfigError
+
+# A list setting reads "a, b" from the environment as well as a TOML array.
+CommaList = Annotated[list[str], NoDecode]
 
 
 def _default_cache_dir() -> Path:
@@ -32,6 +36,7 @@ class Settings(BaseSettings):
     # Where things are.
     corpus_dir: Path = Field(Path("corpus"), description="Folder of guides that `tutor ingest` reads by default.")
     index_dir: Path = Field(Path("index"), description="Folder of the persisted Chroma index (built, not committed).")
+    chroma_url: str | None = Field(None, description="A Chroma server (http://HOST:PORT, `chroma run`) holding the index instead of index_dir; tutors pointed at it share one index.")
     prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
     data_dir: Path = Field(Path("data"), description="Where the UI keeps local records: feedback.jsonl.")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined default model file is kept.")
@@ -63,6 +68,23 @@ class Settings(BaseSettings):
 
     # Explanation.
     attribution: Literal["layered", "shapley", "off"] = Field("layered", description="Layer attribution: layered (2 scoring passes), shapley (3, symmetric between prompt and passages) or off.")
+
+    # Serving (`tutor serve`).
+    auth_token: SecretStr | None = Field(None, description="When set, every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (the page asks for it once).")
+    trusted_user_header: str | None = Field(None, description="A header naming the user, set by an SSO proxy (e.g. X-Forwarded-User); trusted only from trusted_proxies, and then no token is needed.")
+    trusted_proxies: CommaList = Field(["127.0.0.1", "::1"], description="Addresses or networks (comma-separated) whose trusted_user_header is believed.")
+    open_access: bool = Field(False, description="Allow serving on a non-loopback address with neither auth_token nor trusted_user_header.")
+    cors_origins: CommaList = Field([], description="Origins (comma-separated) whose pages may call the API from the browser; none by default.")
+    frame_ancestors: CommaList = Field(["'self'"], description="Origins (comma-separated) whose pages may embed the tutor in a frame (CSP frame-ancestors).")
+    max_waiting: int = Field(16, ge=0, description="Questions that may wait for the model; one more is refused as busy.")
+    llm_parallel: int = Field(4, ge=1, description="Generations sent to llm_url at once (the in-process model runs one).")
+    max_request_bytes: int = Field(262144, ge=1024, description="Largest request body accepted, in bytes.")
+    log_questions: bool = Field(False, description="Put the question text in the request log lines.")
+
+    @field_validator("cors_origins", "frame_ancestors", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

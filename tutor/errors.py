@@ -35,3 +35,7 @@ class QuestionError(TutorError):
 
 class PresetError(TutorError):
     """The system prompt preset is unknown or malformed."""
+
+
+class BusyError(TutorError):
+    """The model is busy and the line of waiting questions is full."""

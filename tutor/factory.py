@@ -9,7 +9,9 @@ from .answer import Tutor
 from .config import Settings
 from .corpus import read_guides
 from .embed import Embedder
-from .index import IndexStore, IngestReport, ingest
+from .gate import ModelGate
+from .index import IndexStore, IngestReport, Store, ingest
+from .index_server import ChromaServerStore
 from .llm import ChatModel, LlamaCppChat, OpenAIChat
 from .models import resolve_embed_model, resolve_model_path
 from .prompts import load_presets
@@ -21,13 +23,20 @@ def build_embedder(settings: Settings) -> Embedder:
     return Embedder(resolve_embed_model(settings.embed_model))
 
 
+def index_store(settings: Settings) -> Store:
+    """The configured index: on a Chroma server, or in the index folder."""
+    if settings.chroma_url:
+        return ChromaServerStore(settings.chroma_url, lock_dir=settings.index_dir)
+    return IndexStore(settings.index_dir)
+
+
 def ingest_from_settings(
     settings: Settings, paths: Sequence[Path] = (), *, embedder: Embedder | None = None, progress: bool = False
 ) -> IngestReport:
     """Ingest `paths` (default: the corpus folder) into the configured index, chunked as configured."""
     return ingest(
         read_guides(list(paths) or [settings.corpus_dir]),
-        IndexStore(settings.index_dir),
+        index_store(settings),
         embedder=embedder or build_embedder(settings),
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
@@ -40,7 +49,7 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     presets = load_presets(settings.prompts_dir)
     embedder = build_embedder(settings)
     retriever = (
-        Retriever(IndexStore(settings.index_dir), embedder=embedder, lexical_weight=settings.lexical_weight)
+        Retriever(index_store(settings), embedder=embedder, lexical_weight=settings.lexical_weight)
         if retrieval
         else None
     )
@@ -50,4 +59,5 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     else:
         model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
         chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
-    return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings)
+    gate = ModelGate(slots=settings.llm_parallel if settings.llm_url else 1, max_waiting=settings.max_waiting)
+    return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings, gate=gate)

@@ -19,10 +19,10 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .corpus import Guide
 from .embed import Embedder
@@ -134,11 +134,45 @@ class IngestReport:
         return not (self.added or self.changed or self.removed)
 
 
+@contextmanager
+def ingest_lock(folder: Path) -> Iterator[None]:
+    """Only one ingest at a time on this machine; a second one is refused, not queued."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestBusyError(f"another ingest is running on {folder}; try again when it ends") from None
+        yield
+
+
+class Store(Protocol):
+    """Where the index versions live: a folder (IndexStore) or a Chroma server (ChromaServerStore).
+
+    Readers use `current_version`, `read_manifest` and `open_collection`; an ingest holds `lock`,
+    fills a staging version and publishes it in one atomic step, or discards it.
+    """
+
+    def current_version(self) -> str | None: ...
+    def read_manifest(self) -> dict[str, Any] | None: ...
+    def open_collection(self) -> tuple[Any, Any, dict[str, Any]]: ...
+    def lock(self) -> AbstractContextManager[None]: ...
+    def new_staging(self, copy_current: bool) -> Any: ...
+    def open_staging(self, staging: Any) -> AbstractContextManager[Any]: ...
+    def discard(self, staging: Any) -> None: ...
+    def publish(self, staging: Any, manifest: dict[str, Any]) -> Any: ...
+
+
 class IndexStore:
     """The versioned index folder: which version answers, and how a new one is published."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def current_version(self) -> str | None:
+        """A name that changes whenever a new version is published."""
+        folder = self.current_dir()
+        return folder.name if folder else None
 
     def current_dir(self) -> Path | None:
         try:
@@ -170,16 +204,8 @@ class IndexStore:
         except Exception as exc:  # chromadb raises many kinds for a damaged store
             raise IndexMissingError(f"the index in {folder} cannot be opened ({exc}): run `tutor ingest`") from None
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Only one ingest at a time; a second one is refused, not queued."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IngestBusyError(f"another ingest is running on {self.root}; try again when it ends") from None
-            yield
+    def lock(self) -> AbstractContextManager[None]:
+        return ingest_lock(self.root)
 
     def new_staging(self, copy_current: bool) -> Path:
         for stale in self.root.glob(".staging-*"):  # left by a killed ingest; we hold the lock
@@ -192,8 +218,21 @@ class IndexStore:
             staging.mkdir()
         return staging
 
-    def publish(self, staging: Path) -> Path:
+    @contextmanager
+    def open_staging(self, staging: Path) -> Iterator[Any]:
+        """The staging version's collection, for writing."""
+        client = _chroma_client(staging)
+        try:
+            yield client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
+        finally:
+            client.close()
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def publish(self, staging: Path, manifest: dict[str, Any]) -> Path:
         """Make a finished staging folder the current version, atomically; keep one previous."""
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         previous = self.current_dir()
         version = self.root / f"v-{time.time_ns()}"
         os.replace(staging, version)
@@ -211,7 +250,7 @@ class IndexStore:
 
 def ingest(
     guides: Sequence[Guide],
-    store: IndexStore,
+    store: Store,
     *,
     embedder: Embedder,
     chunk_size: int,
@@ -249,24 +288,22 @@ def ingest(
         ]
         staging = store.new_staging(copy_current=compatible)
         try:
-            total = _apply(staging, new_chunks, changed + removed, embedder, progress)
+            with store.open_staging(staging) as collection:
+                total = _apply(collection, new_chunks, changed + removed, embedder, progress)
             version = corpus_version(files)
-            (staging / MANIFEST).write_text(
-                json.dumps(
-                    {
-                        "format": FORMAT,
-                        "settings": settings,
-                        "files": files,
-                        "chunks": total,
-                        "corpus_version": version,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    },
-                    indent=1,
-                )
+            store.publish(
+                staging,
+                {
+                    "format": FORMAT,
+                    "settings": settings,
+                    "files": files,
+                    "chunks": total,
+                    "corpus_version": version,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
             )
-            store.publish(staging)
         except BaseException as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            store.discard(staging)
             if isinstance(exc, OSError):
                 raise TutorError(f"ingest failed, the previous index is unchanged: {exc}") from None
             raise
@@ -275,24 +312,19 @@ def ingest(
     )
 
 
-def _apply(staging: Path, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder, progress: bool) -> int:
-    client = _chroma_client(staging)
-    try:
-        collection = client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
-        for path in stale_paths:
-            collection.delete(where={"path": path})
-        # A bar only where there is a wait worth watching.
-        vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
-        batch = 256
-        for start in range(0, len(chunks), batch):
-            part = chunks[start : start + batch]
-            collection.add(
-                ids=[c.id for c in part],
-                documents=[c.text for c in part],
-                metadatas=[c.metadata() for c in part],
-                embeddings=vectors[start : start + batch],
-            )
-        count: int = collection.count()
-        return count
-    finally:
-        client.close()
+def _apply(collection: Any, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder, progress: bool) -> int:
+    for path in stale_paths:
+        collection.delete(where={"path": path})
+    # A bar only where there is a wait worth watching.
+    vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
+    batch = 256
+    for start in range(0, len(chunks), batch):
+        part = chunks[start : start + batch]
+        collection.add(
+            ids=[c.id for c in part],
+            documents=[c.text for c in part],
+            metadatas=[c.metadata() for c in part],
+            embeddings=vectors[start : start + batch],
+        )
+    count: int = collection.count()
+    return count

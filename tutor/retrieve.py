@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .embed import Embedder
-from .index import IndexStore
+from .errors import IndexMissingError
+from .index import Store
 
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
@@ -67,11 +69,12 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
 class Retriever:
     """Hybrid search over the current index version; reloads when a new version is published."""
 
-    def __init__(self, store: IndexStore, *, embedder: Embedder, lexical_weight: float = 0.4) -> None:
+    def __init__(self, store: Store, *, embedder: Embedder, lexical_weight: float = 0.4) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
-        self._folder: Any = None
+        self._version: str | None = None
+        self._lock = threading.Lock()  # searches come from several request threads
         self._load()
 
     def _load(self) -> None:
@@ -92,14 +95,15 @@ class Retriever:
         ]
         self._bm25 = BM25Okapi(documents) if documents else None
         self._terms = [set(document) for document in documents]
-        self._folder = self.store.current_dir()
+        self._version = self.store.current_version()
 
     def refresh(self) -> None:
         """Switch to the newest published index version, if there is one."""
-        if self.store.current_dir() != self._folder:
+        if self.store.current_version() != self._version:
             old = self._client
             self._load()
-            old.close()
+            if old is not self._client:  # a server store keeps one client
+                old.close()
 
     def search(self, query: str, limit: int = 8) -> list[Passage]:
         """The best `limit` passages for the query, best first.
@@ -107,13 +111,24 @@ class Retriever:
         Chroma ranks by cosine similarity; BM25 adds exact-word evidence that MiniLM misses. A
         weighted sum of the two beat reciprocal-rank fusion on the eval sets (hit@3 0.90 vs 0.80).
         """
-        self.refresh()
-        if not self.chunk_count:
-            return []
         query_vector = np.asarray(self.embedder.embed_one(query), dtype=np.float32)
-        fetch = min(self.chunk_count, max(4 * limit, 20))
-        found = self._collection.query(query_embeddings=[query_vector.tolist()], n_results=fetch, include=[])
-        candidates = {self._row[chunk_id] for chunk_id in found["ids"][0]}
+        with self._lock:
+            try:
+                self.refresh()
+                if not self.chunk_count:
+                    return []
+                fetch = min(self.chunk_count, max(4 * limit, 20))
+                found = self._collection.query(query_embeddings=[query_vector.tolist()], n_results=fetch, include=[])
+            except IndexMissingError:
+                raise
+            except Exception as exc:  # a Chroma server that went away, a store deleted under us
+                raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
+            return self._rank(query, query_vector, found["ids"][0], limit, fetch)
+
+    def _rank(
+        self, query: str, query_vector: np.ndarray, found_ids: list[str], limit: int, fetch: int
+    ) -> list[Passage]:
+        candidates = {self._row[chunk_id] for chunk_id in found_ids}
         similarity = self._vectors @ query_vector
         lexical = np.zeros(self.chunk_count)
         if self.lexical_weight and self._bm25 is not None:

@@ -1,36 +1,143 @@
-"""One HTTP server: the Gradio page at /, a JSON API under /api, and health checks.
+"""One HTTP server: the Gradio page at /, the embeddable chat at /embed, a JSON API under /api.
 
 The API is a thin front end on `Tutor`: `POST /api/ask` returns the JSON contract of DESIGN.md,
-`POST /api/ask/stream` streams the same as server-sent events (`token`, `answer`, then
-`attribution` when it is measured), and every TutorError is a 400 with `{"error": "..."}`.
+`POST /api/ask/stream` streams the same as server-sent events (`queued`, `token`, `answer`, then
+`attribution`). A TutorError is a 400 with `{"error": "..."}`, a full line of waiting questions a
+503. `Guard` stands in front of every route: request size, auth, and the headers that say who may
+frame the page.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the routes' annotations at runtime,
+# and the request model is built per server (its limits and preset names come from the settings).
+import asyncio
+import contextlib
+import hmac
+import html
+import ipaddress
 import itertools
 import json
-from collections.abc import Iterator
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from hashlib import sha256
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .answer import Answer, Tutor
-from .errors import TutorError
+from .errors import BusyError, ConfigError, IndexMissingError, TutorError
+from .gate import Queued
+from .ops import Ops
+from .prompts import NO_PRESET
+
+PUBLIC_ROUTES = ("/healthz", "/readyz", "/login")
+USER_HEADER = b"x-tutor-user"  # set by Guard for the app, never taken from the client
+SESSION_COOKIE = "tutor_session"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class AskRequest(BaseModel):
-    """A question, with the conversation so far and the layers to use."""
+class AskFields(BaseModel):
+    """What /api/ask takes; `ask_request_model` adds this server's limits and preset names."""
 
-    question: str = Field(description="The question, at most max_question_chars characters.")
-    history: list[tuple[str, str]] = Field(default_factory=list, description="Earlier turns as [user, assistant].")
-    preset: str | None = Field(None, description="A system prompt preset; `none` for a neutral one.")
-    retrieval: bool = Field(True, description="Use passages from the guides.")
-    k: int | None = Field(None, ge=1, le=20, description="Most passages in the prompt.")
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    history: list[tuple[str, str]] = Field(default_factory=list)
+    preset: str | None = None
+    retrieval: bool = True
+    k: int | None = None
 
 
-def _options(request: AskRequest) -> dict[str, Any]:
+def ask_request_model(max_question_chars: int, presets: list[str]) -> type[AskFields]:
+    """The request of /api/ask, with the limits and presets of this server in its schema."""
+    fields: dict[str, Any] = {
+        "question": (
+            str,
+            Field(
+                min_length=1,
+                max_length=max_question_chars,
+                pattern=r"\S",
+                description="The question: not blank, at most max_question_chars characters.",
+            ),
+        ),
+        "history": (
+            list[tuple[str, str]],
+            Field(default_factory=list, description="Earlier turns as [user, assistant]; the last few are used."),
+        ),
+        "preset": (
+            Literal[tuple(presets)] | None,
+            Field(None, description="A system prompt preset; `none` for a neutral one; default: the server's."),
+        ),
+        "retrieval": (bool, Field(True, description="Use passages from the guides.")),
+        "k": (int | None, Field(None, ge=1, le=20, description="Most passages in the prompt.")),
+    }
+    return create_model("AskRequest", __base__=AskFields, **fields)
+
+
+class ErrorBody(BaseModel):
+    """What every refused request gets: one line saying why."""
+
+    error: str
+
+
+class SourceBody(BaseModel):
+    n: int
+    guide: str
+    path: str
+    section: str
+    text: str
+    score: float
+
+
+class SentenceBody(BaseModel):
+    text: str
+    supported_by: list[int]
+    support: float | None
+    layers: dict[str, float] | None
+
+
+class AnswerBody(BaseModel):
+    """The JSON contract of DESIGN.md: the answer, its sources, and the layers that shaped it."""
+
+    question: str
+    answer: str
+    sources: list[SourceBody]
+    attribution: dict[str, float | str] | None
+    attribution_error: str | None = None
+    sentences: list[SentenceBody]
+    in_scope: bool | None
+    timings: dict[str, float | None]
+    model: str
+    preset: str
+    corpus_version: str
+    query: str
+    retrieval: bool
+    prompt: list[dict[str, str]]
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The question cannot be asked."},
+    401: {"model": ErrorBody, "description": "A token is needed (TUTOR_AUTH_TOKEN is set)."},
+    413: {"model": ErrorBody, "description": "The request body is over max_request_bytes."},
+    422: {
+        "model": ErrorBody,
+        "description": "The request does not fit the schema (blank question, unknown preset...).",
+    },
+    503: {"model": ErrorBody, "description": "The line of waiting questions is full, or the index is unavailable."},
+}
+
+
+def _options(request: AskFields) -> dict[str, Any]:
     return {"preset": request.preset, "retrieval": request.retrieval, "k": request.k}
 
 
@@ -38,13 +145,231 @@ def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(tutor: Tutor) -> FastAPI:
-    """The API and health routes on one FastAPI app (the page is mounted by `serve`)."""
+_END = object()
+
+
+async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
+    """A blocking generator run in a worker thread, closed soon after the client goes away.
+
+    Left to Starlette, a generator whose client disconnected stays suspended and keeps its place
+    at the model (tutor.gate) for ever. Here the worker stops at the next piece and closes it.
+    """
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: the server is stopping
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            for item in blocking:
+                put(item)
+                if stop.is_set():
+                    break
+        finally:
+            close = getattr(blocking, "close", None)
+            if close is not None:
+                close()
+            put(_END)
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while (item := await pieces.get()) is not _END:
+            yield item
+    finally:
+        stop.set()
+        del worker
+
+
+def session_value(token: str) -> str:
+    """What the login cookie holds: derived from the token, so the token itself is not stored."""
+    return hmac.new(token.encode(), b"tutor session", sha256).hexdigest()
+
+
+def _json_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class Guard:
+    """ASGI middleware in front of every route: body size, identity, auth, and security headers.
+
+    - A body over `max_request_bytes` is refused with 413 before the app reads it.
+    - The user is named by `trusted_user_header` only when the request comes straight from a
+      trusted proxy address; the app reads it from `x-tutor-user`, which clients cannot set.
+    - With `auth_token`, a request needs the bearer token, the login cookie, or a trusted user;
+      a browser asking for a page is sent to the login form, anything else gets 401.
+    """
+
+    def __init__(self, app: Any, settings: Any, on_response: Callable[[int], None] | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.session = session_value(self.token) if self.token else None
+        self.user_header = settings.trusted_user_header.lower().encode() if settings.trusted_user_header else None
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        ancestors = " ".join(settings.frame_ancestors) or "'none'"
+        self.security_headers = [
+            (b"content-security-policy", f"frame-ancestors {ancestors}".encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+        self.on_response = on_response
+
+    def _from_proxy(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        try:
+            address = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:
+            return False
+        return address is not None and any(address in network for network in self.proxies)
+
+    def _identify(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], str | None]:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != USER_HEADER]
+        user = None
+        if self.user_header and self._from_proxy(scope):
+            named = next((v for k, v in headers if k == self.user_header), b"").decode("latin-1").strip()
+            user = named[:200] or None
+        if user:
+            headers.append((USER_HEADER, user.encode("latin-1")))
+        return headers, user
+
+    def _authorised(self, headers: list[tuple[bytes, bytes]], user: str | None) -> bool:
+        if self.token is None or user:
+            return True
+        found = dict(headers)
+        bearer = found.get(b"authorization", b"").decode("latin-1")
+        if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].strip(), self.token):
+            return True
+        for part in found.get(b"cookie", b"").decode("latin-1").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and self.session and hmac.compare_digest(value, self.session):
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
+        headers, user = self._identify(scope)
+        scope = {**scope, "headers": headers}
+
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.security_headers]}
+                if self.on_response:
+                    self.on_response(int(message["status"]))
+            await send(message)
+
+        async def refuse(response: Response) -> None:
+            await response(scope, receive, send_with_headers)
+
+        if scope["type"] == "http":
+            length = dict(headers).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.settings.max_request_bytes:
+                await refuse(_json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes"))
+                return
+        if path not in PUBLIC_ROUTES and not self._authorised(headers, user):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            accepts_html = b"text/html" in dict(headers).get(b"accept", b"")
+            if scope["method"] == "GET" and accepts_html:
+                await refuse(RedirectResponse(f"{root}/login?next={quote(path)}", status_code=303))
+            else:
+                await refuse(
+                    _json_response(
+                        401,
+                        "this tutor needs a token: send Authorization: Bearer TOKEN",
+                        {"WWW-Authenticate": 'Bearer realm="tutor"'},
+                    )
+                )
+            return
+        if scope["type"] == "http" and b"content-length" not in dict(headers):
+            buffered = await self._buffered(receive)
+            if buffered is None:
+                await refuse(_json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes"))
+                return
+            receive = buffered
+        await self.app(scope, receive, send_with_headers)
+
+    async def _buffered(self, receive: Receive) -> Receive | None:
+        """A chunked body has no length to check first: read it up to the limit, then replay it."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.settings.max_request_bytes:
+                return None
+            if not message.get("more_body"):
+                break
+        replay = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
+
+        async def replayed() -> MutableMapping[str, Any]:
+            return replay.pop() if replay else await receive()
+
+        return replayed
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tutor: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:26em;margin:4em auto;padding:0 1em}}
+label,input,button{{display:block;width:100%;font-size:1.1em;margin:.4em 0}}
+input,button{{padding:.5em;box-sizing:border-box}}.error{{color:#b00020;font-weight:600}}</style></head>
+<body><main><h1>Tutor</h1><p>This tutor needs the access token your administrator gave you.</p>
+{error}<form method="post" action="{action}"><input type="hidden" name="next" value="{next}">
+<label for="token">Access token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button></form></main></body></html>
+"""
+
+
+def _local_path(next_path: str) -> str:
+    """Only a path on this server, so that the login form cannot send anyone elsewhere."""
+    parts = urlsplit(next_path)
+    if parts.scheme or parts.netloc or not next_path.startswith("/") or next_path.startswith("//"):
+        return "/"
+    return next_path
+
+
+def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
+    """The whole server: API, health, metrics, login, and (with_page) the Gradio page and embed."""
+    settings = tutor.settings
+    ops = Ops(settings, waiting=lambda: tutor.gate.waiting, busy=lambda: tutor.gate.busy)
     app = FastAPI(title="tutor", description="Answers from the guides, with the layer that shaped each.")
+    app.state.ops = ops
+    ask_body = ask_request_model(settings.max_question_chars, [*tutor.presets, NO_PRESET.name])
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(_: Any, exc: StarletteHTTPException) -> Response:  # e.g. a body that is not JSON
+        return _json_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(_: Any, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        return _json_response(422, f"invalid request: {problems}")
+
+    @app.exception_handler(BusyError)
+    def busy_error(_: Any, exc: BusyError) -> Response:
+        return _json_response(503, str(exc), {"Retry-After": "30"})
+
+    @app.exception_handler(IndexMissingError)
+    def index_missing(_: Any, exc: IndexMissingError) -> Response:  # no index, or its server is down
+        return _json_response(503, str(exc))
 
     @app.exception_handler(TutorError)
-    def tutor_error(_: Any, exc: TutorError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+    def tutor_error(_: Any, exc: TutorError) -> Response:
+        return _json_response(400, str(exc))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -55,43 +380,157 @@ def create_app(tutor: Tutor) -> FastAPI:
     def readyz() -> JSONResponse:
         """The index and the model are loaded: questions can be answered."""
         retriever = tutor.retriever
+        engines = {"model": tutor.chat.name, "llm_url": settings.llm_url, "chroma_url": settings.chroma_url}
         if retriever is None or not retriever.chunk_count:
-            return JSONResponse({"status": "no index", "model": tutor.chat.name}, status_code=503)
-        return JSONResponse({"status": "ready", "model": tutor.chat.name, "corpus_version": retriever.corpus_version})
+            return JSONResponse({"status": "no index", **engines}, status_code=503)
+        return JSONResponse({"status": "ready", **engines, "corpus_version": retriever.corpus_version})
 
-    @app.post("/api/ask")
-    def ask(request: AskRequest) -> dict[str, Any]:
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    def metrics() -> Response:
+        """Prometheus metrics: questions by outcome, latencies, layer shares, the queue."""
+        return Response(ops.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    def ask(body: AskFields, request: Request) -> dict[str, Any]:
         """The whole answer with its sources and layer attribution (the JSON contract)."""
-        return tutor.ask(request.question, request.history, **_options(request)).to_dict()
+        started, user = time.perf_counter(), request.headers.get(USER_HEADER.decode())
+        try:
+            answer = tutor.ask(body.question, body.history, **_options(body)).to_dict()
+        except TutorError as exc:
+            ops.question_done("api", started=started, error=exc, user=user, question=body.question)
+            raise
+        ops.question_done("api", started=started, answer=answer, user=user, question=body.question)
+        return answer
 
-    @app.post("/api/ask/stream")
-    def ask_stream(request: AskRequest) -> StreamingResponse:
-        """Server-sent events: `token` pieces, the `answer`, then its `attribution` (or an `error`)."""
-        stream = tutor.stream(request.question, request.history, **_options(request))
-        first = next(stream)  # a bad question fails here, as a 400, before the stream starts
+    def ask_stream(body: AskFields, request: Request) -> StreamingResponse:
+        """Server-sent events: `queued` while waiting, `token` pieces, the `answer`, then its
+        `attribution` (or an `error`)."""
+        started, user = time.perf_counter(), request.headers.get(USER_HEADER.decode())
+        stream = tutor.stream(body.question, body.history, **_options(body))
+        try:
+            first = next(stream)  # a bad question or a full line fails here, before the stream starts
+        except TutorError as exc:
+            ops.question_done("stream", started=started, error=exc, user=user, question=body.question)
+            raise
 
         def events() -> Iterator[str]:
+            def done(**outcome: Any) -> None:
+                ops.question_done("stream", started=started, user=user, question=body.question, **outcome)
+
+            finished = False
             try:
                 for item in itertools.chain((first,), stream):
                     if isinstance(item, Answer):
                         yield _event("answer", item.to_dict())
-                        yield _event("attribution", tutor.explain(item).to_dict())
+                        explained = tutor.explain(item).to_dict()
+                        yield _event("attribution", explained)
+                        finished = True
+                        done(answer=explained)
+                    elif isinstance(item, Queued):
+                        yield _event("queued", {"ahead": item.ahead})
                     else:
                         yield _event("token", {"text": item})
             except TutorError as exc:
+                finished = True
+                done(error=exc)
                 yield _event("error", {"error": str(exc)})
+            finally:
+                if not finished:
+                    done(outcome="left")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(
+            pumped(events()), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
+    for handler in (ask, ask_stream):  # FastAPI validates and documents this server's request model
+        handler.__annotations__["body"] = ask_body
+    app.post("/api/ask", responses={200: {"model": AnswerBody}, **REFUSALS})(ask)
+    app.post(
+        "/api/ask/stream",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}, **REFUSALS},
+    )(ask_stream)
+
+    @app.get("/api/history")
+    def history(request: Request) -> dict[str, Any]:
+        """The signed-in user's earlier answers (a user is known behind an SSO proxy)."""
+        user = request.headers.get(USER_HEADER.decode())
+        return {"user": user, "history": ops.records.history(user)}
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002 (the query name)
+        return _login_page(request, next, "")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        token, next_path = str(form.get("token", "")), _local_path(str(form.get("next", "/")))
+        expected = settings.auth_token.get_secret_value() if settings.auth_token else ""
+        if not expected or not hmac.compare_digest(token, expected):
+            return _login_page(request, next_path, "That token is not right.", status=401)
+        root = request.scope.get("root_path", "")
+        response = RedirectResponse(f"{root}{next_path}", status_code=303)
+        response.set_cookie(SESSION_COOKIE, session_value(expected), httponly=True, samesite="lax", path=root or "/")
+        return response
+
+    app.add_middleware(Guard, settings=settings, on_response=lambda code: ops.metrics.responses.labels(str(code)).inc())
+    if settings.cors_origins:  # outside Guard, so that a preflight needs no token
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    if with_page:
+        import gradio as gr
+
+        from .ui import CSS, HEAD, build_ui
+
+        gr.mount_gradio_app(app, build_ui(tutor, ops, embed=True), path="/embed", css=CSS, head=HEAD, show_error=False)
+        gr.mount_gradio_app(app, build_ui(tutor, ops), path="/", css=CSS, head=HEAD, show_error=False)
     return app
+
+
+def _login_page(request: Request, next_path: str, error: str, status: int = 200) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    return HTMLResponse(
+        LOGIN_PAGE.format(
+            action=html.escape(f"{root}/login"),
+            next=html.escape(_local_path(next_path)),
+            error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
+        ),
+        status_code=status,
+    )
+
+
+def check_exposure(settings: Any, host: str) -> None:
+    """Refuse to serve an open tutor beyond this machine unless that is asked for."""
+    if host in LOOPBACK or settings.auth_token or settings.trusted_user_header or settings.open_access:
+        return
+    raise ConfigError(
+        f"refusing to serve on {host} without auth: set TUTOR_AUTH_TOKEN (or TUTOR_TRUSTED_USER_HEADER "
+        "behind an SSO proxy), or TUTOR_OPEN_ACCESS=true to serve it open"
+    )
 
 
 def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
     """The API and the page on one uvicorn server; `root_path` when a proxy serves it at a sub-path."""
-    import gradio as gr
     import uvicorn
 
-    from .ui import CSS, HEAD, build_ui
-
-    app = gr.mount_gradio_app(create_app(tutor), build_ui(tutor), path="/", css=CSS, head=HEAD, show_error=False)
-    uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning")
+    check_exposure(tutor.settings, host)
+    log = logging.getLogger("tutor.requests")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    uvicorn.run(
+        create_app(tutor, with_page=True),
+        host=host,
+        port=port,
+        root_path=root_path,
+        log_level="warning",
+        proxy_headers=False,  # the client address must be the peer's, for trusted_proxies
+    )

@@ -21,6 +21,8 @@ import gradio as gr
 from .answer import COMPARE_MAX_TOKENS, COMPARE_WAYS, Answer, Tutor
 from .errors import TutorError
 from .explain import LAYER_NAMES, describe_layers
+from .gate import Queued
+from .ops import Ops
 from .prompts import NO_PRESET
 
 EXAMPLES = [
@@ -284,11 +286,13 @@ def export_markdown(answers: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def save_feedback(folder: Path, record: dict[str, Any]) -> None:
-    """Append one feedback record (JSON line) to folder/feedback.jsonl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "feedback.jsonl").open("a", encoding="utf-8") as out:
-        out.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, ensure_ascii=False) + "\n")
+BUSY_PREFIX = "⏳ Busy:"
+
+
+def busy_text(ahead: int) -> str:
+    """What a waiting question shows instead of its answer."""
+    questions = "question" if ahead == 1 else "questions"
+    return f"{BUSY_PREFIX} {ahead} {questions} ahead of you. Your answer starts when the model is free."
 
 
 def chat_turns(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -296,51 +300,89 @@ def chat_turns(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(a["question"], a["answer"]) for a in answers]
 
 
-def build_ui(tutor: Tutor) -> Any:
-    """The page: chat with the panel, and the compare view. Launch it with CSS and HEAD."""
+def embed_footer(answer: dict[str, Any]) -> str:
+    """The embedded chat's short account of an answer: its sources and which layers shaped it."""
+    lines = []
+    if answer.get("sources"):
+        names = "; ".join(
+            f"[{s['n']}] {s['guide']}" + (f" › {s['section']}" if s["section"] else "") for s in answer["sources"]
+        )
+        lines.append(f"Sources: {names}")
+    if answer.get("attribution"):
+        lines.append(f"Shaped by: {describe_layers(answer['attribution'])}")
+    return "\n\n" + "\n\n".join(f"<small>{html.escape(line)}</small>" for line in lines) if lines else ""
+
+
+def request_user(request: gr.Request | None) -> str | None:
+    """The user the server's Guard named from a trusted SSO header, if any."""
+    return request.headers.get("x-tutor-user") if request is not None else None
+
+
+def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
+    """The page: chat with the panel, and the compare view. Launch it with CSS and HEAD.
+
+    `embed` builds the chat alone, for a frame in an intranet page: no header, settings, panel or
+    compare view; each answer ends with its sources and layer shares.
+    """
     settings = tutor.settings
     presets = [*tutor.presets, NO_PRESET.name]
+    front_end = "embed" if embed else "page"
     notice_ok = gr.update(value="", visible=False)
 
     def notice(message: str) -> Any:
         return gr.update(value=f"⚠️ {message}", visible=True)
 
     def respond(
-        question: str, chat: list[dict[str, Any]], answers: list[dict[str, Any]], preset: str, retrieval: bool, k: int
+        question: str,
+        chat: list[dict[str, Any]],
+        answers: list[dict[str, Any]],
+        preset: str,
+        retrieval: bool,
+        k: int,
+        request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
+        started, user = time.perf_counter(), request_user(request)
         turn = len(answers) + 1
         chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         text = ""
         try:
-            stream = tutor.stream(question, chat_turns(answers), preset=preset, retrieval=retrieval, k=int(k))
+            stream = tutor.stream(
+                question, chat_turns(answers), preset=preset, retrieval=retrieval, k=int(k) if k else None
+            )
             answer = None
             for item in stream:
                 if isinstance(item, Answer):
                     answer = item
                     break
-                text += item
-                chat[-1]["content"] = linked_answer(text, turn)
+                if isinstance(item, Queued):
+                    chat[-1]["content"] = busy_text(item.ahead)
+                else:
+                    text += item
+                    chat[-1]["content"] = linked_answer(text, turn)
                 yield "", chat, gr.skip(), gr.skip(), notice_ok
         except TutorError as exc:
+            ops.question_done(front_end, started=started, error=exc, user=user, question=question)
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), notice(str(exc))
             return
         assert answer is not None
         chat[-1]["content"] = linked_answer(answer.answer, turn)
         yield "", chat, panel_html(answer.to_dict(), turn), gr.skip(), notice_ok
         explained = tutor.explain(answer).to_dict()
+        ops.question_done(front_end, started=started, answer=explained, user=user, question=question)
+        if embed:
+            chat[-1]["content"] += embed_footer(explained)
         yield "", chat, panel_html(explained, turn), [*answers, explained], notice_ok
 
     def show_turn(answers: list[dict[str, Any]], event: gr.SelectData) -> Any:
         turn = event.index // 2 if isinstance(event.index, int) else 0
         return panel_html(answers[turn], turn + 1) if 0 <= turn < len(answers) else gr.skip()
 
-    def rate(answers: list[dict[str, Any]], event: gr.LikeData) -> Any:
+    def rate(answers: list[dict[str, Any]], event: gr.LikeData, request: gr.Request) -> Any:
         turn = event.index // 2 if isinstance(event.index, int) else -1
         if not 0 <= turn < len(answers):
             return gr.skip()
         answer = answers[turn]
-        save_feedback(
-            settings.data_dir,
+        ops.records.feedback(
             {
                 "question": answer["question"],
                 "answer": answer["answer"],
@@ -349,21 +391,22 @@ def build_ui(tutor: Tutor) -> Any:
                 "attribution": answer["attribution"],
                 "corpus_version": answer["corpus_version"],
             },
+            request_user(request),
         )
         return gr.update(value="Thank you: your rating is saved.", visible=True)
 
-    def comment(text: str, answers: list[dict[str, Any]]) -> tuple[Any, Any]:
+    def comment(text: str, answers: list[dict[str, Any]], request: gr.Request) -> tuple[Any, Any]:
         if not text.strip():
             return gr.skip(), gr.update(value="⚠️ Write a comment first.", visible=True)
         last = answers[-1] if answers else {}
-        save_feedback(
-            settings.data_dir,
+        ops.records.feedback(
             {
                 "question": last.get("question"),
                 "answer": last.get("answer"),
                 "liked": None,
                 "comment": text.strip()[:2000],
             },
+            request_user(request),
         )
         return "", gr.update(value="Thank you: your comment is saved.", visible=True)
 
@@ -375,7 +418,8 @@ def build_ui(tutor: Tutor) -> Any:
         (folder / "conversation.json").write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
         return gr.update(value=[str(folder / "conversation.md"), str(folder / "conversation.json")], visible=True)
 
-    def compare(question: str, preset: str, k: int) -> Iterator[tuple[Any, ...]]:
+    def compare(question: str, preset: str, k: int, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        started, user = time.perf_counter(), request_user(request)
         labels = [label for label, _, _ in COMPARE_WAYS]
         texts = [""] * len(labels)
         done: list[dict[str, Any] | None] = [None] * len(labels)
@@ -383,11 +427,20 @@ def build_ui(tutor: Tutor) -> Any:
             for way, item in tutor.compare(question, preset=preset if preset != NO_PRESET.name else None, k=int(k)):
                 if isinstance(item, Answer):
                     texts[way], done[way] = item.answer, item.to_dict()
+                elif isinstance(item, Queued):
+                    texts[way] = busy_text(item.ahead)
                 else:
-                    texts[way] += item
+                    texts[way] = ("" if texts[way].startswith(BUSY_PREFIX) else texts[way]) + item
                 yield (*(compare_html(labels[i], texts[i], done[i]) for i in range(len(labels))), notice_ok)
         except TutorError as exc:
+            ops.question_done("compare", started=started, error=exc, user=user, question=question)
             yield (*(gr.skip() for _ in labels), notice(str(exc)))
+            return
+        if done[-1] is not None:
+            ops.question_done("compare", started=started, answer=done[-1], user=user, question=question)
+
+    if embed:
+        return _embed_page(respond)
 
     with gr.Blocks(title="Tutor: how AI language models are trained") as page:
         answers = gr.State([])
@@ -449,12 +502,34 @@ def build_ui(tutor: Tutor) -> Any:
 
         chat_inputs = [question, chatbot, answers, preset, retrieval, k]
         chat_outputs = [question, chatbot, panel, answers, message]
-        question.submit(respond, chat_inputs, chat_outputs)
-        ask.click(respond, chat_inputs, chat_outputs)
+        # The model's own line (tutor.gate) orders questions and says "N ahead": no second queue here.
+        question.submit(respond, chat_inputs, chat_outputs, concurrency_limit=None)
+        ask.click(respond, chat_inputs, chat_outputs, concurrency_limit=None)
         chatbot.select(show_turn, answers, panel)
         chatbot.like(rate, answers, message)
         send_remark.click(comment, [remark, answers], [remark, message])
         export_button.click(export, answers, exported)
-        compare_button.click(compare, [compare_question, preset, k], [*columns, compare_notice])
-        compare_question.submit(compare, [compare_question, preset, k], [*columns, compare_notice])
+        compare_inputs = [compare_question, preset, k]
+        compare_button.click(compare, compare_inputs, [*columns, compare_notice], concurrency_limit=None)
+        compare_question.submit(compare, compare_inputs, [*columns, compare_notice], concurrency_limit=None)
+    return page
+
+
+def _embed_page(respond: Any) -> Any:
+    """The chat alone, for a frame: the default preset, retrieval on, the default number of passages."""
+    with gr.Blocks(title="Tutor", fill_height=True) as page:
+        answers = gr.State([])
+        preset, retrieval, k = gr.State(None), gr.State(True), gr.State(None)
+        chatbot = gr.Chatbot(label="Tutor: how AI language models are trained", elem_id="chat", scale=1)
+        with gr.Row():
+            question = gr.Textbox(
+                label="Your question", placeholder="Ask about how models are trained", scale=5, elem_id="question"
+            )
+            ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+        message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
+        panel = gr.HTML(visible=False)
+        inputs = [question, chatbot, answers, preset, retrieval, k]
+        outputs = [question, chatbot, panel, answers, message]
+        question.submit(respond, inputs, outputs, concurrency_limit=None)
+        ask.click(respond, inputs, outputs, concurrency_limit=None)
     return page
