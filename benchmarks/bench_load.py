@@ -103,7 +103,10 @@ def main() -> None:
 
         baseline = [ask(url, question) for question in questions]
         single_p50 = statistics.median(r.latency for r in baseline)
-        print(f"baseline: 1 user x {len(questions)} questions, p50 {single_p50:.2f} s per answer with attribution")
+        print(
+            f"baseline: 1 user x {len(questions)} questions, p50 {single_p50:.2f} s per answer with attribution",
+            flush=True,
+        )
 
         results: list[Result] = []
         lock = threading.Lock()

@@ -188,9 +188,23 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
     log = log_path.open("w")
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "2048", "--logits_all", "true",
-               "--interrupt_requests", "false"]  # fmt: skip  (several tutors share it)
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--logits_all",
+        "true",
+        "--interrupt_requests",
+        "false",
+    ]  # fmt: skip  (several tutors share it)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     wait_for_http(url + "/models", process, log_path, 120)

@@ -110,13 +110,23 @@ def test_retrieval_off_shows_no_passage_share(page: Page) -> None:
 
 
 def test_bad_input_gets_a_visible_message(page: Page) -> None:
+    """The page's part of the bad-input matrix; the preset and k are picked from bounded controls."""
+    box = page.locator("#question textarea")
     page.locator("#ask").click()
     expect(page.locator("#notice")).to_contain_text("the question is empty")
-    page.locator("#question textarea").fill("why " * 800)
-    page.locator("#ask").click()
-    expect(page.locator("#notice")).to_contain_text("characters long")
+    for text, message in [
+        (" \n\t ", "the question is empty"),
+        ("why " * 800, "3199 characters long"),
+        ("why " * 262_144, "1048575 characters long"),  # 1 MB
+        ("what is \x01\x02 RAG?", "not plain text"),
+    ]:
+        box.fill(text)
+        page.locator("#ask").click()
+        expect(page.locator("#notice")).to_contain_text(message)
+        _screenshot(page, "bad-input")
+        page.locator("#question textarea").fill("")
     assert "Traceback" not in page.content()
-    _screenshot(page, "bad-input")
+    _ask(page, "What is RLHF?", turn=1)  # still answering
 
 
 def test_feedback_export_and_large_text(page: Page, server: tuple[str, Path]) -> None:

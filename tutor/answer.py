@@ -83,6 +83,11 @@ class Answer:
         }
 
 
+# Control characters other than tab and newlines, and the lone surrogates that Python makes of
+# bytes that are not UTF-8: a question with these is binary data, not text.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def check_question(question: str, limit: int) -> str:
     """The question stripped, or a QuestionError saying why it cannot be asked."""
     if not isinstance(question, str) or not question.strip():
@@ -90,6 +95,8 @@ def check_question(question: str, limit: int) -> str:
     question = question.strip()
     if len(question) > limit:
         raise QuestionError(f"the question is {len(question)} characters long; the limit is {limit}")
+    if _NOT_TEXT.search(question):
+        raise QuestionError("the question is not plain text (control characters, binary data or invalid UTF-8)")
     return question
 
 
@@ -154,11 +161,15 @@ class Tutor:
         retrieval: bool = True,
         k: int | None = None,
         max_tokens: int | None = None,
+        explain: bool = False,
     ) -> Iterator[str | Queued | Answer]:
-        """Yield the answer's text as it is generated, then the finished Answer.
+        """Yield the answer's text as it is generated, then the finished Answer, then (`explain`)
+        the same Answer with its attribution.
 
         While the model is busy with other questions, Queued items say how many are ahead; a full
-        line raises BusyError before anything is yielded.
+        line raises BusyError before anything is yielded. The model is held through the
+        attribution: it then reuses the log-probabilities read while generating, which another
+        question's generation in between would throw away.
         """
         s = self.settings
         question = check_question(question, s.max_question_chars)
@@ -189,15 +200,17 @@ class Tutor:
         citer = CitingStream(SupportScorer(passages, self.embedder.embed_one, question) if passages else None)
         first_token_at: float | None = None
         generated = ""
-        if in_scope is False:
-            messages = []
-            yield citer.feed(OUT_OF_SCOPE_ANSWER)
-        else:
-            ticket = self.gate.join()
-            try:
-                # Said again every second: a client that left is then noticed and its place freed.
-                while ahead := self.gate.ahead(ticket, timeout=1.0):
+        ticket = None if in_scope is False else self.gate.join()
+        try:
+            if ticket is None:
+                messages = []
+                yield citer.feed(OUT_OF_SCOPE_ANSWER)
+            else:
+                # Said at once, then every second: a client that left is then noticed and its place freed.
+                ahead = self.gate.ahead(ticket, timeout=0)
+                while ahead:
                     yield Queued(ahead)
+                    ahead = self.gate.ahead(ticket, timeout=1.0)
                 for piece in self.chat.stream(
                     messages, max_tokens=max_tokens or s.max_answer_tokens, temperature=s.temperature
                 ):
@@ -207,37 +220,48 @@ class Tutor:
                     shown = citer.feed(piece)
                     if shown:
                         yield shown
-            finally:
+            rest = citer.finish()
+            if rest:
+                yield rest
+            if in_scope and _NOT_COVERED_SAID.search(citer.text):
+                in_scope = False
+            finished = time.perf_counter()
+            answer = Answer(
+                question=question,
+                answer=citer.text.strip(),
+                sources=tuple(passages),
+                sentences=tuple(citer.sentences),
+                in_scope=in_scope,
+                timings={
+                    "retrieve_s": round(retrieved_at - started, 4),
+                    "first_token_s": round(first_token_at - started, 4) if first_token_at else None,
+                    "total_s": round(finished - started, 4),
+                    "explain_s": None,
+                },
+                model=self.chat.name if messages else "",
+                preset=chosen_preset.name,
+                corpus_version=corpus_version,
+                query=query,
+                retrieval=retrieval,
+                prompt=tuple(messages),
+                history=tuple(history),
+                generated=generated,
+            )
+            yield answer
+            if explain:
+                yield self._explain(answer)
+        finally:
+            if ticket is not None:
                 self.gate.leave(ticket)
-        rest = citer.finish()
-        if rest:
-            yield rest
-        if in_scope and _NOT_COVERED_SAID.search(citer.text):
-            in_scope = False
-        finished = time.perf_counter()
-        yield Answer(
-            question=question,
-            answer=citer.text.strip(),
-            sources=tuple(passages),
-            sentences=tuple(citer.sentences),
-            in_scope=in_scope,
-            timings={
-                "retrieve_s": round(retrieved_at - started, 4),
-                "first_token_s": round(first_token_at - started, 4) if first_token_at else None,
-                "total_s": round(finished - started, 4),
-                "explain_s": None,
-            },
-            model=self.chat.name if messages else "",
-            preset=chosen_preset.name,
-            corpus_version=corpus_version,
-            query=query,
-            retrieval=retrieval,
-            prompt=tuple(messages),
-            history=tuple(history),
-            generated=generated,
-        )
 
     def explain(self, answer: Answer) -> Answer:
+        """`_explain` for an answer already given; it waits its turn for the model."""
+        if self.settings.attribution == "off" or not answer.generated:
+            return self._explain(answer)
+        with self.gate.hold():
+            return self._explain(answer)
+
+    def _explain(self, answer: Answer) -> Answer:
         """The answer with its layer attribution: the generated text scored under ablated prompts.
 
         No generation, only prefill passes of the same answer; the full prompt's log-probabilities
@@ -260,10 +284,9 @@ class Tutor:
         # Contexts that are the same messages (no passages; the neutral preset) are scored once.
         scored: dict[str, TokenLogprobs] = {}
         try:
-            with self.gate.hold():
-                for name, messages in contexts.items():
-                    same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
-                    scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
+            for name, messages in contexts.items():
+                same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
+                scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
         except ModelError as exc:  # the answer stands; only its explanation is missing
             return replace(answer, attribution_error=str(exc))
 
@@ -291,12 +314,16 @@ class Tutor:
         for way, (_, with_prompt, with_passages) in enumerate(COMPARE_WAYS):
             chosen = (preset or self.settings.preset) if with_prompt else NO_PRESET.name
             stream = self.stream(
-                question, history, preset=chosen, retrieval=with_passages, k=k, max_tokens=COMPARE_MAX_TOKENS
+                question,
+                history,
+                preset=chosen,
+                retrieval=with_passages,
+                k=k,
+                max_tokens=COMPARE_MAX_TOKENS,
+                explain=True,
             )
             for item in stream:
                 yield way, item
-                if isinstance(item, Answer):
-                    yield way, self.explain(item)
 
     def warm_up(self, preset: str | None = None) -> None:
         """Prefill a preset's system prompt now, so that the first question does not pay for it."""
@@ -309,7 +336,9 @@ class Tutor:
 
     def ask(self, question: str, history: Sequence[Turn] = (), *, explain: bool = True, **options: Any) -> Answer:
         """The finished answer, without streaming, and with its attribution unless `explain` is off."""
-        for item in self.stream(question, history, **options):
+        answer = None
+        for item in self.stream(question, history, explain=explain, **options):
             if isinstance(item, Answer):
-                return self.explain(item) if explain else item
-        raise AssertionError("the answer stream ended without an Answer")
+                answer = item
+        assert answer is not None, "the answer stream ended without an Answer"
+        return answer

@@ -55,24 +55,27 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as one JSON object.")
 @click.option("--preset", help="System prompt preset (see `tutor presets`).")
 @click.option("--no-retrieval", is_flag=True, help="The model and the system prompt alone, no passages.")
-@click.option("-k", type=int, help="Most passages in the prompt.")
+@click.option("-k", type=click.IntRange(1, 20), help="Most passages in the prompt (1-20).")
 def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k: int | None) -> None:
-    """Answer QUESTION from the guides, with its sources."""
+    """Answer QUESTION from the guides, with its sources (`-` reads the question from stdin)."""
+    if question == "-":
+        question = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
     from .answer import Answer, check_question
     from .explain import describe_layers
     from .factory import build_tutor
+    from .prompts import load_presets, pick_preset
 
     settings = _settings()
-    check_question(question, settings.max_question_chars)  # before loading anything
+    check_question(question, settings.max_question_chars)  # bad input is refused before loading anything
+    pick_preset(load_presets(settings.prompts_dir), preset or settings.preset)
     tutor = build_tutor(settings, retrieval=not no_retrieval)
     answer: Answer | None = None
-    for item in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k):
+    for item in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k, explain=True):
         if isinstance(item, Answer):
-            answer = item
+            answer = item  # the last one carries the attribution
         elif isinstance(item, str) and not as_json:
             click.echo(item, nl=False)
     assert answer is not None
-    answer = tutor.explain(answer)
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         return

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     frame_ancestors: CommaList = Field(["'self'"], description="Origins (comma-separated) whose pages may embed the tutor in a frame (CSP frame-ancestors).")
     max_waiting: int = Field(16, ge=0, description="Questions that may wait for the model; one more is refused as busy.")
     llm_parallel: int = Field(4, ge=1, description="Generations sent to llm_url at once (the in-process model runs one).")
-    max_request_bytes: int = Field(262144, ge=1024, description="Largest request body accepted, in bytes.")
+    max_request_bytes: int = Field(2097152, ge=1024, description="Largest request body accepted, in bytes (a question over max_question_chars but under this gets its own clear message).")
     log_questions: bool = Field(False, description="Put the question text in the request log lines.")
 
     @field_validator("cors_origins", "frame_ancestors", "trusted_proxies", mode="before")

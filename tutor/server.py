@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
@@ -37,6 +38,12 @@ from .ops import Ops
 from .prompts import NO_PRESET
 
 PUBLIC_ROUTES = ("/healthz", "/readyz", "/login")
+# The page takes no files: Gradio's upload route would let anyone store files on the server.
+BLOCKED_SUFFIXES = ("/gradio_api/upload",)
+# Plain text with at least one character that is not a space (the rule of answer.check_question).
+_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+PLAIN_TEXT = f"^[^{_CONTROL}]*[^\\s{_CONTROL}][^{_CONTROL}]*$"
+HISTORY_LIMIT = 100  # turns a request may carry; more is a client bug, not a conversation
 USER_HEADER = b"x-tutor-user"  # set by Guard for the app, never taken from the client
 SESSION_COOKIE = "tutor_session"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -66,13 +73,18 @@ def ask_request_model(max_question_chars: int, presets: list[str]) -> type[AskFi
             Field(
                 min_length=1,
                 max_length=max_question_chars,
-                pattern=r"\S",
-                description="The question: not blank, at most max_question_chars characters.",
+                pattern=PLAIN_TEXT,
+                description="The question: plain text (no control characters), not blank, at most "
+                "max_question_chars characters.",
             ),
         ),
         "history": (
             list[tuple[str, str]],
-            Field(default_factory=list, description="Earlier turns as [user, assistant]; the last few are used."),
+            Field(
+                default_factory=list,
+                max_length=HISTORY_LIMIT,
+                description="Earlier turns as [user, assistant]; the model sees the last max_history_turns.",
+            ),
         ),
         "preset": (
             Literal[tuple(presets)] | None,
@@ -149,10 +161,12 @@ _END = object()
 
 
 async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
-    """A blocking generator run in a worker thread, closed soon after the client goes away.
+    """A blocking generator run in a thread of its own, closed soon after the client goes away.
 
     Left to Starlette, a generator whose client disconnected stays suspended and keeps its place
-    at the model (tutor.gate) for ever. Here the worker stops at the next piece and closes it.
+    at the model (tutor.gate) for ever. Here the thread stops at the next piece and closes it.
+    A thread per stream, not a shared pool: a pool's workers could all be waiting in the line
+    while the stream that holds the model waits for a worker (the gate bounds the threads).
     """
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -174,13 +188,12 @@ async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
                 close()
             put(_END)
 
-    worker = loop.run_in_executor(None, pump)
+    threading.Thread(target=pump, name="tutor-stream", daemon=True).start()
     try:
         while (item := await pieces.get()) is not _END:
             yield item
     finally:
         stop.set()
-        del worker
 
 
 def session_value(token: str) -> str:
@@ -195,6 +208,7 @@ def _json_response(status: int, message: str, headers: dict[str, str] | None = N
 class Guard:
     """ASGI middleware in front of every route: body size, identity, auth, and security headers.
 
+    - Gradio's upload route is closed: the page has no file inputs.
     - A body over `max_request_bytes` is refused with 413 before the app reads it.
     - The user is named by `trusted_user_header` only when the request comes straight from a
       trusted proxy address; the app reads it from `x-tutor-user`, which clients cannot set.
@@ -272,6 +286,9 @@ class Guard:
             if not length.isdigit() or int(length) > self.settings.max_request_bytes:
                 await refuse(_json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes"))
                 return
+        if path.endswith(BLOCKED_SUFFIXES):
+            await refuse(_json_response(404, "not found"))
+            return
         if path not in PUBLIC_ROUTES and not self._authorised(headers, user):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -405,7 +422,7 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         """Server-sent events: `queued` while waiting, `token` pieces, the `answer`, then its
         `attribution` (or an `error`)."""
         started, user = time.perf_counter(), request.headers.get(USER_HEADER.decode())
-        stream = tutor.stream(body.question, body.history, **_options(body))
+        stream = tutor.stream(body.question, body.history, explain=True, **_options(body))
         try:
             first = next(stream)  # a bad question or a full line fails here, before the stream starts
         except TutorError as exc:
@@ -418,10 +435,14 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
             finished = False
             try:
+                answers = 0
                 for item in itertools.chain((first,), stream):
                     if isinstance(item, Answer):
-                        yield _event("answer", item.to_dict())
-                        explained = tutor.explain(item).to_dict()
+                        answers += 1
+                        if answers == 1:
+                            yield _event("answer", item.to_dict())
+                            continue
+                        explained = item.to_dict()
                         yield _event("attribution", explained)
                         finished = True
                         done(answer=explained)
@@ -520,6 +541,7 @@ def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
     import uvicorn
 
     check_exposure(tutor.settings, host)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     log = logging.getLogger("tutor.requests")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

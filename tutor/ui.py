@@ -345,29 +345,30 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         turn = len(answers) + 1
         chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         text = ""
+        answer = explained = None
         try:
             stream = tutor.stream(
-                question, chat_turns(answers), preset=preset, retrieval=retrieval, k=int(k) if k else None
+                question, chat_turns(answers), preset=preset, retrieval=retrieval, k=int(k) if k else None, explain=True
             )
-            answer = None
             for item in stream:
-                if isinstance(item, Answer):
+                if isinstance(item, Answer) and answer is None:  # the answer; its attribution follows
                     answer = item
-                    break
-                if isinstance(item, Queued):
+                    chat[-1]["content"] = linked_answer(answer.answer, turn)
+                    yield "", chat, panel_html(answer.to_dict(), turn), gr.skip(), notice_ok
+                elif isinstance(item, Answer):
+                    explained = item.to_dict()
+                elif isinstance(item, Queued):
                     chat[-1]["content"] = busy_text(item.ahead)
+                    yield "", chat, gr.skip(), gr.skip(), notice_ok
                 else:
                     text += item
                     chat[-1]["content"] = linked_answer(text, turn)
-                yield "", chat, gr.skip(), gr.skip(), notice_ok
+                    yield "", chat, gr.skip(), gr.skip(), notice_ok
         except TutorError as exc:
             ops.question_done(front_end, started=started, error=exc, user=user, question=question)
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), notice(str(exc))
             return
-        assert answer is not None
-        chat[-1]["content"] = linked_answer(answer.answer, turn)
-        yield "", chat, panel_html(answer.to_dict(), turn), gr.skip(), notice_ok
-        explained = tutor.explain(answer).to_dict()
+        assert explained is not None
         ops.question_done(front_end, started=started, answer=explained, user=user, question=question)
         if embed:
             chat[-1]["content"] += embed_footer(explained)
