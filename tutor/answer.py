@@ -18,6 +18,7 @@ from .explain import (
     attribute,
 )
 from .gate import ModelGate, Queued
+from .injection import INSTRUCTIONS_REPLY, planted_sentences, repeats_planted, tries_to_instruct, without_planted
 from .llm import ChatModel, Message, TokenLogprobs
 from .prompts import NEUTRAL_SYSTEM_PROMPT, NO_PRESET, Preset, pick_preset
 from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
@@ -51,6 +52,7 @@ class Answer:
     history: tuple[Turn, ...] = field(default=(), repr=False)
     generated: str = field(default="", repr=False)  # the model's own text, before citations were checked
     attribution_error: str | None = None  # why the attribution could not be measured
+    warnings: tuple[str, ...] = ()  # prompt injection noticed: in the question, a passage, or the answer
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
@@ -58,7 +60,15 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "sources": [
-                {"n": n, "guide": p.guide, "path": p.path, "section": p.section, "text": p.text, "score": p.score}
+                {
+                    "n": n,
+                    "guide": p.guide,
+                    "path": p.path,
+                    "section": p.section,
+                    "text": p.text,
+                    "score": p.score,
+                    "planted": list(p.planted),
+                }
                 for n, p in enumerate(self.sources, start=1)
             ],
             "attribution": self.attribution,
@@ -73,6 +83,7 @@ class Answer:
                 for s in self.sentences
             ],
             "in_scope": self.in_scope,
+            "warnings": list(self.warnings),
             "timings": self.timings,
             "model": self.model,
             "preset": self.preset,
@@ -114,7 +125,9 @@ def compose_messages(
         messages.append({"role": "user", "content": user_turn})
         messages.append({"role": "assistant", "content": _MARKERS.sub("", assistant_turn)})
     if passages:
-        numbered = "\n\n".join(f"[{n}] {p.text}" for n, p in reversed(list(enumerate(passages, start=1))))
+        numbered = "\n\n".join(
+            f"[{n}] {without_planted(p.text, p.planted)}" for n, p in reversed(list(enumerate(passages, start=1)))
+        )
         content = f"Passages from the guides:\n{numbered}\n\nQuestion: {question}"
     else:
         content = question
@@ -181,7 +194,13 @@ class Tutor:
         query = standalone_query(question, history)
         passages: list[Passage] = []
         corpus_version = ""
-        if retrieval:
+        warnings: list[str] = []
+        refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
+        if refused:
+            warnings.append(
+                "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
+            )
+        elif retrieval:
             if self.retriever is None:
                 raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
             found = self.retriever.search(query, limit=max(k or s.k, 8))
@@ -194,8 +213,15 @@ class Tutor:
                 token_budget=s.passage_token_budget,
                 count_tokens=self.chat.count_tokens,
             )
+        passages = [replace(p, planted=planted_sentences(p.text)) for p in passages]
+        warnings += [
+            f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
+            "it was left out of the prompt."
+            for p in passages
+            if p.planted
+        ]
         retrieved_at = time.perf_counter()
-        in_scope: bool | None = bool(passages) if retrieval else None
+        in_scope: bool | None = bool(passages) if retrieval or refused else None
         messages = compose_messages(chosen_preset.system_prompt, passages, history, question)
         citer = CitingStream(SupportScorer(passages, self.embedder.embed_one, question) if passages else None)
         first_token_at: float | None = None
@@ -204,7 +230,7 @@ class Tutor:
         try:
             if ticket is None:
                 messages = []
-                yield citer.feed(OUT_OF_SCOPE_ANSWER)
+                yield citer.feed(INSTRUCTIONS_REPLY if refused else OUT_OF_SCOPE_ANSWER)
             else:
                 # Said at once, then every second: a client that left is then noticed and its place freed.
                 ahead = self.gate.ahead(ticket, timeout=0)
@@ -225,6 +251,9 @@ class Tutor:
                 yield rest
             if in_scope and _NOT_COVERED_SAID.search(citer.text):
                 in_scope = False
+            planted = [sentence for p in passages for sentence in p.planted]
+            if planted and any(repeats_planted(sentence.text, planted) for sentence in citer.sentences):
+                warnings.append("This answer repeats instruction-like text planted in a guide: do not trust it.")
             finished = time.perf_counter()
             answer = Answer(
                 question=question,
@@ -246,6 +275,7 @@ class Tutor:
                 prompt=tuple(messages),
                 history=tuple(history),
                 generated=generated,
+                warnings=tuple(warnings),
             )
             yield answer
             if explain:

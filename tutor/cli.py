@@ -87,6 +87,8 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
             click.echo(f"  [{n}] {passage.guide}{where} ({passage.path}, score {passage.score:.2f})")
     if answer.attribution:
         click.echo(f"\nShaped by: {describe_layers(answer.attribution)}")
+    for warning in answer.warnings:
+        click.echo(f"Warning: {warning}")
 
 
 @cli.command(name="eval")

@@ -49,6 +49,7 @@ class Passage:
     lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
     rank_score: float = 0.0  # what the passages are ordered by: score + lexical_weight * lexical
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
+    planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
 

@@ -109,6 +109,7 @@ class SourceBody(BaseModel):
     section: str
     text: str
     score: float
+    planted: list[str] = Field(default_factory=list, description="Sentences left out of the prompt (injection).")
 
 
 class SentenceBody(BaseModel):
@@ -128,6 +129,7 @@ class AnswerBody(BaseModel):
     attribution_error: str | None = None
     sentences: list[SentenceBody]
     in_scope: bool | None
+    warnings: list[str] = Field(default_factory=list, description="Prompt injection noticed, in plain words.")
     timings: dict[str, float | None]
     model: str
     preset: str

@@ -57,6 +57,8 @@ CSS = """
 .why .tag { font-size: .8em; font-weight: 600; border-radius: 4px; padding: 0 .4em; margin-left: .4em;
   border: 1px solid currentColor; }
 .why .passage { border: 1px solid #ccc; border-radius: 6px; padding: .4em .6em; margin: .4em 0; }
+.why .warnings { border: 2px solid #B00020; border-radius: 6px; padding: .4em .6em .4em 1.6em; font-weight: 600; }
+.why mark.planted { background: #FDE7E9; color: #B00020; text-decoration: line-through; }
 .why .passage.flash { outline: 3px solid #E69F00; }
 .why .prompt-part { white-space: pre-wrap; border-left: 5px solid; padding: .2em .6em; margin: .2em 0;
   font-family: ui-monospace, monospace; font-size: .85em; }
@@ -226,6 +228,16 @@ def _steps(answer: dict[str, Any]) -> str:
     return "<ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>"
 
 
+def _passage_text(source: dict[str, Any]) -> str:
+    """A passage as the guide has it, with the sentences left out of the prompt marked."""
+    text = html.escape(source["text"])
+    for sentence in source.get("planted") or []:
+        title = "Left out of the prompt: it reads as an instruction to the model"
+        marked = f'<mark class="planted" title="{title}">⚠ {html.escape(sentence)}</mark>'
+        text = text.replace(html.escape(sentence), marked)
+    return text
+
+
 def panel_html(answer: dict[str, Any], turn: int) -> str:
     """The "Why this answer" panel of one answer (the JSON of `Answer.to_dict`)."""
     sources = answer.get("sources") or []
@@ -237,13 +249,17 @@ def panel_html(answer: dict[str, Any], turn: int) -> str:
     passages = "".join(
         f'<div class="passage" id="passage-{turn}-{s["n"]}"><strong>[{s["n"]}] {html.escape(s["guide"])}</strong>'
         f"{' › ' + html.escape(s['section']) if s.get('section') else ''} · <small>{html.escape(s['path'])} · "
-        f"similarity {float(s['score']):.2f}</small><br>{html.escape(s['text'])}</div>"
+        f"similarity {float(s['score']):.2f}</small><br>{_passage_text(s)}</div>"
         for s in sources
     )
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in answer.get("warnings") or [])
+    if warnings:
+        warnings = f'<ul class="warnings" role="alert">{warnings}</ul>'
     prompt = answer.get("prompt") or []
     system = prompt[0]["content"] if prompt else ""
     return (
         f'<div class="why" data-turn="{turn}"><h3>Why this answer</h3>'
+        f"{warnings}"
         f'<p class="verdict">{verdict(answer)}</p>{bar}'
         f'<h4>Sentence by sentence</h4><ol class="sentences">{sentences}</ol>'
         f'<details open class="passages"><summary>Passages ({len(sources)})</summary>'
@@ -310,6 +326,7 @@ def embed_footer(answer: dict[str, Any]) -> str:
         lines.append(f"Sources: {names}")
     if answer.get("attribution"):
         lines.append(f"Shaped by: {describe_layers(answer['attribution'])}")
+    lines += [f"⚠ {warning}" for warning in answer.get("warnings") or []]
     return "\n\n" + "\n\n".join(f"<small>{html.escape(line)}</small>" for line in lines) if lines else ""
 
 
