@@ -1,6 +1,7 @@
 """Load benchmark: concurrent users against a real `tutor serve` on loopback, default model.
 
     python benchmarks/bench_load.py [--users 8] [--questions 10]
+    python benchmarks/bench_load.py --questions 50     # the soak: 8 users x 50 questions
 
 Starts the server in a subprocess, then:
 - baseline: one user asks the questions one after another (the same stream route);
@@ -14,6 +15,7 @@ server's resident memory at the start and end of the load.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -80,11 +82,13 @@ def percentile(values: list[float], share: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=8)
-    parser.add_argument("--questions", type=int, default=10, help="Questions per user.")
+    parser.add_argument("--questions", type=int, default=10, help="Questions per user (the set repeats if needed).")
+    parser.add_argument("--baseline", type=int, default=10, help="Questions one user asks alone first.")
     args = parser.parse_args()
 
     questions = [json.loads(line) for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()]
-    questions = [q["question"] for q in questions if not q.get("history")][: args.questions]
+    single = [q["question"] for q in questions if not q.get("history")]
+    questions = list(itertools.islice(itertools.cycle(single), args.questions))
     port = 7870 + os.getpid() % 100
     url = f"http://127.0.0.1:{port}/"
     data = tempfile.mkdtemp(prefix="tutor-load-")

@@ -1,6 +1,7 @@
-"""Faults: `tutor ingest` killed with SIGKILL at random moments, twenty times in a row. After every
-kill the index holds exactly the chunks of one complete corpus version (none missing, none twice)
-and answers a search; the next ingest finishes what was left."""
+"""Faults: `tutor ingest` killed with SIGKILL at random moments, twenty times in a row (after every
+kill the index holds exactly the chunks of one complete corpus version, none missing, none twice,
+and answers a search); the Chroma server and the LLM server going away and coming back; the
+index deleted or damaged under a running tutor."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Retriever
+from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.cli import run as tutor_cli
 from tutor.corpus import read_guides
 from tutor.embed import Embedder
-from tutor.index import chunk_guide
+from tutor.errors import IndexMissingError, ModelError
+from tutor.index import chunk_guide, ingest
+from tutor.index_server import ChromaServerStore
+from tutor.llm import OpenAIChat
+from tutor.models import resolve_model_path
 
-from .conftest import CORPUS
+from .conftest import CORPUS, ROOT, free_port, wait_for_http
 
 KILLS = 20
 
@@ -95,3 +101,81 @@ def test_ingest_killed_at_random_points_never_breaks_the_index(
     assert manifest is not None and set(manifest["files"]) == {g.path for g in read_guides([guides])}
     assert not list(store.root.glob(".staging-*"))
     assert len(list(store.root.glob("v-*"))) <= 2
+
+
+def _start(command: list[str], log: Path, url: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT)
+    wait_for_http(url, process, log, 120)
+    return process
+
+
+def test_the_chroma_server_down_and_back(tmp_path: Path, embedder: Embedder) -> None:
+    """Searches fail with one clear line while the index's server is down, and work when it is back."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(tmp_path / "db"),
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    process = _start(command, tmp_path / "chroma.log", url + "/api/v2/heartbeat")
+    try:
+        store = ChromaServerStore(url, lock_dir=tmp_path / "lock")
+        ingest(read_guides([CORPUS]), store, embedder=embedder, chunk_size=400, chunk_overlap=60)
+        retriever = Retriever(store, embedder=embedder)
+        assert retriever.search("What is RLHF?", 3)
+        process.terminate()
+        process.wait(timeout=30)
+        with pytest.raises(IndexMissingError, match=f"Chroma server at {url} does not answer|cannot be searched"):
+            retriever.search("What is RLHF?", 3)
+        process = _start(command, tmp_path / "chroma.log", url + "/api/v2/heartbeat")
+        assert retriever.search("What is RLHF?", 3)[0].text  # back, without a restart of the tutor
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_llm_server_killed_mid_answer(tmp_path: Path, real_tutor: Tutor) -> None:
+    """The client gets one clear error, and the next question works once the server is back."""
+    port = free_port()
+    model = resolve_model_path(None, None, load_settings().cache_dir)
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    process = _start(command, tmp_path / "llm.log", url + "/models")
+    tutor = Tutor(
+        retriever=real_tutor.retriever,
+        chat=OpenAIChat(url),
+        embedder=real_tutor.embedder,
+        presets=real_tutor.presets,
+        settings=load_settings(attribution="off"),
+    )
+    try:
+        stream = tutor.stream("What are the five layers of AI model training?")
+        with pytest.raises(ModelError, match="failed mid-answer|not reachable") as failure:
+            for item in stream:
+                if isinstance(item, str) and item.strip():
+                    process.kill()  # mid-answer
+                    process.wait()
+        assert "\n" not in str(failure.value)
+        assert tutor.gate.busy == 0  # the failed answer gave the model back
+        process = _start(command, tmp_path / "llm.log", url + "/models")
+        assert tutor.ask("What is RLHF?").answer
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_index_deleted_or_damaged_while_serving(
+    index_copy: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clear message while it is gone, and `tutor ingest` repairs it under the running retriever."""
+    store = IndexStore(index_copy)
+    retriever = Retriever(store, embedder=embedder)
+    assert retriever.search("What is RLHF?", 3)
+    (index_copy / "CURRENT").write_text("v-that-does-not-exist")
+    with pytest.raises(IndexMissingError, match="run `tutor ingest`"):
+        retriever.search("What is RLHF?", 3)
+    shutil.rmtree(index_copy)
+    with pytest.raises(IndexMissingError, match="run `tutor ingest`"):
+        retriever.search("What is RLHF?", 3)
+    monkeypatch.chdir(ROOT)
+    assert tutor_cli(["ingest"]) == 0
+    assert retriever.search("What is RLHF?", 3)[0].text
