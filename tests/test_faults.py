@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -179,3 +180,53 @@ def test_the_index_deleted_or_damaged_while_serving(
     monkeypatch.chdir(ROOT)
     assert tutor_cli(["ingest"]) == 0
     assert retriever.search("What is RLHF?", 3)[0].text
+
+
+def test_answers_stay_consistent_while_ingest_publishes_new_versions(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches during repeated ingests each come from one whole version: every passage belongs to
+    the corpus version the search reports, and none fails."""
+    monkeypatch.chdir(tmp_path)
+    variants = {}
+    for name, extra in (("a", ""), ("b", "\n\n## Added\n\nA passage that only version b has, about pre-training.\n")):
+        folder = tmp_path / name / "guides"
+        shutil.copytree(CORPUS, folder)
+        training = folder / "training-and-post-training.md"
+        training.write_text(training.read_text() + extra)
+        variants[name] = folder
+    # Both variants under one path, swapped in place, as an editor would change the guides.
+    guides = tmp_path / "guides"
+    ids_of: dict[str, set[str]] = {}
+    store = IndexStore(tmp_path / "index")
+    for name in ("b", "a"):
+        shutil.rmtree(guides, ignore_errors=True)
+        shutil.copytree(variants[name], guides)
+        read = read_guides([guides])
+        report = ingest(read, store, embedder=embedder, chunk_size=400, chunk_overlap=60)
+        ids_of[report.corpus_version] = {c.id for g in read for c in chunk_guide(g, 400, 60)}
+    retriever = Retriever(store, embedder=embedder)
+    failures: list[BaseException] = []
+
+    def keep_ingesting() -> None:
+        try:
+            for turn in range(6):
+                shutil.rmtree(guides)
+                shutil.copytree(variants["ab"[turn % 2]], guides)
+                ingest(read_guides([guides]), store, embedder=embedder, chunk_size=400, chunk_overlap=60)
+        except BaseException as exc:
+            failures.append(exc)
+
+    writer = threading.Thread(target=keep_ingesting)
+    writer.start()
+    searches, versions_seen = 0, set()
+    while writer.is_alive() or searches < 10:
+        found = retriever.search("What happens during pre-training?", 5)
+        version = retriever.corpus_version
+        assert found and {p.id for p in found} <= ids_of[version], version
+        versions_seen.add(version)
+        searches += 1
+    writer.join()
+    assert not failures, failures
+    assert versions_seen == set(ids_of), versions_seen  # both versions were answered from
+    retriever.close()
