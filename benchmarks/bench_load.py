@@ -105,10 +105,10 @@ def main() -> None:
         else:
             raise SystemExit("the server did not come up")
 
-        baseline = [ask(url, question) for question in questions]
+        baseline = [ask(url, question) for question in questions[: args.baseline]]
         single_p50 = statistics.median(r.latency for r in baseline)
         print(
-            f"baseline: 1 user x {len(questions)} questions, p50 {single_p50:.2f} s per answer with attribution",
+            f"baseline: 1 user x {len(baseline)} questions, p50 {single_p50:.2f} s per answer with attribution",
             flush=True,
         )
 

@@ -3,6 +3,7 @@ every test's own paths (index, config) point into its tmp_path."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +77,18 @@ def real_tutor(corpus_index: Path) -> Iterator[Tutor]:
     yield tutor
     if tutor.retriever is not None:
         tutor.retriever.close()
+
+
+def sse_events(response: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of a server-sent-events response, in order."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+    return events
 
 
 def free_port() -> int:

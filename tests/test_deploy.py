@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import INTRANET, TOKEN
+from .conftest import INTRANET, TOKEN, sse_events
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 ASK = {"question": "What is RLHF?"}
@@ -117,12 +117,7 @@ def _stream_events(url: str, results: list[list[tuple[str, dict[str, object]]]],
             response.read()
             events.append((f"http {response.status_code}", response.json()))
         else:
-            name = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    events.append((name, json.loads(line[6:])))
+            events = sse_events(response)
     results[index] = events
 
 

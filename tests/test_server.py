@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
+
+from .conftest import sse_events
 
 ASK = {"question": "What are the five layers of AI model training?"}
 
@@ -29,15 +30,9 @@ def test_ask_returns_the_json_contract(server: tuple[str, Path]) -> None:
 
 
 def test_stream_sends_tokens_then_the_answer_then_its_attribution(server: tuple[str, Path]) -> None:
-    events: list[tuple[str, dict[str, object]]] = []
     with httpx.stream("POST", server[0] + "api/ask/stream", json=ASK, timeout=120) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
+        events = sse_events(response)
     names = [name for name, _ in events]
     assert names[-2:] == ["answer", "attribution"] and names.count("token") > 3
     text = "".join(str(data["text"]) for name, data in events if name == "token")
