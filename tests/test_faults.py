@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,41 @@ def test_answers_stay_consistent_while_ingest_publishes_new_versions(
     assert not failures, failures
     assert versions_seen == set(ids_of), versions_seen  # both versions were answered from
     retriever.close()
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child: writes past `limit` bytes fail as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_during_ingest_leaves_the_previous_index(
+    index_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    """Real failed writes (RLIMIT_FSIZE): while copying the current version, and inside Chroma's own
+    writes. Each: one `error:` line, the index unchanged and answering, nothing left behind."""
+    guides = tmp_path / "guides"
+    shutil.copytree(CORPUS, guides)
+    (guides / "glossary-training.md").write_text((guides / "glossary-training.md").read_text() + "\n\nMore text.\n")
+    store = IndexStore(index_copy)
+    before, chunks = store.current_version(), store.read_manifest()["chunks"]  # type: ignore[index]
+    database = (store.current_dir() or index_copy) / "chroma.sqlite3"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    environment |= {"TUTOR_INDEX_DIR": str(index_copy), "TUTOR_CORPUS_DIR": str(guides)}
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", "ingest"]
+    for limit in (database.stat().st_size // 2, database.stat().st_size + 8192):  # the copy; Chroma's writes
+        result = subprocess.run(
+            command, env=environment, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(limit)
+        )
+        assert result.returncode == 1, (limit, result.stderr[-500:])
+        assert result.stderr.startswith("error: ingest failed, the previous index is unchanged: ")
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+        assert store.current_version() == before and store.read_manifest()["chunks"] == chunks  # type: ignore[index]
+        assert not list(index_copy.glob(".staging-*"))
+        retriever = Retriever(store, embedder=embedder)
+        assert retriever.search("What is RLHF?", 3)
+        retriever.close()
+    repaired = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert repaired.returncode == 0 and store.current_version() != before, repaired.stderr

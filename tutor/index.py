@@ -212,10 +212,14 @@ class IndexStore:
             shutil.rmtree(stale, ignore_errors=True)
         staging = self.root / f".staging-{time.time_ns()}"
         current = self.current_dir()
-        if copy_current and current is not None:
-            shutil.copytree(current, staging)
-        else:
-            staging.mkdir()
+        try:
+            if copy_current and current is not None:
+                shutil.copytree(current, staging)
+            else:
+                staging.mkdir()
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return staging
 
     @contextmanager
@@ -286,7 +290,10 @@ def ingest(
             if guide.path in added + changed
             for chunk in chunk_guide(guide, chunk_size, chunk_overlap)
         ]
-        staging = store.new_staging(copy_current=compatible)
+        try:
+            staging = store.new_staging(copy_current=compatible)
+        except OSError as exc:  # e.g. the disk filled while copying the current version
+            raise TutorError(f"ingest failed, the previous index is unchanged: {_why(exc)}") from None
         try:
             with store.open_staging(staging) as collection:
                 total = _apply(collection, new_chunks, changed + removed, embedder, progress)
@@ -304,12 +311,20 @@ def ingest(
             )
         except BaseException as exc:
             store.discard(staging)
-            if isinstance(exc, OSError):
-                raise TutorError(f"ingest failed, the previous index is unchanged: {exc}") from None
-            raise
+            if isinstance(exc, TutorError) or not isinstance(exc, Exception):  # said already, or Ctrl-C
+                raise
+            # A full disk reaches us as OSError from Python and as "disk I/O error" from Chroma.
+            raise TutorError(f"ingest failed, the previous index is unchanged: {_why(exc)}") from None
     return IngestReport(
         added, changed, removed, unchanged, len(new_chunks), total, version, time.perf_counter() - started
     )
+
+
+def _why(exc: BaseException) -> str:
+    """One line for a failure; shutil.Error carries a list of (source, target, why)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        return str(exc.args[0][0][-1])
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def _apply(collection: Any, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder, progress: bool) -> int:
