@@ -36,6 +36,11 @@ def test_every_route_but_health_needs_the_token(guarded: tuple[str, Path]) -> No
         assert response.json()["error"].startswith("this tutor needs a token")
         wrong = httpx.request(method, url + path.lstrip("/"), headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401, (method, path)
+    for odd in (b"Bearer \xe9t\xe9", b"Bearer", b"Basic abc"):  # refused, not a 500
+        assert httpx.get(url + "metrics", headers={"Authorization": odd}).status_code == 401, odd
+    assert httpx.get(url + "metrics", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+    odd_cookie = httpx.get(url + "metrics", headers={"Cookie": b"tutor_session=\xff\xfe; x=1"})
+    assert odd_cookie.status_code == 401
     for path in ("healthz", "readyz"):
         assert httpx.get(url + path).status_code == 200
     for path in ("", "embed/", "metrics", "api/history", "docs"):

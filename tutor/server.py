@@ -251,18 +251,21 @@ class Guard:
             headers.append((USER_HEADER, user.encode("latin-1")))
         return headers, user
 
-    def _authorised(self, headers: list[tuple[bytes, bytes]], user: str | None) -> bool:
+    def _authorised(self, found: dict[bytes, bytes], user: str | None) -> bool:
+        """Compared as bytes: a header with any bytes at all is refused, never an error."""
         if self.token is None or user:
             return True
-        found = dict(headers)
-        bearer = found.get(b"authorization", b"").decode("latin-1")
-        if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].strip(), self.token):
+        bearer = found.get(b"authorization", b"")
+        if bearer[:7].lower() == b"bearer " and hmac.compare_digest(bearer[7:].strip(), self.token.encode()):
             return True
-        for part in found.get(b"cookie", b"").decode("latin-1").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE and self.session and hmac.compare_digest(value, self.session):
+        for part in found.get(b"cookie", b"").split(b";"):
+            name, _, value = part.strip().partition(b"=")
+            if name == SESSION_COOKIE.encode() and self.session and hmac.compare_digest(value, self.session.encode()):
                 return True
         return False
+
+    def _too_large(self) -> Response:
+        return _json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -283,19 +286,20 @@ class Guard:
         async def refuse(response: Response) -> None:
             await response(scope, receive, send_with_headers)
 
+        found = dict(headers)
         if scope["type"] == "http":
-            length = dict(headers).get(b"content-length", b"0")
+            length = found.get(b"content-length", b"0")
             if not length.isdigit() or int(length) > self.settings.max_request_bytes:
-                await refuse(_json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes"))
+                await refuse(self._too_large())
                 return
         if path.endswith(BLOCKED_SUFFIXES):
             await refuse(_json_response(404, "not found"))
             return
-        if path not in PUBLIC_ROUTES and not self._authorised(headers, user):
+        if path not in PUBLIC_ROUTES and not self._authorised(found, user):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            accepts_html = b"text/html" in dict(headers).get(b"accept", b"")
+            accepts_html = b"text/html" in found.get(b"accept", b"")
             if scope["method"] == "GET" and accepts_html:
                 await refuse(RedirectResponse(f"{root}/login?next={quote(path)}", status_code=303))
             else:
@@ -307,10 +311,10 @@ class Guard:
                     )
                 )
             return
-        if scope["type"] == "http" and b"content-length" not in dict(headers):
+        if scope["type"] == "http" and b"content-length" not in found:
             buffered = await self._buffered(receive)
             if buffered is None:
-                await refuse(_json_response(413, f"the request is larger than {self.settings.max_request_bytes} bytes"))
+                await refuse(self._too_large())
                 return
             receive = buffered
         await self.app(scope, receive, send_with_headers)
