@@ -244,6 +244,9 @@ def test_a_second_user_sees_the_busy_line_and_then_the_answer(browser: Browser, 
     expect(second.locator("#notice")).to_contain_text("rating is saved")
     records = [json.loads(line) for line in (guarded[1] / "data" / "feedback.jsonl").read_text().splitlines()]
     assert records[-1]["user"] == "erin" and records[-1]["question"] == "What is RLHF?"
+    second.reload()  # the user's history comes back with the page
+    expect(second.locator("#history")).to_contain_text("Your earlier questions")
+    expect(second.locator("#history")).to_contain_text("What is RLHF?")
     context.close()
 
 

@@ -457,6 +457,14 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         if done[-1] is not None:
             ops.question_done("compare", started=started, answer=done[-1], user=user, question=question)
 
+    def show_history(request: gr.Request) -> Any:
+        """A signed-in user's earlier questions (kept when an SSO proxy names the user)."""
+        history = ops.records.history(request_user(request))[-10:]
+        if not history:
+            return gr.update(visible=False)
+        items = "\n".join(f"- {html.escape(str(item['question']))}" for item in reversed(history))
+        return gr.update(value=f"**Your earlier questions**\n\n{items}", visible=True)
+
     if embed:
         return _embed_page(respond)
 
@@ -499,6 +507,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
                         exported = gr.File(
                             label="Exported conversation", file_count="multiple", visible=False, elem_id="exported"
                         )
+                    earlier = gr.Markdown(visible=False, elem_id="history")
                 with gr.Column(scale=2):
                     panel = gr.HTML(EMPTY_PANEL, elem_id="why")
             with gr.Tab("Compare", id="compare"):
@@ -530,6 +539,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         compare_inputs = [compare_question, preset, k]
         compare_button.click(compare, compare_inputs, [*columns, compare_notice], concurrency_limit=None)
         compare_question.submit(compare, compare_inputs, [*columns, compare_notice], concurrency_limit=None)
+        page.load(show_history, None, earlier)
     return page
 
 
