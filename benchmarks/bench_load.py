@@ -94,7 +94,8 @@ def main() -> None:
     data = tempfile.mkdtemp(prefix="tutor-load-")
     environment = {**os.environ, "TUTOR_DATA_DIR": data, "GRADIO_ANALYTICS_ENABLED": "False"}
     command = [sys.executable, "-c", "from tutor.cli import main; main()", "serve", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = Path(data) / "serve.log"  # a file, not a pipe: one log line a question would fill a pipe and stall it
+    server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         for _ in range(600):
             try:

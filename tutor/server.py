@@ -441,21 +441,17 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
             finished = False
             try:
-                answers = 0
+                answers: list[dict[str, Any]] = []
                 for item in itertools.chain((first,), stream):
                     if isinstance(item, Answer):
-                        answers += 1
-                        if answers == 1:
-                            yield _event("answer", item.to_dict())
-                            continue
-                        explained = item.to_dict()
-                        yield _event("attribution", explained)
-                        finished = True
-                        done(answer=explained)
+                        answers.append(item.to_dict())
+                        yield _event("answer" if len(answers) == 1 else "attribution", answers[-1])
                     elif isinstance(item, Queued):
                         yield _event("queued", {"ahead": item.ahead})
                     else:
                         yield _event("token", {"text": item})
+                finished = True
+                done(answer=answers[-1])  # after the stream ended: the model is free again
             except TutorError as exc:
                 finished = True
                 done(error=exc)
