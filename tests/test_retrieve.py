@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ def test_follow_up_query_carries_the_topic() -> None:
         standalone_query("How much does it cost?", [("What is RAG?", "RAG retrieves...")])
         == "What is RAG? How much does it cost?"
     )
+
+
+def test_lexical_tokens_are_the_same_from_many_threads_at_once() -> None:
+    """The server tokenizes on many threads; a stemmer shared between them mangled words."""
+    texts = [path.read_text() for path in sorted(CORPUS.glob("*.md"))]
+    expected = [lexical_tokens(text) for text in texts]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lexical_tokens, texts * 8))
+    assert results == expected * 8
 
 
 def test_lexical_tokens_join_hyphens_and_drop_stopwords() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -21,11 +20,18 @@ _STOPWORDS = frozenset(
 )
 
 
-@functools.cache
-def _stemmer() -> Any:
-    import snowballstemmer
+_per_thread = threading.local()
 
-    return snowballstemmer.stemmer("english")
+
+def _stemmer() -> Any:
+    """One stemmer a thread: a snowball stemmer keeps the word it works on in itself, and two
+    threads sharing one broke each other's words (an IndexError under load)."""
+    stemmer = getattr(_per_thread, "stemmer", None)
+    if stemmer is None:
+        import snowballstemmer
+
+        stemmer = _per_thread.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def lexical_tokens(text: str) -> list[str]:
