@@ -128,8 +128,13 @@ def main() -> None:
         started = time.perf_counter()
         for thread in threads:
             thread.start()
+        total = args.users * len(questions)
+        curve: list[float] = []  # RSS as each tenth of the requests is done: warm-up or a leak
         while any(thread.is_alive() for thread in threads):
-            rss_peak = max(rss_peak, rss_mb(server.pid))
+            rss = rss_mb(server.pid)
+            rss_peak = max(rss_peak, rss)
+            if len(results) >= (len(curve) + 1) * total / 10:
+                curve.append(rss)
             time.sleep(1)
         wall = time.perf_counter() - started
         rss_end = rss_mb(server.pid)
@@ -156,6 +161,7 @@ def main() -> None:
         f"  server memory (RSS): {rss_start:.0f} MB at start, {rss_peak:.0f} MB peak, {rss_end:.0f} MB at end", end=""
     )
     print(f" ({growth:+.1f}%)")
+    print("  RSS at each tenth of the load: " + ", ".join(f"{rss:.0f}" for rss in curve) + " MB")
 
 
 if __name__ == "__main__":
