@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,13 @@ def test_select_for_prompt_keeps_relevant_passages_within_budget() -> None:
     chosen = select_for_prompt(passages, k=3, min_score=0.2, margin=0.15, token_budget=999, count_tokens=count)
     assert [p.id for p in chosen] == ["1", "2"]  # the third is too far below the best
     assert select_for_prompt([_p(1, 0.1)], k=3, min_score=0.2, margin=1, token_budget=999, count_tokens=count) == []
+
+
+def test_select_for_prompt_follows_the_hybrid_rank_once_the_question_is_covered() -> None:
+    count = lambda text: len(text.split())  # noqa: E731
+    lexical_best = replace(_p(1, 0.15), rank_score=0.9)  # below the floor, but every word matches
+    passages = [lexical_best, _p(2, 0.5), _p(3, 0.05)]
+    chosen = select_for_prompt(passages, k=3, min_score=0.2, margin=0.5, token_budget=999, count_tokens=count)
+    assert [p.id for p in chosen] == ["1", "2"]  # the third is too far below the best
+    uncovered = [replace(p, score=0.1) for p in passages]
+    assert select_for_prompt(uncovered, k=3, min_score=0.2, margin=1, token_budget=999, count_tokens=count) == []

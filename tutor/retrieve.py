@@ -179,18 +179,20 @@ def select_for_prompt(
     token_budget: int,
     count_tokens: Callable[[str], int],
 ) -> list[Passage]:
-    """The passages worth their prefill time: relevant, near the best, within a token budget.
+    """The passages worth their prefill time: near the best, within a token budget; none when
+    the question is outside the guides.
 
-    A passage is relevant when it is similar enough to the question or contains all its words:
-    MiniLM does not know acronyms such as RLHF, which the glossary defines.
+    The question is covered when some passage is similar enough to it or contains all its
+    words (MiniLM does not know acronyms such as RLHF, which the glossary defines). Once it is,
+    the hybrid rank decides: a vector-score floor on each passage dropped the best-ranked one
+    when its evidence was lexical (the dev set's "base models have limitations").
     """
-    relevant = [p for p in passages if p.score >= min_score or p.has_all_terms]
-    if not relevant:
+    if not any(p.score >= min_score or p.has_all_terms for p in passages):
         return []
-    top = max(p.rank_score for p in relevant)
+    top = max(p.rank_score for p in passages)
     chosen: list[Passage] = []
     used = 0
-    for passage in relevant:
+    for passage in passages:
         if len(chosen) == k or passage.rank_score < top - margin:
             continue
         cost = count_tokens(passage.text)
