@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # Retrieval.
     k: int = Field(3, ge=1, le=20, description="Most passages put in the prompt.")
     lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
-    min_score: float = Field(0.20, ge=0.0, le=1.0, description="Below this cosine similarity to the question a passage is not relevant; with none relevant the question is out of scope.")
+    min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
