@@ -290,11 +290,9 @@ def ingest(
             if guide.path in added + changed
             for chunk in chunk_guide(guide, chunk_size, chunk_overlap)
         ]
+        staging = None
         try:
-            staging = store.new_staging(copy_current=compatible)
-        except OSError as exc:  # e.g. the disk filled while copying the current version
-            raise TutorError(f"ingest failed, the previous index is unchanged: {_why(exc)}") from None
-        try:
+            staging = store.new_staging(copy_current=compatible)  # a full disk can fail the copy here
             with store.open_staging(staging) as collection:
                 total = _apply(collection, new_chunks, changed + removed, embedder, progress)
             version = corpus_version(files)
@@ -310,7 +308,8 @@ def ingest(
                 },
             )
         except BaseException as exc:
-            store.discard(staging)
+            if staging is not None:
+                store.discard(staging)
             if isinstance(exc, TutorError) or not isinstance(exc, Exception):  # said already, or Ctrl-C
                 raise
             # A full disk reaches us as OSError from Python and as "disk I/O error" from Chroma.
