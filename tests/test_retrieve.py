@@ -12,7 +12,7 @@ import pytest
 from tutor import IndexStore, Retriever, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
-from tutor.retrieve import Passage, lexical_tokens, select_for_prompt, standalone_query
+from tutor.retrieve import Passage, join_overlapping, lexical_tokens, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
 
@@ -52,10 +52,19 @@ def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder)
 
 def test_follow_up_query_carries_the_topic() -> None:
     assert standalone_query("Why?", []) == "Why?"
+    history = [("What is RAG?", "RAG retrieves passages [1]. It adds them to the prompt [2].")]
     assert (
-        standalone_query("How much does it cost?", [("What is RAG?", "RAG retrieves...")])
-        == "What is RAG? How much does it cost?"
+        standalone_query("How much does it cost?", history)
+        == "What is RAG? RAG retrieves passages. How much does it cost?"
     )
+    refused = [("Who won the cup?", "The guides do not cover this. I answer questions about training.")]
+    assert standalone_query("When?", refused) == "Who won the cup? When?"
+
+
+def test_follow_up_finds_its_passage_through_the_previous_answer(retriever: Retriever) -> None:
+    history = [("What is pre-training?", "Pre-training creates the foundational model from massive amounts of text.")]
+    found = retriever.search(standalone_query("How long does it take?", history), 3)
+    assert any("months" in p.text for p in found)
 
 
 def test_lexical_tokens_are_the_same_from_many_threads_at_once() -> None:
@@ -103,3 +112,37 @@ def test_select_for_prompt_follows_the_hybrid_rank_once_the_question_is_covered(
     assert [p.id for p in chosen] == ["1", "2"]  # the third is too far below the best
     uncovered = [replace(p, score=0.1) for p in passages]
     assert select_for_prompt(uncovered, k=3, min_score=0.2, margin=1, token_budget=999, count_tokens=count) == []
+
+
+def test_neighbouring_chunks_are_joined_without_their_overlap() -> None:
+    assert (
+        join_overlapping("One two three. Four five six.", "Four five six. Seven.")
+        == "One two three. Four five six. Seven."
+    )
+    assert join_overlapping("First part.", "Second part.") == "First part.\nSecond part."
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_the_best_passage_takes_in_the_rest_of_its_list(retriever: Retriever) -> None:
+    """The five layers are listed across two chunks; the best chunk alone names four."""
+    found = retriever.search("What are the five layers of AI model training?", 8)
+    assert "Retrieval" not in found[0].text and "RAG" not in found[0].text
+    widened = retriever.widen(found[:1], token_budget=400, count_tokens=_words)
+    assert len(widened) == 1 and widened[0].score == found[0].score
+    assert found[0].text in widened[0].text and "5. RAG" in widened[0].text
+    assert widened[0].text.count("4. Prompting") == 1  # the chunks' overlap is said once
+    assert widened[0].embedding != found[0].embedding  # re-embedded, for citation support
+    assert retriever.widen(found[:1], token_budget=_words(found[0].text), count_tokens=_words) == found[:1]
+
+
+def test_chosen_chunks_that_touch_become_one_passage(retriever: Retriever) -> None:
+    found = retriever.search("What are the five layers of AI model training?", 8)
+    first = found[0]
+    next_id = retriever.widen([first], token_budget=400, count_tokens=_words)[0].id.split("+")[1]
+    follower = replace(first, id=next_id, position=first.position + 1, score=0.3)
+    # Chosen as a passage of its own, the next chunk is read inside the best one, under one number.
+    merged = retriever.widen([first, follower], token_budget=0, count_tokens=_words)
+    assert [(p.id, p.score) for p in merged] == [(f"{first.id}+{next_id}", first.score)]

@@ -213,6 +213,10 @@ class Tutor:
                 token_budget=s.passage_token_budget,
                 count_tokens=self.chat.count_tokens,
             )
+            if s.widen_passages:
+                passages = self.retriever.widen(
+                    passages, token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens
+                )
         passages = [replace(p, planted=planted_sentences(p.text)) for p in passages]
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
+    widen_passages: bool = Field(True, description="Join the best passage to the chunks before and after it in its section (and chosen chunks that touch), while passage_token_budget lasts.")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
     chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks of one section.")
 
