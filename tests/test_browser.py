@@ -96,9 +96,11 @@ def test_chat_answer_with_citations_passages_and_layer_shares(page: Page) -> Non
     expect(page.locator("#why details.steps")).to_contain_text("Search query")
     _screenshot(page, "chat-answer-and-panel")
 
-    # A follow-up is searched together with the previous question.
+    # A follow-up is searched together with the previous question and its answer's first sentence.
     _ask(page, "Which of them change the model itself?", turn=2)
-    expect(page.locator("#why details.steps")).to_contain_text("joined to the previous question")
+    expect(page.locator("#why details.steps")).to_contain_text(
+        "joined to the previous question and the first sentence of its answer"
+    )
     _screenshot(page, "chat-follow-up")
 
 

@@ -135,7 +135,7 @@ def compose_messages(
     return messages
 
 
-COMPARE_MAX_TOKENS = 48  # about the "two or three short sentences" the presets ask for
+COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
 # The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
 COMPARE_WAYS = (
     ("Model alone", False, False),

@@ -191,7 +191,11 @@ def _steps(answer: dict[str, Any]) -> str:
     rewritten = answer.get("query") != answer.get("question")
     steps = [
         f"<b>Search query.</b> {html.escape(str(answer.get('query')))}"
-        + (" (the follow-up joined to the previous question)" if rewritten else " (the question as asked)"),
+        + (
+            " (the follow-up joined to the previous question and the first sentence of its answer)"
+            if rewritten
+            else " (the question as asked)"
+        ),
     ]
     if not answer.get("retrieval"):
         steps.append("<b>Passages.</b> Retrieval was off: no passage was looked up.")
@@ -513,7 +517,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
             with gr.Tab("Compare", id="compare"):
                 gr.Markdown(
                     "One question answered four ways, adding one layer at a time: the live RAG demonstration. "
-                    f"Each answer stops at {COMPARE_MAX_TOKENS} tokens, about three short sentences."
+                    f"Each answer stops at {COMPARE_MAX_TOKENS} tokens, about two short sentences."
                 )
                 with gr.Row():
                     compare_question = gr.Textbox(
