@@ -33,6 +33,12 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 
+def text_to_embed(guide: str, section: str, text: str) -> str:
+    """What is embedded for a passage. The title and section travel with the text: a passage
+    that says "this phase" is then still found by a question about pre-training."""
+    return f"{guide}\n{section}\n{text}"
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a guide, small enough for the prompt, with its place in the guide."""
@@ -47,9 +53,7 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        # The title and section travel with the text into the embedding: a passage that says
-        # "this phase" is then still found by a question about pre-training.
-        return f"{self.guide}\n{self.section}\n{self.text}"
+        return text_to_embed(self.guide, self.section, self.text)
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import Store
+from .index import Store, text_to_embed
 
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
@@ -195,32 +195,45 @@ class Retriever:
         with self._lock:
             if any(passage.id not in self._row for passage in chosen):  # a newer version came in meanwhile
                 return list(chosen)
-            return self._widen(chosen, token_budget, count_tokens)
+            runs = self._runs(chosen, token_budget, count_tokens)
+            joined = [(self._joined(run), "+".join(self._ids[r] for r in run), self._metas[run[0]]) for run, _ in runs]
+        # Embedded outside the lock: other questions' searches need not wait for it.
+        passages = []
+        for (run, leader), (text, ids, first) in zip(runs, joined, strict=True):
+            if len(run) == 1:
+                passages.append(leader)
+                continue
+            vector = self.embedder.embed_one(text_to_embed(first["guide"], first["section"], text))
+            passages.append(
+                replace(leader, id=ids, text=text, position=int(first["position"]), embedding=tuple(vector))
+            )
+        return passages
 
-    def _widen(self, chosen: Sequence[Passage], token_budget: int, count_tokens: Callable[[str], int]) -> list[Passage]:
-        runs: list[list[int]] = []  # rows of one section, in order; runs[0] holds the best passage
-        leaders: list[Passage] = []  # the best chosen passage of each run: its score and rank stand for the run
+    def _runs(
+        self, chosen: Sequence[Passage], token_budget: int, count_tokens: Callable[[str], int]
+    ) -> list[tuple[list[int], Passage]]:
+        """Rows of one section in order, each with the best chosen passage in it; the first holds the best."""
+        runs: list[tuple[list[int], Passage]] = []
         for passage in chosen:
             row = self._row[passage.id]
-            joined = next((run for run in runs if self._next_to(run, row)), None)
-            if joined is None:
-                runs.append([row])
-                leaders.append(passage)
+            touching = next((run for run, _ in runs if self._next_to(run, row)), None)
+            if touching is None:
+                runs.append(([row], passage))
             else:
-                joined.append(row)
-                joined.sort(key=lambda r: int(self._metas[r]["position"]))
-        used = sum(count_tokens(self._joined(run)) for run in runs)
-        top = runs[0] if runs else []
+                touching.append(row)
+                touching.sort(key=lambda r: int(self._metas[r]["position"]))
+        used = sum(count_tokens(self._joined(run)) for run, _ in runs)
+        top = runs[0][0] if runs else []
         for step in (1, -1):
             neighbour = self._neighbour(top[-1] if step == 1 else top[0], step) if top else None
-            if neighbour is None or any(neighbour in run for run in runs):
+            if neighbour is None or any(neighbour in run for run, _ in runs):
                 continue
             widened = sorted([*top, neighbour], key=lambda r: int(self._metas[r]["position"]))
             cost = count_tokens(self._joined(widened)) - count_tokens(self._joined(top))
             if used + cost <= token_budget:
                 top[:] = widened
                 used += cost
-        return [self._as_passage(run, leader) for run, leader in zip(runs, leaders, strict=True)]
+        return runs
 
     def _neighbour(self, row: int, step: int) -> int | None:
         meta = self._metas[row]
@@ -237,20 +250,6 @@ class Retriever:
         for row in run[1:]:
             text = join_overlapping(text, self._texts[row])
         return text
-
-    def _as_passage(self, run: list[int], leader: Passage) -> Passage:
-        if len(run) == 1:
-            return leader
-        text = self._joined(run)
-        first = self._metas[run[0]]
-        vector = self.embedder.embed_one(f"{first['guide']}\n{first['section']}\n{text}")
-        return replace(
-            leader,
-            id="+".join(self._ids[row] for row in run),
-            text=text,
-            position=int(first["position"]),
-            embedding=tuple(float(x) for x in vector),
-        )
 
     def close(self) -> None:
         self._client.close()
