@@ -27,6 +27,13 @@ API_CASES = [
     ("k too small", {"question": "What is RAG?", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ("k too large", {"question": "What is RAG?", "k": 99}, 422, "k: Input should be less than or equal to 20"),
     ("k wrong type", {"question": "What is RAG?", "k": "three"}, 422, "k: Input should be a valid integer"),
+    ("k a boolean", {"question": "What is RAG?", "k": True}, 422, "k: Input should be a valid integer"),
+    (
+        "retrieval a string",
+        {"question": "What is RAG?", "retrieval": "yes"},
+        422,
+        "retrieval: Input should be a valid boolean",
+    ),
     ("question wrong type", {"question": ["What", "is", "RAG?"]}, 422, "question: Input should be a valid string"),
     ("10,000 turns", {"question": "And then?", "history": [["q", "a"]] * 10_000}, 422, "at most 100 items"),
     ("history wrong shape", {"question": "And then?", "history": [["only one"]]}, 422, "history.0"),

@@ -28,7 +28,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .answer import Answer, Tutor
@@ -64,6 +65,14 @@ class AskFields(BaseModel):
     retrieval: bool = True
     k: int | None = None
 
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_not_a_boolean(cls, value: Any) -> Any:
+        """Pydantic takes `true` as 1; the schema's integer does not (7.0 it does, so not strict)."""
+        if isinstance(value, bool):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
+
 
 def ask_request_model(max_question_chars: int, presets: list[str]) -> type[AskFields]:
     """The request of /api/ask, with the limits and presets of this server in its schema."""
@@ -90,7 +99,8 @@ def ask_request_model(max_question_chars: int, presets: list[str]) -> type[AskFi
             Literal[tuple(presets)] | None,
             Field(None, description="A system prompt preset; `none` for a neutral one; default: the server's."),
         ),
-        "retrieval": (bool, Field(True, description="Use passages from the guides.")),
+        # Strict: pydantic would otherwise take "yes" as true, which the schema refuses.
+        "retrieval": (bool, Field(True, strict=True, description="Use passages from the guides.")),
         "k": (int | None, Field(None, ge=1, le=20, description="Most passages in the prompt.")),
     }
     return create_model("AskRequest", __base__=AskFields, **fields)
