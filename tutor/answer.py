@@ -21,15 +21,21 @@ from .gate import ModelGate, Queued
 from .injection import INSTRUCTIONS_REPLY, planted_sentences, repeats_planted, tries_to_instruct, without_planted
 from .llm import ChatModel, Message, TokenLogprobs
 from .prompts import NEUTRAL_SYSTEM_PROMPT, NO_PRESET, Preset, pick_preset
-from .retrieve import Passage, Retriever, Turn, select_for_prompt, standalone_query
+from .retrieve import (
+    CITATION_MARKERS,
+    NOT_COVERED_SAID,
+    Passage,
+    Retriever,
+    Turn,
+    select_for_prompt,
+    standalone_query,
+)
 
 NOT_COVERED = "The guides do not cover this."
 OUT_OF_SCOPE_ANSWER = (
     f"{NOT_COVERED} I answer questions about how AI language models are trained "
     "(pre-training, fine-tuning, preference optimization, prompting and RAG), from the guides."
 )
-_NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)
-_MARKERS = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ def compose_messages(
     messages: list[Message] = [{"role": "system", "content": system_prompt}]
     for user_turn, assistant_turn in history:
         messages.append({"role": "user", "content": user_turn})
-        messages.append({"role": "assistant", "content": _MARKERS.sub("", assistant_turn)})
+        messages.append({"role": "assistant", "content": CITATION_MARKERS.sub("", assistant_turn)})
     if passages:
         numbered = "\n\n".join(
             f"[{n}] {without_planted(p.text, p.planted)}" for n, p in reversed(list(enumerate(passages, start=1)))
@@ -253,7 +259,7 @@ class Tutor:
             rest = citer.finish()
             if rest:
                 yield rest
-            if in_scope and _NOT_COVERED_SAID.search(citer.text):
+            if in_scope and NOT_COVERED_SAID.search(citer.text):
                 in_scope = False
             planted = [sentence for p in passages for sentence in p.planted]
             if planted and any(repeats_planted(sentence.text, planted) for sentence in citer.sentences):

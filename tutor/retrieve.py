@@ -75,14 +75,14 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
     if not history:
         return question
     asked, answered = history[-1]
-    first = _FIRST_SENTENCE.match(_CITATIONS.sub("", answered).strip())
-    said = first.group(0)[:300] if first and not _NOT_COVERED.search(first.group(0)) else ""
+    first = _FIRST_SENTENCE.match(CITATION_MARKERS.sub("", answered).strip())
+    said = first.group(0)[:300] if first and not NOT_COVERED_SAID.search(first.group(0)) else ""
     return " ".join(part for part in (asked, said, question) if part)
 
 
-_CITATIONS = re.compile(r"\s*\[\d+\]")
+CITATION_MARKERS = re.compile(r"\s*\[\d+\]")  # "[2]" in an answer, with the space before it
+NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 _FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s)|$)", re.DOTALL)
-_NOT_COVERED = re.compile(r"guides do not cover", re.IGNORECASE)
 
 
 class Retriever:
@@ -193,7 +193,7 @@ class Retriever:
         the 0.5B model loses its way in three long passages.
         """
         with self._lock:
-            if any(passage.id not in self._row for passage in chosen):  # a newer version came in meanwhile
+            if not chosen or any(passage.id not in self._row for passage in chosen):  # none, or a newer version came in
                 return list(chosen)
             runs = self._runs(chosen, token_budget, count_tokens)
             joined = [(self._joined(run), "+".join(self._ids[r] for r in run), self._metas[run[0]]) for run, _ in runs]
@@ -219,16 +219,17 @@ class Retriever:
             touching = next((run for run, _ in runs if self._next_to(run, row)), None)
             if touching is None:
                 runs.append(([row], passage))
+            elif row == self._neighbour(touching[0], -1):
+                touching.insert(0, row)
             else:
                 touching.append(row)
-                touching.sort(key=lambda r: int(self._metas[r]["position"]))
         used = sum(count_tokens(self._joined(run)) for run, _ in runs)
-        top = runs[0][0] if runs else []
+        top = runs[0][0]
         for step in (1, -1):
-            neighbour = self._neighbour(top[-1] if step == 1 else top[0], step) if top else None
+            neighbour = self._neighbour(top[-1] if step == 1 else top[0], step)
             if neighbour is None or any(neighbour in run for run, _ in runs):
                 continue
-            widened = sorted([*top, neighbour], key=lambda r: int(self._metas[r]["position"]))
+            widened = [*top, neighbour] if step == 1 else [neighbour, *top]
             cost = count_tokens(self._joined(widened)) - count_tokens(self._joined(top))
             if used + cost <= token_budget:
                 top[:] = widened
