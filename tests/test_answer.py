@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,18 @@ class FakeChat:
         self.replies = list(replies)
         self.prompts: list[list[Message]] = []
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float, generation: Any = None
+    ) -> Iterator[str]:
         self.prompts.append(messages)
         yield from self.replies.pop(0)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def token_logprobs(self, messages: list[Message], answer: str) -> list[tuple[str, float]]:
+    def token_logprobs(
+        self, messages: list[Message], answer: str, *, generation: Any = None
+    ) -> list[tuple[str, float]]:
         """A model that finds every answer likely with passages (p=0.9) and unlikely without (p=0.1)."""
         likely = "Passages from the guides" in messages[-1]["content"]
         return [(piece, math.log(0.9 if likely else 0.1)) for piece in re.findall(r"\S+\s*", answer)]

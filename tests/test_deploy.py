@@ -193,3 +193,22 @@ def test_serving_beyond_loopback_needs_auth(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode != 0 and "refusing to serve on 0.0.0.0 without auth" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_gradio_session_belongs_to_the_user_who_started_it(guarded: tuple[str, Path]) -> None:
+    """Issue 11.7: with the SSO header, another user naming someone's session_hash is refused, on the
+    queue, its event stream and the heartbeat; the owner goes on using it."""
+    url = guarded[0]
+    alice, bob = {"X-Forwarded-User": "alice@example.org"}, {"X-Forwarded-User": "bob@example.org"}
+    config = httpx.get(url + "config", headers=alice, timeout=30).json()
+    export = next(d for d in config["dependencies"] if d.get("api_name") == "export")
+    join = {"data": [None] * len(export["inputs"]), "fn_index": export["id"], "session_hash": "alice-only"}
+    assert httpx.post(url + "gradio_api/queue/join", json=join, headers=alice, timeout=30).status_code == 200
+    stolen = httpx.post(url + "gradio_api/queue/join", json=join, headers=bob, timeout=30)
+    assert stolen.status_code == 403 and "another user" in stolen.json()["error"]
+    data = httpx.get(url + "gradio_api/queue/data", params={"session_hash": "alice-only"}, headers=bob, timeout=30)
+    assert data.status_code == 403
+    beat = httpx.get(url + "gradio_api/heartbeat/alice-only", headers=bob, timeout=5)
+    assert beat.status_code == 403
+    again = httpx.post(url + "gradio_api/queue/join", json=join, headers=alice, timeout=30)
+    assert again.status_code == 200

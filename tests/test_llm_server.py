@@ -15,6 +15,7 @@ import pytest
 from tutor import Tutor
 from tutor.cli import run
 from tutor.errors import ModelError
+from tutor.gate import ModelGate
 from tutor.llm import OpenAIChat, chatml
 
 from .conftest import free_port
@@ -41,6 +42,41 @@ def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor
     assert explained.attribution is not None, explained.attribution_error
     assert explained.attribution["retrieval"] > 0.5, explained.attribution
     assert tutor.chat._scoring == "forced"  # type: ignore[attr-defined]
+
+
+def test_parallel_answers_each_keep_their_own_log_probabilities(real_tutor: Tutor, llm_server: str) -> None:
+    """Issue 11.10: two answers generated at once on the server; each attribution scores its own tokens."""
+    chat = OpenAIChat(llm_server)
+    tutor = Tutor(
+        retriever=real_tutor.retriever,
+        chat=chat,
+        embedder=real_tutor.embedder,
+        presets=real_tutor.presets,
+        settings=real_tutor.settings,
+        gate=ModelGate(slots=2, max_waiting=4),
+    )
+    questions = ["What is fine-tuning?", "What does RAG add to a model?"]
+    answers: dict[str, Any] = {}
+
+    def ask(question: str) -> None:
+        answers[question] = tutor.ask(question, explain=False)
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    first, second = (answers[q] for q in questions)
+    assert first.generated != second.generated
+    for answer in (first, second):
+        generation = answer.generation
+        assert generation is not None and generation.complete
+        assert generation.messages == list(answer.prompt) and generation.text == answer.generated
+        own = chat.token_logprobs(list(answer.prompt), answer.generated, generation=generation)
+        assert "".join(token for token, _ in own) == answer.generated  # its own tokens, not the other's
+    # The other answer's generation is never taken for this one: it is scored afresh instead.
+    crossed = chat.token_logprobs(list(first.prompt), first.generated, generation=second.generation)
+    assert "".join(token for token, _ in crossed) == first.generated
 
 
 def test_cli_through_the_server_and_with_the_server_down(

@@ -28,3 +28,63 @@ def test_uploads_are_refused(server: tuple[str, Path]) -> None:
     for mount in ("", "embed/"):
         response = httpx.post(server[0] + mount + "gradio_api/upload", files={"files": ("x.txt", b"hello")})
         assert response.status_code == 404, (mount, response.status_code, response.text[:200])
+
+
+def _file_data(path: str) -> dict[str, object]:
+    return {"path": path, "url": None, "orig_name": "x.txt", "meta": {"_type": "gradio.FileData"}}
+
+
+def _backend_events(url: str) -> list[tuple[int, int]]:
+    """(fn_index, number of inputs) of every event of a page that runs on the server."""
+    config = httpx.get(url + "config", timeout=30).json()
+    return [
+        (dependency.get("id", i), len(dependency["inputs"]))
+        for i, dependency in enumerate(config["dependencies"])
+        if dependency.get("backend_fn")
+    ]
+
+
+@pytest.mark.parametrize("mount", ["", "embed/"])
+def test_no_event_of_the_page_takes_a_client_file(server: tuple[str, Path], mount: str) -> None:
+    """Issue 11.1: a FileData naming any path, in any input or the event data of any event, is refused
+    before Gradio sees it; nothing is copied into Gradio's cache and the server keeps answering."""
+    url = server[0] + mount
+    events = _backend_events(url)
+    assert len(events) >= (2 if mount else 6), events
+    for target in [*SECRETS, "/proc/self/environ", "/dev/zero"]:
+        for fn_index, inputs in events:
+            for slot in range(max(inputs, 1)):
+                data: list[object] = ["What is RAG?"] * max(inputs, 1)
+                data[slot] = _file_data(target)
+                for body in (
+                    {"data": data, "fn_index": fn_index, "session_hash": "probe", "event_data": None},
+                    {"data": ["x"] * inputs, "fn_index": fn_index, "session_hash": "probe",
+                     "event_data": {"index": 0, "value": _file_data(target)}},
+                    {"data": [[{"role": "user", "content": _file_data(target)}]] * max(inputs, 1), "fn_index": fn_index,
+                     "session_hash": "probe"},
+                ):  # fmt: skip
+                    response = httpx.post(url + "gradio_api/queue/join", json=body, timeout=10)
+                    assert response.status_code == 422, (fn_index, slot, response.status_code, response.text[:200])
+                    assert "takes no files" in response.json()["error"]
+                    for route in ("gradio_api/run/predict", f"gradio_api/call/{fn_index}"):
+                        refused = httpx.post(url + route, json=body, timeout=10)
+                        assert refused.status_code == 422, (route, refused.status_code)
+    assert httpx.get(server[0] + "healthz", timeout=5).status_code == 200
+    answer = httpx.post(server[0] + "api/ask", json={"question": "What is RAG?"}, timeout=300)
+    assert answer.status_code == 200 and answer.json()["answer"]
+
+
+def test_names_a_file_finds_file_objects_anywhere() -> None:
+    from tutor.gradio_guard import names_a_file
+
+    assert names_a_file({"data": [1, {"a": [{"path": "/etc/passwd"}]}]})
+    assert names_a_file([{"meta": {"_type": "gradio.FileData"}, "url": "x"}])
+    assert names_a_file(json_nest(40))  # deeper than any event is refused too
+    assert not names_a_file({"data": ["What is RAG?", True, 3, None], "fn_index": 2, "session_hash": "abc"})
+
+
+def json_nest(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = [value]
+    return value

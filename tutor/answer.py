@@ -16,10 +16,20 @@ from .explain import (
     SentenceSupport,
     SupportScorer,
     attribute,
+    evidence_sentence,
+    guide_sentence_for,
+    unbacked_figures,
 )
 from .gate import ModelGate, Queued
-from .injection import INSTRUCTIONS_REPLY, planted_sentences, repeats_planted, tries_to_instruct, without_planted
-from .llm import ChatModel, Message, TokenLogprobs
+from .injection import (
+    INSTRUCTIONS_REPLY,
+    planted_sentences,
+    repeats_planted,
+    tries_to_instruct,
+    unsourced_warnings,
+    without_planted,
+)
+from .llm import ChatModel, Generation, Message, TokenLogprobs
 from .prompts import NEUTRAL_SYSTEM_PROMPT, NO_PRESET, Preset, pick_preset
 from .retrieve import (
     CITATION_MARKERS,
@@ -27,6 +37,8 @@ from .retrieve import (
     Passage,
     Retriever,
     Turn,
+    is_covered,
+    refers_back,
     select_for_prompt,
     standalone_query,
 )
@@ -59,6 +71,8 @@ class Answer:
     generated: str = field(default="", repr=False)  # the model's own text, before citations were checked
     attribution_error: str | None = None  # why the attribution could not be measured
     warnings: tuple[str, ...] = ()  # prompt injection noticed: in the question, a passage, or the answer
+    # This answer's own generation (its tokens' log-probabilities), for its attribution alone.
+    generation: Generation | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
@@ -85,6 +99,7 @@ class Answer:
                     "supported_by": list(s.supported_by),
                     "support": s.support,
                     "layers": s.layers.to_dict() if s.layers else None,
+                    **({"replaced": s.replaced} if s.replaced else {}),
                 }
                 for s in self.sentences
             ],
@@ -117,14 +132,27 @@ def check_question(question: str, limit: int) -> str:
     return question
 
 
+@dataclass(frozen=True)
+class PromptLayout:
+    """How the passages are laid out for the model (settings passage_headings, evidence_sentence)."""
+
+    headings: bool = False  # each passage opens with its guide and section: "Step 3: ... (Optional)"
+    evidence: str | None = None  # the passages' sentence that best answers the question, quoted last
+
+
 def compose_messages(
-    system_prompt: str, passages: Sequence[Passage], history: Sequence[Turn], question: str
+    system_prompt: str,
+    passages: Sequence[Passage],
+    history: Sequence[Turn],
+    question: str,
+    layout: PromptLayout = PromptLayout(),
 ) -> list[Message]:
     """The prompt, most stable part first so that llama.cpp's prefix cache keeps it.
 
     Passages keep their numbers ([1] is the best) but appear best-last, next to the question:
     the 0.5B model follows what it read last, and this order lifted fact recall on the hard
-    eval questions from 0.31 to 0.50.
+    eval questions from 0.31 to 0.50. They are introduced as quoted material, so that an order
+    planted in a guide reads as text to report, not an instruction (spotlighting).
     """
     messages: list[Message] = [{"role": "system", "content": system_prompt}]
     for user_turn, assistant_turn in history:
@@ -132,13 +160,64 @@ def compose_messages(
         messages.append({"role": "assistant", "content": CITATION_MARKERS.sub("", assistant_turn)})
     if passages:
         numbered = "\n\n".join(
-            f"[{n}] {without_planted(p.text, p.planted)}" for n, p in reversed(list(enumerate(passages, start=1)))
+            f"[{n}] {_heading(p) if layout.headings else ''}{without_planted(p.text, p.planted)}"
+            for n, p in reversed(list(enumerate(passages, start=1)))
         )
-        content = f"Passages from the guides:\n{numbered}\n\nQuestion: {question}"
+        evidence = f"\n\nThe guides' most relevant sentence: \"{layout.evidence}\"" if layout.evidence else ""
+        content = f"{PASSAGES_INTRO}\n{numbered}{evidence}\n\nQuestion: {question}"
     else:
         content = question
     messages.append({"role": "user", "content": content})
     return messages
+
+
+PASSAGES_INTRO = "Passages from the guides:"
+
+
+def _heading(passage: Passage) -> str:
+    return f"({passage.guide}{' › ' + passage.section if passage.section else ''}) "
+
+
+def repair_figures(
+    text: str, sentences: list[SentenceSupport], passages: Sequence[Passage], question: str
+) -> tuple[str, list[SentenceSupport], list[str]]:
+    """Sentences stating a duration, an amount or a number that their passages (nor the question) do
+    not give are replaced by the passage sentence that gives that kind of figure, quoted, and said so.
+
+    A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
+    compute"); the guides' sentence is what the staff should read instead. A sentence with no such
+    passage sentence stays, uncited, and the warning says which figure is not the guides'.
+    """
+    warnings: list[str] = []
+    for i, sentence in enumerate(sentences):
+        # Its figures must be those of the passages it rests on; with none, of any passage.
+        backing = [passages[n - 1] for n in sentence.supported_by] or passages
+        wrong = unbacked_figures(sentence.text, " ".join([question, *(p.text for p in backing)]))
+        if not wrong:
+            continue
+        replacement = guide_sentence_for(sentence.text, passages)
+        said = ", ".join(sorted(wrong))
+        if replacement is None:
+            sentences[i] = replace(sentence, supported_by=())
+            warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
+            continue
+        n, guide_sentence = replacement
+        quoted = f"The guides say: “{guide_sentence}”"
+        said_at = re.search(re.escape(sentence.text) + r"(\[\d+\])*", text)
+        if said_at:
+            text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
+        sentences[i] = SentenceSupport(quoted, (n,), 1.0, replaced=sentence.text)
+        warnings.append(
+            f"A sentence of this answer gave a figure ({said}) that its passages do not; "
+            "it was replaced by the guides' own sentence."
+        )
+    return text, sentences, warnings
+
+
+def is_fixed_reply(text: str) -> bool:
+    """An answer the tutor gave without asking the model (out of scope, or a refused order): it is
+    kept out of the history sent to the model, which would otherwise repeat it."""
+    return text.strip() in (OUT_OF_SCOPE_ANSWER, INSTRUCTIONS_REPLY) or text.strip().startswith(NOT_COVERED)
 
 
 COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
@@ -195,7 +274,8 @@ class Tutor:
         chosen_preset = pick_preset(self.presets, preset or s.preset)
         if k is not None and not 1 <= k <= 20:
             raise QuestionError(f"k must be between 1 and 20, not {k}")
-        history = list(history)[-s.max_history_turns :] if s.max_history_turns else []
+        history = [turn for turn in history if not is_fixed_reply(turn[1])]
+        history = history[-s.max_history_turns :] if s.max_history_turns else []
         started = time.perf_counter()
         query = standalone_query(question, history)
         passages: list[Passage] = []
@@ -210,6 +290,10 @@ class Tutor:
             if self.retriever is None:
                 raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
             found = self.retriever.search(query, limit=max(k or s.k, 8))
+            # A question with a topic of its own is in or out of scope by itself, whatever came before.
+            has_own_topic = query != question and not refers_back(question)
+            if has_own_topic and not is_covered(self.retriever.search(question, limit=8), s.min_score):
+                found = []
             corpus_version = self.retriever.corpus_version
             passages = select_for_prompt(
                 found,
@@ -232,9 +316,14 @@ class Tutor:
         ]
         retrieved_at = time.perf_counter()
         in_scope: bool | None = bool(passages) if retrieval or refused else None
-        messages = compose_messages(chosen_preset.system_prompt, passages, history, question)
+        layout = PromptLayout(
+            headings=s.passage_headings,
+            evidence=evidence_sentence(passages, question, self.embedder.embed) if s.evidence_sentence else None,
+        )
+        messages = compose_messages(chosen_preset.system_prompt, passages, history, question, layout)
         citer = CitingStream(SupportScorer(passages, self.embedder.embed_one, question) if passages else None)
         first_token_at: float | None = None
+        generation = Generation(messages)
         generated = ""
         ticket = None if in_scope is False else self.gate.join()
         try:
@@ -248,7 +337,10 @@ class Tutor:
                     yield Queued(ahead)
                     ahead = self.gate.ahead(ticket, timeout=1.0)
                 for piece in self.chat.stream(
-                    messages, max_tokens=max_tokens or s.max_answer_tokens, temperature=s.temperature
+                    messages,
+                    max_tokens=max_tokens or s.max_answer_tokens,
+                    temperature=s.temperature,
+                    generation=generation,
                 ):
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
@@ -264,12 +356,18 @@ class Tutor:
             planted = [sentence for p in passages for sentence in p.planted]
             if planted and any(repeats_planted(sentence.text, planted) for sentence in citer.sentences):
                 warnings.append("This answer repeats instruction-like text planted in a guide: do not trust it.")
+            text, sentences = citer.text.strip(), list(citer.sentences)
+            if ticket is not None:
+                warnings += unsourced_warnings(text, [without_planted(p.text, p.planted) for p in passages])
+            if ticket is not None and passages and in_scope:
+                text, sentences, repaired = repair_figures(text, sentences, passages, question)
+                warnings += repaired
             finished = time.perf_counter()
             answer = Answer(
                 question=question,
-                answer=citer.text.strip(),
+                answer=text,
                 sources=tuple(passages),
-                sentences=tuple(citer.sentences),
+                sentences=tuple(sentences),
                 in_scope=in_scope,
                 timings={
                     "retrieve_s": round(retrieved_at - started, 4),
@@ -286,6 +384,7 @@ class Tutor:
                 history=tuple(history),
                 generated=generated,
                 warnings=tuple(warnings),
+                generation=generation if ticket is not None else None,
             )
             yield answer
             if explain:
@@ -318,7 +417,7 @@ class Tutor:
         system, question, history = answer.prompt[0]["content"], answer.question, answer.history
         contexts = {"alone": compose_messages(NEUTRAL_SYSTEM_PROMPT, [], history, question)}
         if method == "shapley" and answer.sources:
-            contexts["passages"] = compose_messages(NEUTRAL_SYSTEM_PROMPT, answer.sources, history, question)
+            contexts["passages"] = [{"role": "system", "content": NEUTRAL_SYSTEM_PROMPT}, *answer.prompt[1:]]
         contexts["prompt"] = compose_messages(system, [], history, question)
         contexts["full"] = list(answer.prompt)
         # Contexts that are the same messages (no passages; the neutral preset) are scored once.
@@ -326,7 +425,11 @@ class Tutor:
         try:
             for name, messages in contexts.items():
                 same = next((other for other, m in contexts.items() if m == messages and other in scored), None)
-                scored[name] = scored[same] if same else self.chat.token_logprobs(messages, answer.generated)
+                scored[name] = (
+                    scored[same]
+                    if same
+                    else self.chat.token_logprobs(messages, answer.generated, generation=answer.generation)
+                )
         except ModelError as exc:  # the answer stands; only its explanation is missing
             return replace(answer, attribution_error=str(exc))
 

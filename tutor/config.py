@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
     widen_passages: bool = Field(True, description="Join the best passage to the chunks before and after it in its section (and chosen chunks that touch), while passage_token_budget lasts.")
+    passage_headings: bool = Field(False, description="Open each passage in the prompt with its guide and section heading.")
+    evidence_sentence: bool = Field(False, description="Quote the passages' sentence that best answers the question after the passages, where the model reads it last.")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
     chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks of one section.")
 

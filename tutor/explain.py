@@ -38,6 +38,7 @@ class SentenceSupport:
     supported_by: tuple[int, ...]
     support: float
     layers: LayerShares | None = field(default=None, compare=False)
+    replaced: str | None = None  # the model's own sentence, when a figure in it was not the guides'
 
 
 def split_sentences(text: str) -> list[str]:
@@ -139,6 +140,70 @@ class CitingStream:
         result = self.scorer.score(sentence)
         self.sentences.append(result)
         return "".join(f"[{n}]" for n in result.supported_by)
+
+
+def evidence_sentence(
+    passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
+) -> str | None:
+    """The passages' sentence that best answers the question: the mean of its embedding similarity
+    to the question and the share of the question's words it holds (as citations are scored)."""
+    candidates = [s for p in passages for s in split_sentences(p.text) if len(s.split()) >= 4]
+    if not candidates:
+        return None
+    wanted = set(lexical_tokens(question))
+    vectors = np.asarray(embed([question, *candidates]), dtype=np.float32)
+    similarity = vectors[1:] @ vectors[0]
+    overlap = [len(wanted & set(lexical_tokens(c))) / max(len(wanted), 1) for c in candidates]
+    scores = 0.5 * np.clip(similarity, 0.0, 1.0) + 0.5 * np.asarray(overlap)
+    return candidates[int(np.argmax(scores))]
+
+
+# --- Figures the guides do not give ------------------------------------------------------------
+
+_UNITS = ("second", "minute", "hour", "day", "week", "month", "year", "decade")
+_FIGURE = re.compile(
+    r"\$\s?\d[\d,.]*\s?(?:[kmb]\b|million|billion|thousand)?|\d[\d,.]*\s?(?:%|percent|million|billion|thousand)"
+    r"|\b\d{2,}[\d,.]*|\b(?:millions?|billions?|thousands?|trillions?)\b|\b(?:" + "|".join(_UNITS) + r")s?\b",
+    re.IGNORECASE,
+)
+
+
+def figures(text: str) -> set[str]:
+    """The durations, amounts, shares and numbers from 10 up that a text states, each written one
+    way ("months" and "month", "$10M" and "10 million"). Small bare numbers are left out: they
+    number lists and layers, which answers may do in their own way."""
+    found = set()
+    for match in _FIGURE.findall(text):
+        figure = match.lower().replace(" ", "").replace(",", "").replace("$", "").rstrip(".")
+        for word, short in (("million", "m"), ("billion", "b"), ("thousand", "k"), ("percent", "%")):
+            figure = figure.replace(word, short)
+        found.add(figure[:-1] if figure.endswith("s") else figure)
+    return found
+
+
+def _kind(figure: str) -> str:
+    return "time" if figure in _UNITS else "amount"
+
+
+def unbacked_figures(sentence: str, evidence: str) -> set[str]:
+    """Figures in the sentence that the evidence (the passages and the question) never states."""
+    return figures(sentence) - figures(evidence)
+
+
+def guide_sentence_for(sentence: str, passages: Sequence[Passage]) -> tuple[int, str] | None:
+    """The passage sentence that states the figure this answer sentence got wrong: the one sharing
+    most words with it among those that state a figure of the same kind (a time, an amount)."""
+    kinds = {_kind(f) for f in figures(sentence)}
+    words = set(lexical_tokens(sentence))
+    best: tuple[float, int, str] | None = None
+    for n, passage in enumerate(passages, start=1):
+        for candidate in split_sentences(passage.text):
+            if not kinds & {_kind(f) for f in figures(candidate)}:
+                continue
+            overlap = len(words & set(lexical_tokens(candidate))) / max(len(words), 1)
+            if best is None or overlap > best[0]:
+                best = (overlap, n, candidate)
+    return (best[1], best[2]) if best and best[0] > 0 else None
 
 
 # --- Layer attribution -------------------------------------------------------------------------

@@ -13,11 +13,13 @@ and none of their passages may be flagged (tests/test_injection.py checks the wh
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from .retrieve import lexical_tokens
 
 _TARGET = r"(instructions?|question|prompt|rules|guidelines|above|previous|everything)"
+_READER = r"(ai|assistant|model|llm|chatbot|bot|agent|summari[sz]er|language model)s?"
 # Sentences that give orders to whoever reads them.
 _PLANTED = [
     rf"\b(ignore|disregard|forget|override)\b[^.!?]{{0,60}}\b{_TARGET}\b",
@@ -26,6 +28,20 @@ _PLANTED = [
     r"\b(you are now|you must now|from now on,? you|pretend (to be|you are)|act as if you)\b",
     r"\bnote to (the )?(ai|assistant|model|llm|chatbot)\b",
     r"\b(ai|assistant|model|llm|chatbot)s?\s+(reading|processing) this\b",
+    # Addressed to whoever summarises or answers from the text, whatever it then asks.
+    rf"\b(any|every|each|all|dear)\s+{_READER}\b",
+    r"\b(reply|answer|response|output)\b[^.!?]{0,60}\b(is|must be|should be|has to be)\s+(always|only)\b",
+    r"\balways\s+(reply|answer|respond|say|end|begin|start)\b",
+    # The same in French and German, the guides' neighbouring languages.
+    r"\b(ignorez|ignore[sz]?|oubliez)\b[^.!?]{0,40}\b(instructions?|consignes?|question)\b",
+    r"\b(répondez|réponds|dites|écrivez)\b[^.!?]{0,30}\b(toujours|seulement|uniquement)\b",
+    r"\b(ignoriere|ignorieren sie|vergiss|vergessen sie)\b[^.!?]{0,40}\b(anweisungen|frage|regeln)\b",
+    r"\b(antworte|antworten sie|sage|sagen sie|schreibe)\b[^.!?]{0,30}\b(immer|nur|ausschließlich)\b",
+    # A request for credentials: no guide about model training asks its reader to sign in.
+    r"\b(enter|type|provide|send|confirm|verify|share)\b[^.!?]{0,40}\b(password|passwort|mot de passe|credentials)\b",
+    r"\b(password|passwort|mot de passe|credentials)\b[^.!?]{0,40}\b(sign[- ]?in|log[- ]?in|anmelden|connexion)\b",
+    # Chat-template markup: the text pretends to be a turn of the conversation.
+    r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(system|instruction)\b",
 ]
 # Questions that try to get past the tutor's role: the planted patterns plus asks for its set-up.
 _QUESTION = [
@@ -37,8 +53,22 @@ _QUESTION = [
     r"|(\w+\s+)?(token|api key|password|secrets?))\b",
     r"\b(jailbreak|developer mode|dan mode)\b",
 ]
-_PLANTED_RE = [re.compile(p, re.IGNORECASE) for p in _PLANTED]
-_QUESTION_RE = [re.compile(p, re.IGNORECASE) for p in _QUESTION]
+_PLANTED_RE = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _PLANTED]
+_QUESTION_RE = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _QUESTION]
+# The same orders with every space and mark squeezed out: "I g n o r e  a l l" and "ignore-all".
+_SQUEEZED_RE = re.compile(
+    r"(ignore|disregard|forget|override)(all|the|any|your|my|of)*(previous|prior|above|earlier|former)?"
+    r"(instructions?|rules|prompt|guidelines)|youarenow|pretend(tobe|youare)|developermode|jailbreak"
+)
+
+# Letters that look like Latin ones (Cyrillic, Greek) and are used to slip words past a filter.
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁԛԝАВЕНІЈКМОРСТХЅԌαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxijsdqwABEHIJKMOPCTXSGaeiknoptuxABEZHIKMNOPTYX",
+)
+# Three or more single letters with one separator between each: "I g n o r e", "i.g.n.o.r.e".
+_SPACED_LETTERS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*]){2,}[^\W\d_](?![^\W\d_])")
+
 # A sentence runs over single line breaks (guides wrap their lines) but not over a blank line.
 _SENTENCES = re.compile(r"(?:[^.!?\n]|\n(?!\s*\n))+[.!?]*[\"”'’)]*")
 
@@ -50,9 +80,21 @@ INSTRUCTIONS_REPLY = (
 FOLLOWED_OVERLAP = 0.6  # share of an answer sentence's words found in a planted sentence
 
 
+def normalise(text: str) -> str:
+    """Text as a filter should see it: NFKC, invisible characters removed, look-alike letters folded
+    to Latin, and letters spaced out one by one joined again."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = text.translate(_CONFUSABLES)
+    return _SPACED_LETTERS.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
+
+
 def tries_to_instruct(question: str) -> bool:
     """The question tries to change the tutor's instructions or get its configuration."""
-    return any(pattern.search(question) for pattern in _QUESTION_RE)
+    seen = normalise(question)
+    if any(pattern.search(seen) for pattern in _QUESTION_RE):
+        return True
+    return bool(_SQUEEZED_RE.search(re.sub(r"[^a-z]", "", seen.lower())))
 
 
 def planted_sentences(text: str) -> tuple[str, ...]:
@@ -60,7 +102,7 @@ def planted_sentences(text: str) -> tuple[str, ...]:
     return tuple(
         sentence.strip()
         for sentence in _SENTENCES.findall(text)
-        if any(pattern.search(sentence) for pattern in _PLANTED_RE)
+        if any(pattern.search(normalise(sentence)) for pattern in _PLANTED_RE)
     )
 
 
@@ -77,3 +119,38 @@ def repeats_planted(sentence: str, planted: Sequence[str]) -> bool:
     if len(words) < 2:
         return False
     return any(len(words & set(lexical_tokens(p))) / len(words) >= FOLLOWED_OVERLAP for p in planted)
+
+
+# Links and e-mail addresses, written out or bare (example.com/path).
+_LINK = re.compile(
+    r"\b(?:https?|ftp)://[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
+    r"|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|ai|co|info|biz|ru|xyz|app|dev|me)(?:/[^\s<>\"'`]*)?",
+    re.IGNORECASE,
+)
+_CREDENTIALS = re.compile(
+    r"\b(passwords?|passwort|mot de passe|passcodes?|credentials?|login details|sign-in details|pin code)\b",
+    re.IGNORECASE,
+)
+
+
+def links_in(text: str) -> list[str]:
+    """Every link and e-mail address in the text, trailing punctuation trimmed."""
+    return [link.rstrip(".,;:!?)]") for link in _LINK.findall(text)]
+
+
+def unsourced_warnings(answer: str, passages: Sequence[str]) -> list[str]:
+    """What the answer contains that an attacker would plant and no passage given to the model holds:
+    a link or e-mail address, or a request for credentials. Phrasing-independent: it compares the
+    answer with the prompt's passages, not with a list of known attacks."""
+    given = " ".join(normalise(p) for p in passages).lower()
+    warnings = []
+    if [link for link in links_in(normalise(answer)) if link.lower() not in given]:
+        warnings.append(
+            "This answer contains a link or e-mail address that none of its passages contains: do not follow it."
+        )
+    asked = {m.lower() for m in _CREDENTIALS.findall(normalise(answer))}
+    if asked and not any(word in given for word in asked):
+        warnings.append(
+            "This answer mentions a password or credentials, which none of its passages does: never give them."
+        )
+    return warnings

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -16,22 +18,62 @@ from .errors import ModelError
 Message = dict[str, str]
 TokenLogprobs = list[tuple[str, float]]  # each answer token's text and its log-probability
 
+# Markup of chat templates (ChatML, Llama, Mistral) in text that a user or a guide wrote.
+CHAT_MARKUP = re.compile(r"<\|[A-Za-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>")
+
+
+def neutralise_markup(text: str) -> str:
+    """Chat-template markup kept as visible text: `<|im_end|>` becomes `<| im_end |>`, which no
+    tokenizer reads as its special token and no template parser as a turn."""
+    return CHAT_MARKUP.sub(lambda m: re.sub(r"^(\W+)(.*?)(\W+)$", r"\1 \2 \3", m.group(0)), text)
+
+
+@dataclass
+class Generation:
+    """One generation, filled by the backend as it streams: the messages it answered, the text,
+    and each token's text and log-probability under those messages. One per call, so that the
+    attribution of one answer never reads another's (several generate at once on an LLM server)."""
+
+    messages: list[Message]
+    text: str = ""
+    scored: TokenLogprobs = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # token ids, where the backend has them
+    complete: bool = False  # the backend read every token's log-probability
+
+    def logprobs_for(self, messages: list[Message], answer: str) -> TokenLogprobs | None:
+        """This generation's log-probabilities if it is the answer to these messages, else None."""
+        if self.complete and self.messages == messages and self.text == answer:
+            return list(self.scored)
+        return None
+
 
 class ChatModel(Protocol):
     """What the pipeline needs from a chat model."""
 
     name: str
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        """Yield the reply's text pieces as they are generated."""
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        generation: Generation | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply's text pieces as they are generated, filling `generation` if given."""
         ...
 
     def count_tokens(self, text: str) -> int:
         """How many tokens the text costs in a prompt."""
         ...
 
-    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
-        """How likely the model finds a given answer after the messages, token by token (no generation)."""
+    def token_logprobs(
+        self, messages: list[Message], answer: str, *, generation: Generation | None = None
+    ) -> TokenLogprobs:
+        """How likely the model finds a given answer after the messages, token by token (no generation).
+
+        `generation` is the answer's own generation: its log-probabilities are reused when the
+        messages are the ones it answered."""
         ...
 
 
@@ -71,21 +113,38 @@ class LlamaCppChat:
         )
         self.name = path.stem
         self._lock = threading.Lock()  # one context, one generation or scoring at a time
-        # The last generation: its prompt's tokens, its tokens, their text and log-probabilities.
-        self._last: tuple[list[int], list[int], str, list[float]] | None = None
 
     def _prompt_tokens(self, messages: list[Message]) -> list[int]:
-        prompt = self._format(messages=cast(Any, messages)).prompt
-        return list(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        """The prompt's tokens: the template's own markup as special tokens, every message's content
+        as text only, so that `<|im_end|>` typed by a user or planted in a guide is never a turn."""
+        slots = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
+        prompt = self._format(messages=cast(Any, slots)).prompt
+        parts = re.split(r"\ue000(\d+)\ue001", prompt)
+        if len(parts) != 2 * len(messages) + 1:  # a template that rewrites content: markup made visible
+            visible = [{**m, "content": neutralise_markup(m["content"])} for m in messages]
+            prompt = self._format(messages=cast(Any, visible)).prompt
+            return list(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        tokens: list[int] = []
+        for i, part in enumerate(parts):
+            text, special = (messages[int(part)]["content"], False) if i % 2 else (part, True)
+            if text:
+                tokens += self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        return tokens
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        generation: Generation | None = None,
+    ) -> Iterator[str]:
         import llama_cpp
 
         with self._lock:
             prompt = self._prompt_tokens(messages)
             if len(prompt) + max_tokens > self._llm.n_ctx():
                 raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
-            self._last = None
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             tokens: list[int] = []
             logprobs: list[float] = []
@@ -103,21 +162,28 @@ class LlamaCppChat:
                 piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
                 if piece:
                     text += piece
+                    if generation is not None:
+                        generation.text = text
                     yield piece
             generator.close()
-            self._last = (prompt, tokens, text, logprobs)
+            if generation is not None:
+                generation.scored = list(zip(self._pieces(prompt, tokens), logprobs, strict=True))
+                generation.tokens = tokens
+                generation.complete = True
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
+    def token_logprobs(
+        self, messages: list[Message], answer: str, *, generation: Generation | None = None
+    ) -> TokenLogprobs:
+        own = generation.logprobs_for(messages, answer) if generation else None
+        if own is not None:  # read while generating
+            return own
         with self._lock:
             prompt = self._prompt_tokens(messages)
-            last = self._last
-            if last and last[2] == answer:
-                tokens = last[1]
-                if last[0] == prompt:  # read while generating
-                    return list(zip(self._pieces(prompt, tokens), last[3], strict=True))
+            if generation is not None and generation.complete and generation.text == answer:
+                tokens = list(generation.tokens)  # the answer's own tokens, not a re-tokenization
             else:
                 tokens = list(self._llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False))
             return list(zip(self._pieces(prompt, tokens), self._score(prompt, tokens), strict=True))
@@ -175,8 +241,9 @@ def _token_pairs(choice: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def chatml(messages: list[Message]) -> str:
-    """Messages in ChatML, the default model's chat template, ready for the assistant's turn."""
-    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    """Messages in ChatML, the default model's chat template, ready for the assistant's turn. The
+    server tokenizes the whole prompt, so markup inside a message is made visible text first."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{neutralise_markup(m['content'])}<|im_end|>\n" for m in messages)
     return turns + "<|im_start|>assistant\n"
 
 
@@ -198,7 +265,6 @@ class OpenAIChat:
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
         self._model = model or self._first_model()
         self.name = Path(self._model).stem or self._model
-        self._last: tuple[str, str, TokenLogprobs] | None = None  # prompt, answer, its logprobs
         self._scoring: str | None = None  # "echo" or "forced", chosen on the first answer scored
         self._scoring_error: ModelError | None = None  # why neither can be trusted, once found
 
@@ -227,7 +293,14 @@ class OpenAIChat:
             raise ModelError(f"the LLM server at {self.url} serves no model")
         return str(models[0]["id"])
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        generation: Generation | None = None,
+    ) -> Iterator[str]:
         import httpx
 
         prompt = chatml(messages)
@@ -240,7 +313,6 @@ class OpenAIChat:
             "stream": True,
             "stop": ["<|im_end|>"],
         }
-        self._last = None
         text, scored = "", []
         try:
             with self._http.stream("POST", "/completions", json=body) as response:
@@ -254,22 +326,28 @@ class OpenAIChat:
                     scored += _token_pairs(choice)
                     if choice.get("text"):
                         text += choice["text"]
+                        if generation is not None:
+                            generation.text = text
                         yield choice["text"]
         except httpx.HTTPError as exc:
             raise ModelError(f"the LLM server at {self.url} failed mid-answer: {exc}") from None
-        if "".join(token for token, _ in scored) == text:
-            self._last = (prompt, text, [(token, float(lp)) for token, lp in scored])
+        if generation is not None and "".join(token for token, _ in scored) == text:
+            generation.scored = [(token, float(lp)) for token, lp in scored]
+            generation.complete = True
 
     def count_tokens(self, text: str) -> int:
         """An estimate (4 characters a token): asking the server would cost a request per passage."""
         return len(text) // 4 + 1
 
-    def token_logprobs(self, messages: list[Message], answer: str) -> TokenLogprobs:
-        prompt = chatml(messages)
-        if self._last and self._last[:2] == (prompt, answer):
+    def token_logprobs(
+        self, messages: list[Message], answer: str, *, generation: Generation | None = None
+    ) -> TokenLogprobs:
+        own = generation.logprobs_for(messages, answer) if generation else None
+        if own is not None:
             if self._scoring is None:
-                self._pick_scoring(self._last)
-            return self._last[2]
+                self._pick_scoring((chatml(messages), answer, own))
+            return own
+        prompt = chatml(messages)
         return self._echoed(prompt, answer) if self._scoring == "echo" else self._forced(prompt, answer)
 
     def _pick_scoring(self, generated: tuple[str, str, TokenLogprobs]) -> None:

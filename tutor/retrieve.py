@@ -80,6 +80,23 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
     return " ".join(part for part in (asked, said, question) if part)
 
 
+def refers_back(question: str) -> bool:
+    """The question leans on the conversation: a pronoun ("how long does it take?"), an opening
+    "and"/"what about", or too few words of its own to have a topic ("How long?")."""
+    return bool(_REFERS_BACK.search(question)) or len(set(lexical_tokens(question))) <= 2
+
+
+def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
+    """Some passage is similar enough to the query, or holds every word of it (MiniLM does not
+    know acronyms such as RLHF, which the glossary defines)."""
+    return any(p.score >= min_score or p.has_all_terms for p in passages)
+
+
+_REFERS_BACK = re.compile(
+    r"^\W*(and|but|also|so|then|or|what about|how about)\b"
+    r"|\b(it|its|it's|that|this|these|those|they|them|their|theirs|one|ones|same|former|latter|there)\b",
+    re.IGNORECASE,
+)
 CITATION_MARKERS = re.compile(r"\s*\[\d+\]")  # "[2]" in an answer, with the space before it
 NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 _FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s)|$)", re.DOTALL)
@@ -282,7 +299,7 @@ def select_for_prompt(
     the hybrid rank decides: a vector-score floor on each passage dropped the best-ranked one
     when its evidence was lexical (the dev set's "base models have limitations").
     """
-    if not any(p.score >= min_score or p.has_all_terms for p in passages):
+    if not is_covered(passages, min_score):
         return []
     top = max(p.rank_score for p in passages)
     chosen: list[Passage] = []

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .answer import Answer, Tutor
 from .errors import BusyError, ConfigError, IndexMissingError, TutorError
 from .gate import Queued
+from .gradio_guard import GradioGuard
 from .ops import Ops
 from .prompts import NO_PRESET
 
@@ -211,6 +212,18 @@ async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
 def session_value(token: str) -> str:
     """What the login cookie holds: derived from the token, so the token itself is not stored."""
     return hmac.new(token.encode(), b"tutor session", sha256).hexdigest()
+
+
+def signed_in_as(headers: dict[bytes, bytes]) -> str | None:
+    """Who sent a request that Guard let through: the SSO user, else the holder of a sign-in cookie."""
+    user = headers.get(USER_HEADER)
+    if user:
+        return "user:" + user.decode("latin-1")
+    for part in headers.get(b"cookie", b"").split(b";"):
+        name, _, value = part.strip().partition(b"=")
+        if name == SESSION_COOKIE.encode() and value:
+            return "cookie:" + value.decode("latin-1")
+    return None
 
 
 def _json_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -505,6 +518,8 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         response.set_cookie(SESSION_COOKIE, session_value(expected), httponly=True, samesite="lax", path=root or "/")
         return response
 
+    if with_page:  # inside Guard: it sees the user that Guard named
+        app.add_middleware(GradioGuard, identity=signed_in_as)
     app.add_middleware(Guard, settings=settings, on_response=lambda code: ops.metrics.responses.labels(str(code)).inc())
     if settings.cors_origins:  # outside Guard, so that a preflight needs no token
         from fastapi.middleware.cors import CORSMiddleware

@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from .answer import COMPARE_MAX_TOKENS, COMPARE_WAYS, Answer, Tutor
+from .answer import COMPARE_MAX_TOKENS, COMPARE_WAYS, PASSAGES_INTRO, Answer, Tutor
 from .errors import TutorError
 from .explain import LAYER_NAMES, describe_layers
 from .gate import Queued
@@ -136,9 +136,20 @@ def verdict(answer: dict[str, Any]) -> str:
         if answer.get("preset") == NO_PRESET.name:
             return "The model alone: no passages and only a neutral system prompt."
         return "Retrieval was off: this answer is the model's own knowledge, under the system prompt."
+    sentences = answer.get("sentences") or []
+    unbacked = [s for s in sentences if not s.get("supported_by")]
+    if sentences and 2 * len(unbacked) >= len(sentences):
+        return (
+            "Not from the guides: no passage supports "
+            + ("this answer" if len(unbacked) == len(sentences) else "most of this answer")
+            + ". Read it as the model's own knowledge, whatever its layer shares."
+        )
     if not shares:
         return "Answered from the guides' passages; measuring how much they shaped it…"
     top = max(("prompt", "retrieval", "model"), key=lambda layer: float(shares[layer]))
+    if unbacked and top == "retrieval":
+        some = "1 sentence" if len(unbacked) == 1 else f"{len(unbacked)} sentences"
+        return f"Mostly from the guides, except {some} that no passage supports (marked in the answer)."
     return {
         "retrieval": "Mostly from the guides: the passages shaped most of this answer.",
         "model": "Mostly the model's own knowledge: the passages changed little of this answer.",
@@ -173,7 +184,7 @@ def _prompt_parts(prompt: list[dict[str, str]]) -> str:
             parts.append(("system", "System prompt (layer: system prompt)", content))
         elif i < len(prompt) - 1:
             parts.append(("history", f"Earlier turn, {message['role']} (conversation history)", content))
-        elif content.startswith("Passages from the guides:") and "\n\nQuestion: " in content:
+        elif content.startswith(PASSAGES_INTRO) and "\n\nQuestion: " in content:
             passages, question = content.rsplit("\n\nQuestion: ", 1)
             parts.append(("passages", "Passages (layer: retrieval)", passages))
             parts.append(("question", "Question", "Question: " + question))
@@ -320,6 +331,50 @@ def chat_turns(answers: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(a["question"], a["answer"]) for a in answers]
 
 
+def unlinked(text: str) -> str:
+    """The model's text with every link and e-mail address shown as code, never clickable: a link in
+    an answer may come from text planted in a guide."""
+    text = _MARKDOWN_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    return _LINK_OR_MAIL.sub(lambda m: f"`{m.group(0)}`", text)
+
+
+_MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
+_LINK_OR_MAIL = re.compile(
+    r"\b(?:https?|ftp)://[^\s<>`()]+|\bwww\.[^\s<>`()]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.IGNORECASE
+)
+
+
+UNBACKED_MARK = " *(⚠ not in the guides)*"
+
+
+def marked_answer(answer: dict[str, Any]) -> str:
+    """The answer's text with each sentence that no passage supports marked in the text itself, when
+    the answer was meant to come from the guides."""
+    text = str(answer["answer"])
+    if not answer.get("retrieval") or not answer.get("in_scope"):
+        return text
+    position = 0
+    for sentence in answer.get("sentences") or []:
+        found = text.find(sentence["text"], position)
+        if found < 0:
+            continue
+        position = found + len(sentence["text"])
+        if not sentence.get("supported_by"):
+            text = text[:position] + UNBACKED_MARK + text[position:]
+            position += len(UNBACKED_MARK)
+    return text
+
+
+def chat_messages(answers: list[dict[str, Any]], *, embed: bool = False) -> list[dict[str, str]]:
+    """The chat as the page shows it, rebuilt from the answers kept on the server: the page never
+    takes the chat's content back from the browser (a client could put a file object in it)."""
+    messages = []
+    for turn, answer in enumerate(answers, start=1):
+        reply = linked_answer(unlinked(marked_answer(answer)), turn) + (embed_footer(answer) if embed else "")
+        messages += [{"role": "user", "content": answer["question"]}, {"role": "assistant", "content": reply}]
+    return messages
+
+
 def embed_footer(answer: dict[str, Any]) -> str:
     """The embedded chat's short account of an answer: its sources and which layers shaped it."""
     lines = []
@@ -355,7 +410,6 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
 
     def respond(
         question: str,
-        chat: list[dict[str, Any]],
         answers: list[dict[str, Any]],
         preset: str,
         retrieval: bool,
@@ -364,7 +418,8 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
     ) -> Iterator[tuple[Any, ...]]:
         started, user = time.perf_counter(), request_user(request)
         turn = len(answers) + 1
-        chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        chat = [*chat_messages(answers, embed=embed), {"role": "user", "content": str(question)}]
+        chat.append({"role": "assistant", "content": ""})
         text = ""
         answer = explained = None
         try:
@@ -374,7 +429,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
             for item in stream:
                 if isinstance(item, Answer) and answer is None:  # the answer; its attribution follows
                     answer = item
-                    chat[-1]["content"] = linked_answer(answer.answer, turn)
+                    chat[-1]["content"] = linked_answer(unlinked(marked_answer(answer.to_dict())), turn)
                     yield "", chat, panel_html(answer.to_dict(), turn), gr.skip(), notice_ok
                 elif isinstance(item, Answer):
                     explained = item.to_dict()
@@ -383,7 +438,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
                     yield "", chat, gr.skip(), gr.skip(), notice_ok
                 else:
                     text += item
-                    chat[-1]["content"] = linked_answer(text, turn)
+                    chat[-1]["content"] = linked_answer(unlinked(text), turn)
                     yield "", chat, gr.skip(), gr.skip(), notice_ok
         except TutorError as exc:
             ops.question_done(front_end, started=started, error=exc, user=user, question=question)
@@ -391,9 +446,8 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
             return
         assert explained is not None
         ops.question_done(front_end, started=started, answer=explained, user=user, question=question)
-        if embed:
-            chat[-1]["content"] += embed_footer(explained)
-        yield "", chat, panel_html(explained, turn), [*answers, explained], notice_ok
+        answers = [*answers, explained]
+        yield "", chat_messages(answers, embed=embed), panel_html(explained, turn), answers, notice_ok
 
     def show_turn(answers: list[dict[str, Any]], event: gr.SelectData) -> Any:
         turn = event.index // 2 if isinstance(event.index, int) else 0
@@ -448,7 +502,8 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         try:
             for way, item in tutor.compare(question, preset=preset if preset != NO_PRESET.name else None, k=int(k)):
                 if isinstance(item, Answer):
-                    texts[way], done[way] = item.answer, item.to_dict()
+                    finished = item.to_dict()
+                    texts[way], done[way] = unlinked(marked_answer(finished)), finished
                 elif isinstance(item, Queued):
                     texts[way] = busy_text(item.ahead)
                 else:
@@ -531,7 +586,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
                         for i, (label, _, _) in enumerate(COMPARE_WAYS)
                     ]
 
-        chat_inputs = [question, chatbot, answers, preset, retrieval, k]
+        chat_inputs = [question, answers, preset, retrieval, k]
         chat_outputs = [question, chatbot, panel, answers, message]
         # The model's own line (tutor.gate) orders questions and says "N ahead": no second queue here.
         question.submit(respond, chat_inputs, chat_outputs, concurrency_limit=None)
@@ -560,7 +615,7 @@ def _embed_page(respond: Any) -> Any:
             ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
         message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
         panel = gr.HTML(visible=False)
-        inputs = [question, chatbot, answers, preset, retrieval, k]
+        inputs = [question, answers, preset, retrieval, k]
         outputs = [question, chatbot, panel, answers, message]
         question.submit(respond, inputs, outputs, concurrency_limit=None)
         ask.click(respond, inputs, outputs, concurrency_limit=None)

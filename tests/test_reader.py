@@ -1,0 +1,105 @@
+"""The reader on questions worded unlike any eval question: the facts it gives, scope decided by the
+question itself, figures checked against the passages, and a verdict that rests on support."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import OUT_OF_SCOPE_ANSWER, is_fixed_reply
+from tutor.embed import Embedder
+from tutor.injection import INSTRUCTIONS_REPLY
+from tutor.prompts import load_presets
+from tutor.retrieve import refers_back
+from tutor.ui import UNBACKED_MARK, chat_messages, verdict
+
+from .conftest import ROOT
+from .test_answer import FakeChat
+
+FINE_TUNING = [
+    ("Is it worth teaching a model our own jargon with extra training?", "Fine-tuning adapts a model to a domain."),
+    ("And roughly how long would that run?", "It takes hours to days."),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("How much time does the pre-training phase need, roughly?", r"month"),
+        ("Spell out the letters RLHF for me, please.", r"reinforcement learning (from|with) human feedback"),
+        ("Which of the layers leave the model's weights untouched?", r"prompt|RAG|retrieval"),
+    ],
+)
+def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str, fact: str) -> None:
+    answer = real_tutor.ask(question, explain=False)
+    assert answer.in_scope is True
+    assert re.search(fact, answer.answer, re.IGNORECASE), answer.answer
+
+
+def test_an_off_topic_follow_up_is_refused(real_tutor: Tutor) -> None:
+    """Issue 12.3: two fine-tuning turns do not make a question about the weather in scope."""
+    for question in ("What's the weather like in Paris this weekend?", "Can you recommend a good pizza place?"):
+        answer = real_tutor.ask(question, FINE_TUNING, explain=False)
+        assert answer.in_scope is False and answer.answer == OUT_OF_SCOPE_ANSWER, answer.answer
+        assert answer.model == ""  # the model was not asked
+
+
+def test_an_on_topic_question_after_a_refusal_is_answered(real_tutor: Tutor) -> None:
+    history = [("Who won the football world cup in 2018?", OUT_OF_SCOPE_ANSWER)]
+    answer = real_tutor.ask("Does supervised fine-tuning change the weights of a model?", history, explain=False)
+    assert answer.in_scope is True and not is_fixed_reply(answer.answer), answer.answer
+    assert all("do not cover" not in m["content"] for m in answer.prompt)  # the refusal is not in the prompt
+
+
+def test_a_follow_up_that_leans_on_the_conversation_still_finds_its_topic(real_tutor: Tutor) -> None:
+    answer = real_tutor.ask("And roughly how long would that run?", FINE_TUNING[:1], explain=False)
+    assert answer.in_scope is True and answer.sources
+    assert refers_back("How long?") and refers_back("And the cost?") and refers_back("Does it change the model?")
+    assert not refers_back("What's the weather like in Paris this weekend?")
+    assert is_fixed_reply(OUT_OF_SCOPE_ANSWER) and is_fixed_reply(INSTRUCTIONS_REPLY)
+
+
+@pytest.fixture
+def fake_reader(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
+    chat = FakeChat()
+    tutor = Tutor(
+        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
+        chat=chat,
+        embedder=embedder,
+        presets=load_presets(ROOT / "prompts"),
+        settings=load_settings(),
+    )
+    return tutor, chat
+
+
+def test_a_figure_the_passages_contradict_is_replaced_by_the_guides_sentence(
+    fake_reader: tuple[Tutor, FakeChat],
+) -> None:
+    """Issue 12.2, check and repair: "3 years" beside passages that say "months" is not shown as the
+    guides' answer; the guides' own sentence replaces it and the answer says so."""
+    tutor, chat = fake_reader
+    chat.replies.append(["Pre-training creates the base model. ", "Pre-training takes about 3 years."])
+    answer = tutor.ask("How long does pre-training take?", explain=False)
+    assert "3 years" not in answer.answer and "The guides say:" in answer.answer
+    assert re.search(r"month", answer.answer), answer.answer
+    repaired = [s for s in answer.sentences if s.replaced]
+    assert repaired and repaired[0].replaced == "Pre-training takes about 3 years." and repaired[0].supported_by
+    assert any("replaced by the guides' own sentence" in w for w in answer.warnings)
+    assert answer.to_dict()["sentences"][1]["replaced"] == "Pre-training takes about 3 years."
+
+
+def test_the_verdict_rests_on_support_not_on_shares(fake_reader: tuple[Tutor, FakeChat]) -> None:
+    """Issue 12.4: an answer no passage supports is not "from the guides", whatever its shares; its
+    unsupported sentences are marked in the answer itself."""
+    tutor, chat = fake_reader
+    chat.replies.append(["Bananas are a yellow fruit rich in potassium. Monkeys like them."])
+    answer = tutor.ask("How long does pre-training take?").to_dict()
+    assert answer["attribution"]["retrieval"] > 0.5  # the fake model finds it likelier with passages
+    assert verdict(answer).startswith("Not from the guides"), verdict(answer)
+    shown = chat_messages([answer])[1]["content"]
+    assert shown.count(UNBACKED_MARK) == 2
+    backed = {**answer, "sentences": [{**s, "supported_by": [1]} for s in answer["sentences"]]}
+    assert verdict(backed).startswith("Mostly from the guides")
