@@ -43,7 +43,10 @@ bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_layers.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_load.py
 
+# `make eval HALF=tune` while tuning: the hold-out half is then never answered.
+HALF ?= all
 eval: $(STAMP)
 	$(BIN)/tutor ingest
-	$(BIN)/tutor eval eval/questions.jsonl --out eval/out-questions.jsonl
-	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --out eval/out-dev.jsonl
+	$(BIN)/tutor eval eval/questions.jsonl --half $(HALF) --out eval/out-questions.jsonl
+	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --half $(HALF) --out eval/out-dev.jsonl
+	$(BIN)/tutor eval ../shared/eval/paraphrase_questions.jsonl --half $(HALF) --out eval/out-paraphrase.jsonl

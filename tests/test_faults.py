@@ -142,7 +142,8 @@ def test_the_chroma_server_down_and_back(tmp_path: Path, embedder: Embedder) -> 
 def test_the_llm_server_killed_mid_answer(tmp_path: Path, real_tutor: Tutor) -> None:
     """The client gets one clear error, and the next question works once the server is back."""
     port = free_port()
-    model = resolve_model_path(None, None, load_settings().cache_dir)
+    settings = load_settings()  # TUTOR_MODEL=fast runs these on the small model too
+    model = resolve_model_path(None, None, settings.cache_dir, settings.model)
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", "2048"]  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"

@@ -101,23 +101,33 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
 )
 @click.option("--preset", help="System prompt preset.")
 @click.option("--no-retrieval", is_flag=True, help="Answer without passages (a baseline).")
-@click.option("--limit", type=int, help="Only the first N questions.")
-def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, limit: int | None) -> None:
-    """Answer every question in FILE (JSON lines) and print the scores."""
-    from .evaluate import format_scores, load_questions, run_eval
+@click.option("--limit", type=int, help="Only the first N questions (of the half chosen).")
+@click.option(
+    "--half",
+    type=click.Choice(["tune", "holdout", "all"]),
+    default="all",
+    show_default=True,
+    help="Answer only the tuning half or the hold-out half (split by a hash of each id).",
+)
+def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, limit: int | None, half: str) -> None:
+    """Answer every question in FILE (JSON lines) and print the scores of each half and of all."""
+    from .evaluate import HALF_LABELS, format_scores, half_of, load_questions, run_eval, score_halves, select_half
     from .factory import build_tutor
 
-    questions = load_questions(file)[:limit]
+    questions = load_questions(file)
+    sizes = ", ".join(f"{HALF_LABELS[h]} {sum(half_of(q['id']) == h for q in questions)}" for h in ("tune", "holdout"))
+    chosen = select_half(questions, half)[:limit]
     tutor = build_tutor(_settings(), retrieval=not no_retrieval)
-    scores = run_eval(
+    outcomes = run_eval(
         tutor,
-        questions,
+        chosen,
         out,
         preset=preset,
         retrieval=not no_retrieval,
         progress=lambda i, n, qid: click.echo(f"[{i}/{n}] {qid}", err=True),
     )
-    click.echo(format_scores(scores))
+    title = f"{file}: {len(questions)} questions ({sizes}); answered {len(chosen)}; model {tutor.chat.name}"
+    click.echo(format_scores(score_halves(outcomes), title) if outcomes else title)
 
 
 @cli.command()

@@ -39,10 +39,11 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="A Chroma server (http://HOST:PORT, `chroma run`) holding the index instead of index_dir; tutors pointed at it share one index.")
     prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
     data_dir: Path = Field(Path("data"), description="Where the UI keeps local records: feedback.jsonl.")
-    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined default model file is kept.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined packaged model files are kept.")
 
     # Models.
-    model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the default Qwen2.5-Coder-0.5B-Instruct.")
+    model: Literal["default", "fast"] = Field("default", description="The packaged chat model: default (Qwen2.5-Coder-1.5B-Instruct, reads its passages best) or fast (Qwen2.5-Coder-0.5B-Instruct, about half the time per token, for small machines).")
+    model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the packaged one named by model.")
     model_sha256: str | None = Field(None, description="Expected SHA-256 of model_path; checked before loading when set.")
     embed_model: str | None = Field(None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package.")
     llm_url: str | None = Field(None, description="An OpenAI-compatible server (…/v1) to generate and score with, instead of the in-process model; it must return logprobs.")

@@ -1,21 +1,55 @@
-"""`tutor eval`: answer a question set and score fact recall, source hits, scope and speed."""
+"""`tutor eval`: answer a question set and score fact recall, source hits, scope, speed and length.
+
+Every set is split into a tuning half and a hold-out half by a fixed rule on each question's id
+(`half_of`), so that a change tuned on one half can be judged on questions it was not tuned on.
+The rule needs no list of ids to keep in step with the sets: a new question falls into a half by
+its id alone, and never moves.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .answer import Answer, Tutor
 from .errors import TutorError
 
+Half = Literal["tune", "holdout"]
+HALVES: tuple[Half, ...] = ("tune", "holdout")
+HALF_LABELS = {"tune": "tune", "holdout": "hold-out", "all": "all"}
+_CITATION = re.compile(r"\[\d+\]")
+_WORD = re.compile(r"\w")
+
+
+def half_of(question_id: object) -> Half:
+    """The half a question belongs to: the first byte of SHA-256 of its id, even for tune, odd for hold-out.
+
+    A hash, not Python's hash() (salted per process) nor the question's position (a new line would
+    move others), so the split is the same on every machine and every run.
+    """
+    first_byte = hashlib.sha256(str(question_id).encode("utf-8")).digest()[0]
+    return "tune" if first_byte % 2 == 0 else "holdout"
+
+
+def select_half(questions: Sequence[dict[str, Any]], half: str) -> list[dict[str, Any]]:
+    """The questions of one half ("tune", "holdout"), or all of them ("all")."""
+    if half == "all":
+        return list(questions)
+    if half not in HALVES:
+        raise TutorError(f"unknown half {half!r}: choose tune, holdout or all")
+    return [item for item in questions if half_of(item["id"]) == half]
+
 
 def load_questions(path: Path) -> list[dict[str, Any]]:
-    """Questions, one JSON object a line (format of shared/eval/dev_questions.jsonl)."""
+    """Questions, one JSON object a line (format of shared/eval/README.md); ids must be unique."""
     questions = []
+    seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -25,6 +59,15 @@ def load_questions(path: Path) -> list[dict[str, Any]]:
             raise TutorError(f"{path}:{number}: not JSON: {exc}") from None
         if not isinstance(item, dict) or not isinstance(item.get("question"), str) or "id" not in item:
             raise TutorError(f"{path}:{number}: each line needs an 'id' and a 'question'")
+        history = item.get("history") or []
+        if not isinstance(history, list) or not all(
+            isinstance(turn, list) and len(turn) == 2 and all(isinstance(text, str) for text in turn)
+            for turn in history
+        ):
+            raise TutorError(f"{path}:{number}: 'history' must be a list of [question, answer] pairs")
+        if str(item["id"]) in seen:  # the same id twice would put two questions in one half for good
+            raise TutorError(f"{path}:{number}: the id {item['id']!r} is used twice")
+        seen.add(str(item["id"]))
         questions.append(item)
     return questions
 
@@ -35,15 +78,42 @@ def facts_found(answer: str, facts: list[list[str]]) -> list[bool]:
 
 
 def source_hit(answer: Answer, phrase: str) -> bool:
-    """Whether a passage given to the model contains the phrase that answers the question."""
-    return any(re.search(phrase, f"{p.section}\n{p.text}", re.IGNORECASE) for p in answer.sources)
+    """Whether a passage given to the model contains the phrase that answers the question.
+
+    The phrase is text to find ("$10M-$100M+") or, as some sets write it, a regular expression
+    ("trillions|terabytes"): either finding it counts.
+    """
+    needle = phrase.casefold()
+    for passage in answer.sources:
+        text = f"{passage.section}\n{passage.text}"
+        if needle in text.casefold():
+            return True
+        try:
+            if re.search(phrase, text, re.IGNORECASE):
+                return True
+        except re.error:
+            continue
+    return False
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def answer_words(text: str) -> int:
+    """Words in an answer, not counting citation markers or lone punctuation."""
+    return sum(1 for token in _CITATION.sub(" ", text).split() if _WORD.search(token))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one question was answered: what the scores are computed from."""
+
+    id: str
+    half: Half
+    out_of_scope: bool
+    facts_found: tuple[bool, ...]
+    source_hit: bool | None  # None: the question names no source phrase, or retrieval was off
+    refused: bool
+    first_token_s: float | None
+    total_s: float
+    words: int
 
 
 def run_eval(
@@ -54,56 +124,107 @@ def run_eval(
     preset: str | None = None,
     retrieval: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
-) -> dict[str, Any]:
-    """Answer every question, write one JSON line each to `out`, and return the scores."""
-    found: list[bool] = []
-    hits: list[bool] = []
-    flagged: list[bool] = []
-    refused_in_scope: list[bool] = []
-    first_token: list[float] = []
-    total: list[float] = []
+) -> list[Outcome]:
+    """Answer every question, write one JSON line each to `out`, and return how each went."""
+    outcomes = []
     with out.open("w", encoding="utf-8") as handle:
         for number, item in enumerate(questions, start=1):
             if progress:
                 progress(number, len(questions), str(item["id"]))
             history = [tuple(turn) for turn in item.get("history") or []]
             answer = tutor.ask(item["question"], history, preset=preset, retrieval=retrieval)
+            phrase = item.get("source_phrase") if retrieval else None
+            outcome = Outcome(
+                id=str(item["id"]),
+                half=half_of(item["id"]),
+                out_of_scope=bool(item.get("out_of_scope")),
+                facts_found=tuple(facts_found(answer.answer, item.get("facts") or [])),
+                source_hit=source_hit(answer, phrase) if phrase else None,
+                refused=answer.in_scope is False,
+                first_token_s=answer.timings["first_token_s"],
+                total_s=float(answer.timings["total_s"] or 0.0),
+                words=answer_words(answer.answer),
+            )
             record = answer.to_dict()
             record.pop("prompt", None)
-            record["id"] = item["id"]
-            record["facts_found"] = facts_found(answer.answer, item.get("facts") or [])
+            record.update(id=outcome.id, half=outcome.half, facts_found=list(outcome.facts_found), words=outcome.words)
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if item.get("out_of_scope"):
-                flagged.append(answer.in_scope is False)
-                continue
-            found.extend(record["facts_found"])
-            refused_in_scope.append(answer.in_scope is False)
-            if item.get("source_phrase") and retrieval:
-                hits.append(source_hit(answer, item["source_phrase"]))
-            if answer.timings["first_token_s"] is not None:
-                first_token.append(answer.timings["first_token_s"])
-            total.append(answer.timings["total_s"])  # type: ignore[arg-type]
+            outcomes.append(outcome)
+    return outcomes
 
-    def rate(values: list[bool]) -> float | None:
-        return round(sum(values) / len(values), 3) if values else None
 
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _rate(values: list[bool]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """The scores of some answered questions. Times and length are over the in-scope questions."""
+    in_scope = [o for o in outcomes if not o.out_of_scope]
+    found = [fact for o in in_scope for fact in o.facts_found]
+    hits = [o.source_hit for o in in_scope if o.source_hit is not None]
+    flagged = [o.refused for o in outcomes if o.out_of_scope]
+    first_token = [o.first_token_s for o in in_scope if o.first_token_s is not None]
+    total = [o.total_s for o in in_scope]
+    words = [o.words for o in in_scope]
     return {
-        "questions": len(questions),
-        "fact_recall": rate(found),
+        "questions": len(outcomes),
+        "fact_recall": _rate(found),
         "facts": len(found),
-        "source_hit_rate": rate(hits),
+        "source_hit_rate": _rate(hits),
         "source_questions": len(hits),
-        "out_of_scope_flagged": rate(flagged),
+        "out_of_scope_flagged": sum(flagged),
         "out_of_scope_questions": len(flagged),
-        "in_scope_refused": rate(refused_in_scope),
+        "in_scope_refused": sum(o.refused for o in in_scope),
+        "in_scope_questions": len(in_scope),
         "first_token_p50_s": _percentile(first_token, 0.5),
         "first_token_p95_s": _percentile(first_token, 0.95),
         "answer_p50_s": _percentile(total, 0.5),
         "answer_p95_s": _percentile(total, 0.95),
         "answer_mean_s": round(statistics.fmean(total), 3) if total else None,
+        "answer_words_p50": statistics.median(words) if words else None,
     }
 
 
-def format_scores(scores: dict[str, Any]) -> str:
-    """The scores as aligned lines."""
-    return "\n".join(f"{name:24} {value}" for name, value in scores.items())
+def score_halves(outcomes: Sequence[Outcome]) -> dict[str, dict[str, Any]]:
+    """Scores of each half that was answered, and of all answered questions when both were."""
+    present = [half for half in HALVES if any(o.half == half for o in outcomes)]
+    scores: dict[str, dict[str, Any]] = {half: score([o for o in outcomes if o.half == half]) for half in present}
+    if len(present) != 1:
+        scores["all"] = score(outcomes)
+    return scores
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("questions", str(s["questions"])),
+        ("fact recall (facts)", f"{_number(s['fact_recall'], 3)} ({s['facts']})"),
+        ("source hit (questions)", f"{_number(s['source_hit_rate'], 3)} ({s['source_questions']})"),
+        ("out of scope flagged", f"{s['out_of_scope_flagged']}/{s['out_of_scope_questions']}"),
+        ("in scope refused", f"{s['in_scope_refused']}/{s['in_scope_questions']}"),
+        ("first token p50 / p95 s", f"{_number(s['first_token_p50_s'], 2)} / {_number(s['first_token_p95_s'], 2)}"),
+        ("answer p50 / p95 s", f"{_number(s['answer_p50_s'], 2)} / {_number(s['answer_p95_s'], 2)}"),
+        ("answer words p50", "-" if s["answer_words_p50"] is None else f"{s['answer_words_p50']:g}"),
+    ]
+
+
+def format_scores(scores: dict[str, dict[str, Any]], title: str = "") -> str:
+    """The scores of each half as a table: one line a figure, one column a half."""
+    columns = list(scores)
+    cells = {column: dict(_rows(scores[column])) for column in columns}
+    labels = [label for label, _ in _rows(scores[columns[0]])]
+    width = max(12, *(len(cell) + 2 for column in columns for cell in cells[column].values()))
+    lines = [title] if title else []
+    lines.append(f"{'':24}" + "".join(f"{HALF_LABELS[column]:>{width}}" for column in columns))
+    lines.extend(f"{label:24}" + "".join(f"{cells[column][label]:>{width}}" for column in columns) for label in labels)
+    return "\n".join(lines)

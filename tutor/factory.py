@@ -57,7 +57,7 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     if settings.llm_url:
         chat = OpenAIChat(settings.llm_url, model=settings.llm_model)
     else:
-        model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir)
+        model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
         chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
     gate = ModelGate(slots=settings.llm_parallel if settings.llm_url else 1, max_waiting=settings.max_waiting)
     return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings, gate=gate)

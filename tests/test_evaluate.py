@@ -1,0 +1,203 @@
+"""`tutor eval`: the fixed tune / hold-out split, the question format, the scores and the printed halves."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import Answer
+from tutor.cli import run
+from tutor.embed import Embedder
+from tutor.errors import TutorError
+from tutor.evaluate import answer_words, half_of, load_questions, select_half, source_hit
+from tutor.llm import Message
+from tutor.prompts import load_presets
+from tutor.retrieve import Passage
+
+from .conftest import ROOT
+
+QUESTIONS = ROOT / "eval" / "questions.jsonl"
+
+
+def test_the_split_is_fixed_by_the_id_alone() -> None:
+    # Pinned: the halves must not move between runs, machines or Python versions (hash() is salted).
+    assert [half_of(i) for i in ("a", "s01", "f01", "o01", "p01", "x04", "q01")] == [
+        "tune", "holdout", "holdout", "holdout", "tune", "holdout", "tune",
+    ]  # fmt: skip
+    assert half_of(7) == half_of("7")  # a number id is read as its text
+    questions = load_questions(QUESTIONS)
+    again = load_questions(QUESTIONS)
+    assert [half_of(q["id"]) for q in questions] == [half_of(q["id"]) for q in again]
+    # Adding or reordering questions moves no other question to the other half.
+    shuffled = list(reversed(questions)) + [{"id": "new", "question": "?"}]
+    tune = {q["id"] for q in select_half(questions, "tune")}
+    assert {q["id"] for q in select_half(shuffled, "tune")} - {"new"} == tune
+
+
+def test_the_halves_of_the_shipped_set_partition_it() -> None:
+    questions = load_questions(QUESTIONS)
+    tune, holdout = select_half(questions, "tune"), select_half(questions, "holdout")
+    assert len(tune) == 30 and len(holdout) == 17 and len(questions) == 47
+    assert {q["id"] for q in tune}.isdisjoint(q["id"] for q in holdout)
+    assert select_half(questions, "all") == questions
+    for half in (tune, holdout):  # each half has ordinary questions, follow-ups and off-topic ones
+        assert any(not q.get("out_of_scope") and not q.get("history") for q in half)
+        assert any(q.get("history") for q in half) and any(q.get("out_of_scope") for q in half)
+    with pytest.raises(TutorError, match="unknown half 'test'"):
+        select_half(questions, "test")
+
+
+def test_question_format_of_every_set(tmp_path: Path) -> None:
+    lines = [
+        # the paraphrase set: no source_phrase, and an off-topic question asked mid-conversation
+        {"id": "x01", "question": "How do I apply for annual leave?", "facts": [], "out_of_scope": True},
+        {"id": "x04", "question": "And the weather?", "history": [["How long?", "Days."]], "out_of_scope": True},
+        {"id": "s1", "question": "What is RAG?", "facts": [["retriev"]], "source_phrase": None},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    assert [q["id"] for q in load_questions(path)] == ["x01", "x04", "s1"]
+    for bad, message in [
+        ({"id": "h", "question": "?", "history": [["only one"]]}, "'history' must be a list of"),
+        ({"id": "h", "question": "?", "history": "What is RAG?"}, "'history' must be a list of"),
+        ({"question": "no id"}, "each line needs an 'id' and a 'question'"),
+        ({"id": "s1", "question": "again"}, "the id 's1' is used twice"),
+    ]:
+        path.write_text(json.dumps(lines[2]) + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(TutorError, match=re.escape(f"{path}:2: {message}")):
+            load_questions(path)
+
+
+def test_source_phrase_as_text_or_as_a_pattern() -> None:
+    text = "Cost: $10M-$100M+ and trillions of tokens."
+    passage = Passage(id="1", text=text, guide="g", path="p", section="Pre-training", position=0, score=0.9)
+    answer = Answer(
+        question="q",
+        answer="a",
+        sources=(passage,),
+        sentences=(),
+        in_scope=True,
+        timings={},
+        model="m",
+        preset="tutor",
+        corpus_version="v",
+        query="q",
+        retrieval=True,
+    )
+    assert source_hit(answer, "$10M-$100M+")  # not a valid pattern for what it means; found as text
+    assert source_hit(answer, "Terabytes|Trillions of tokens")  # an alternation, as eval/questions.jsonl writes it
+    assert source_hit(answer, "pre-training") and not source_hit(answer, "fine-tuning")
+    assert not source_hit(answer, "(unclosed")
+
+
+def test_answer_words_leave_out_citation_markers() -> None:
+    assert answer_words("Pre-training takes months [1]. It costs $10M-$100M+ [2] - a lot.") == 8
+    assert answer_words("") == 0
+
+
+class EchoChat:
+    """Answers every question with a fixed sentence; counts what it was asked."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        self.questions.append(messages[-1]["content"])
+        yield "Pre-training takes months of GPU compute [1]."
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def token_logprobs(self, messages: list[Message], answer: str) -> list[tuple[str, float]]:
+        return [(piece, math.log(0.5)) for piece in re.findall(r"\S+\s*", answer)]
+
+
+@pytest.fixture
+def echo_tutor(index_copy: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> EchoChat:
+    """`tutor eval` on the real index and embedder, with EchoChat in place of the model."""
+    chat = EchoChat()
+    tutor = Tutor(
+        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
+        chat=chat,
+        embedder=embedder,
+        presets=load_presets(ROOT / "prompts"),
+        settings=load_settings(),
+    )
+    monkeypatch.setattr("tutor.factory.build_tutor", lambda settings, retrieval=True: tutor)
+    return chat
+
+
+def _write_set(path: Path) -> None:
+    items = [
+        {"id": "p01", "question": "How long does pre-training take?", "facts": [["month"]], "source_phrase": "months"},
+        {"id": "q01", "question": "What does it cost?", "history": [["What is pre-training?", "A base model."]],
+         "facts": [["\\$10M", "million"]], "source_phrase": "$10M-$100M+"},
+        {"id": "x02", "question": "Who won the football world cup in 2010?", "facts": [], "out_of_scope": True},
+        {"id": "s01", "question": "How long does pre-training take, roughly?", "facts": [["month"], ["year"]],
+         "source_phrase": "months"},
+        {"id": "o01", "question": "What is the capital of Australia?", "facts": [], "out_of_scope": True},
+    ]  # fmt: skip
+    assert [half_of(item["id"]) for item in items] == ["tune", "tune", "holdout", "holdout", "holdout"]
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+
+
+def test_eval_prints_both_halves_and_all(
+    echo_tutor: EchoChat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions, out = tmp_path / "set.jsonl", tmp_path / "out.jsonl"
+    _write_set(questions)
+    assert run(["eval", str(questions), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"{questions}: 5 questions (tune 2, hold-out 3); answered 5; model echo")
+    assert printed[1].split() == ["tune", "hold-out", "all"]
+    rows = {line[:24].strip(): line[24:].split() for line in printed[2:]}
+    assert rows["questions"] == ["2", "3", "5"]
+    assert rows["fact recall (facts)"] == ["0.500", "(2)", "0.500", "(2)", "0.500", "(4)"]  # months, not cost/years
+    assert rows["out of scope flagged"] == ["0/0", "2/2", "2/2"]
+    assert rows["in scope refused"] == ["0/2", "0/1", "0/3"]
+    assert rows["answer words p50"] == ["6", "6", "6"]  # "[1]" is not a word
+    assert set(rows) >= {"source hit (questions)", "first token p50 / p95 s", "answer p50 / p95 s"}
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["half"], r["words"]) for r in records][:2] == [("p01", "tune", 6), ("q01", "tune", 6)]
+    assert len(echo_tutor.questions) == 3  # the two off-topic questions never reach the model
+
+
+def test_eval_one_half_never_answers_the_other(
+    echo_tutor: EchoChat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions, out = tmp_path / "set.jsonl", tmp_path / "out.jsonl"
+    _write_set(questions)
+    assert run(["eval", str(questions), "--half", "tune", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "answered 2;" in printed.out and printed.out.splitlines()[1].split() == ["tune"]
+    assert "hold-out  " not in printed.out and "s01" not in printed.err and "o01" not in printed.err
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p01", "q01"]
+    assert not any("roughly" in question for question in echo_tutor.questions)
+
+    assert run(["eval", str(questions), "--half", "holdout", "--out", str(out)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["x02", "s01", "o01"]
+    assert capsys.readouterr().out.splitlines()[1].split() == ["hold-out"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--half", "both"], "Invalid value for '--half'"),
+        (["--half", ""], "Invalid value for '--half'"),
+    ],
+)
+def test_eval_refuses_a_bad_half(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    questions = tmp_path / "set.jsonl"
+    _write_set(questions)
+    assert run(["eval", str(questions), "--out", str(tmp_path / "out.jsonl"), *args]) != 0
+    assert message in capsys.readouterr().err
