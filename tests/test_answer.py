@@ -30,7 +30,13 @@ class FakeChat:
         self.prompts: list[list[Message]] = []
 
     def stream(
-        self, messages: list[Message], *, max_tokens: int, temperature: float, generation: Any = None
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        generation: Any = None,
+        contrast: Any = None,
     ) -> Iterator[str]:
         self.prompts.append(messages)
         yield from self.replies.pop(0)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import Answer, IndexStore, Retriever, Tutor, load_settings
 from tutor.answer import OUT_OF_SCOPE_ANSWER, is_fixed_reply
 from tutor.embed import Embedder
 from tutor.injection import INSTRUCTIONS_REPLY
@@ -103,3 +104,47 @@ def test_the_verdict_rests_on_support_not_on_shares(fake_reader: tuple[Tutor, Fa
     assert shown.count(UNBACKED_MARK) == 2
     backed = {**answer, "sentences": [{**s, "supported_by": [1]} for s in answer["sentences"]]}
     assert verdict(backed).startswith("Mostly from the guides")
+
+
+def test_compare_with_both_layers_gives_the_guides_figures(real_tutor: Tutor) -> None:
+    """The live demonstration: "+ both" answers the five layers' durations and costs from the guides."""
+    for question, fact in (
+        ("How long does the pre-training layer take?", r"month"),
+        ("What does prompting cost, and how quickly does it work?", r"seconds|cheap"),
+    ):
+        finished = [item for way, item in real_tutor.compare(question) if way == 3 and isinstance(item, Answer)]
+        both = finished[-1]
+        assert both.in_scope is True and re.search(fact, both.answer, re.IGNORECASE), both.answer
+        assert verdict(both.to_dict()).startswith("Mostly"), verdict(both.to_dict())
+
+
+def test_contrastive_choice_follows_what_the_passages_add() -> None:
+    """Context-aware decoding: the same belief picks the full context's best token; a token the
+    passages make likelier wins over one the model alone prefers; an implausible token never wins."""
+    from tutor.llm import contrastive_choice
+
+    full = np.log(np.array([0.50, 0.45, 0.04, 0.01]))
+    assert contrastive_choice(full, full.copy()) == 0
+    plain = np.log(np.array([0.90, 0.05, 0.04, 0.01]))  # without passages the model says token 0
+    assert contrastive_choice(full, plain) == 1  # the passages raised token 1 from 0.05 to 0.45
+    plain = np.log(np.array([0.50, 0.45, 0.0001, 0.0499]))
+    assert contrastive_choice(full, plain) in (0, 1)  # token 2 gained most, but is under 0.1 x the best
+
+
+def test_context_aware_decoding_keeps_the_prompt_contexts_scores(real_tutor: Tutor) -> None:
+    """With the second context, the answer's log-probabilities without passages come with the
+    generation, and the attribution uses them instead of scoring that context again."""
+    tutor = Tutor(
+        retriever=real_tutor.retriever,
+        chat=real_tutor.chat,
+        embedder=real_tutor.embedder,
+        presets=real_tutor.presets,
+        settings=load_settings(context_aware_decoding=True),
+    )
+    answer = tutor.ask("Which of the five layers actually change the model?")
+    generation = answer.generation
+    assert generation is not None and generation.contrast is not None and generation.complete
+    assert len(generation.contrast_scored) == len(generation.scored) > 3
+    assert generation.logprobs_for(generation.contrast, answer.generated) == generation.contrast_scored
+    assert answer.attribution is not None and answer.attribution["retrieval"] > 0.3, answer.attribution
+    assert re.search(r"three|pre-?training|fine-?tuning", answer.answer, re.IGNORECASE), answer.answer

@@ -336,11 +336,18 @@ class Tutor:
                 while ahead:
                     yield Queued(ahead)
                     ahead = self.gate.ahead(ticket, timeout=1.0)
+                # Context-aware decoding contrasts the prompt with the same prompt without passages.
+                contrast = (
+                    compose_messages(chosen_preset.system_prompt, [], history, question)
+                    if passages and s.context_aware_decoding
+                    else None
+                )
                 for piece in self.chat.stream(
                     messages,
                     max_tokens=max_tokens or s.max_answer_tokens,
                     temperature=s.temperature,
                     generation=generation,
+                    contrast=contrast,
                 ):
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
@@ -473,8 +480,9 @@ class Tutor:
         self.embedder.embed_one("warm up")  # loads the embedder too
         system = pick_preset(self.presets, preset or self.settings.preset).system_prompt
         messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}]
+        contrast = messages if self.settings.context_aware_decoding else None  # warms the second context
         with self.gate.hold():
-            for _ in self.chat.stream(messages, max_tokens=1, temperature=0.0):
+            for _ in self.chat.stream(messages, max_tokens=1, temperature=0.0, contrast=contrast):
                 pass
 
     def ask(self, question: str, history: Sequence[Turn] = (), *, explain: bool = True, **options: Any) -> Answer:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     widen_passages: bool = Field(True, description="Join the best passage to the chunks before and after it in its section (and chosen chunks that touch), while passage_token_budget lasts.")
     passage_headings: bool = Field(False, description="Open each passage in the prompt with its guide and section heading.")
     evidence_sentence: bool = Field(False, description="Quote the passages' sentence that best answers the question after the passages, where the model reads it last.")
+    context_aware_decoding: bool = Field(False, description="Choose each token for what the passages add to the model's belief (context-aware decoding with an adaptive weight; in-process model only).")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
     chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks of one section.")
 

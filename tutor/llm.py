@@ -39,11 +39,18 @@ class Generation:
     scored: TokenLogprobs = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # token ids, where the backend has them
     complete: bool = False  # the backend read every token's log-probability
+    # Context-aware decoding: the messages without passages, and the answer's tokens under them.
+    contrast: list[Message] | None = None
+    contrast_scored: TokenLogprobs = field(default_factory=list)
 
     def logprobs_for(self, messages: list[Message], answer: str) -> TokenLogprobs | None:
-        """This generation's log-probabilities if it is the answer to these messages, else None."""
-        if self.complete and self.messages == messages and self.text == answer:
+        """This generation's log-probabilities under these messages if it read them, else None."""
+        if not self.complete or self.text != answer:
+            return None
+        if messages == self.messages:
             return list(self.scored)
+        if messages == self.contrast and len(self.contrast_scored) == len(self.scored):
+            return list(self.contrast_scored)
         return None
 
 
@@ -59,8 +66,12 @@ class ChatModel(Protocol):
         max_tokens: int,
         temperature: float,
         generation: Generation | None = None,
+        contrast: list[Message] | None = None,
     ) -> Iterator[str]:
-        """Yield the reply's text pieces as they are generated, filling `generation` if given."""
+        """Yield the reply's text pieces as they are generated, filling `generation` if given.
+
+        `contrast` (the messages without the passages) asks for context-aware decoding where the
+        backend has it: each token is chosen for what the passages add to the model's belief."""
         ...
 
     def count_tokens(self, text: str) -> int:
@@ -101,6 +112,9 @@ class LlamaCppChat:
             raise ModelError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
         try:
             self._llm: Any = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False)
+            self._open_context = lambda: Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False
+            )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {path}: {exc}") from None
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -112,7 +126,8 @@ class LlamaCppChat:
             bos_token=self._llm.detokenize([self._llm.token_bos()]).decode("utf-8", "replace"),
         )
         self.name = path.stem
-        self._lock = threading.Lock()  # one context, one generation or scoring at a time
+        self._lock = threading.Lock()  # one generation or scoring at a time
+        self._plain: Any = None  # a second context, for the messages without passages (opened when needed)
 
     def _prompt_tokens(self, messages: list[Message]) -> list[int]:
         """The prompt's tokens: the template's own markup as special tokens, every message's content
@@ -138,6 +153,7 @@ class LlamaCppChat:
         max_tokens: int,
         temperature: float,
         generation: Generation | None = None,
+        contrast: list[Message] | None = None,
     ) -> Iterator[str]:
         import llama_cpp
 
@@ -145,6 +161,9 @@ class LlamaCppChat:
             prompt = self._prompt_tokens(messages)
             if len(prompt) + max_tokens > self._llm.n_ctx():
                 raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
+            if contrast is not None and temperature == 0:
+                yield from self._contrastive(prompt, contrast, max_tokens, generation)
+                return
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             tokens: list[int] = []
             logprobs: list[float] = []
@@ -170,6 +189,62 @@ class LlamaCppChat:
                 generation.scored = list(zip(self._pieces(prompt, tokens), logprobs, strict=True))
                 generation.tokens = tokens
                 generation.complete = True
+
+    def _contrastive(
+        self, prompt: list[int], contrast: list[Message], max_tokens: int, generation: Generation | None
+    ) -> Iterator[str]:
+        """Greedy context-aware decoding (Shi et al. 2023) with AdaCAD's weight per token.
+
+        Each token maximises (1+a)·logit(with passages) − a·logit(without), where a is the
+        Jensen–Shannon divergence of the two next-token distributions (large where the passages
+        change the model's mind, near 0 where they do not), among the tokens the full context itself
+        finds plausible (at least PLAUSIBLE × the best one's probability). The context without
+        passages runs in a second llama.cpp context, prefilled after the first token is shown so
+        that time to first token stays that of one prompt; its log-probabilities are those the
+        attribution needs for that context, so they are kept.
+        """
+        import llama_cpp
+
+        if self._plain is None:
+            self._plain = self._open_context()
+        plain_prompt = self._prompt_tokens(contrast)
+        vocab = self._llm._model.vocab
+        _feed(self._llm, prompt)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        tokens: list[int] = []
+        logprobs: list[float] = []
+        plain_logprobs: list[float] = []
+        text = ""
+        full = _last_logits(self._llm)
+        plain: np.ndarray | None = None
+        while len(tokens) < max_tokens:
+            token = int(np.argmax(full)) if plain is None else contrastive_choice(full, plain)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            if plain is None:  # the first token: now read the question without the passages
+                _feed(self._plain, plain_prompt)
+                plain = _last_logits(self._plain)
+            logprobs.append(log_softmax_at(full, token))
+            plain_logprobs.append(log_softmax_at(plain, token))
+            tokens.append(token)
+            piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
+            if piece:
+                text += piece
+                if generation is not None:
+                    generation.text = text
+                yield piece
+            if len(tokens) >= max_tokens:
+                break
+            self._llm.eval([token])
+            self._plain.eval([token])
+            full, plain = _last_logits(self._llm), _last_logits(self._plain)
+        if generation is not None:
+            pieces = self._pieces(prompt, tokens)
+            generation.scored = list(zip(pieces, logprobs, strict=True))
+            generation.contrast = contrast
+            generation.contrast_scored = list(zip(pieces, plain_logprobs, strict=True))
+            generation.tokens = tokens
+            generation.complete = True
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -232,6 +307,39 @@ class LlamaCppChat:
             llm.input_ids[begin : begin + len(chunk)] = chunk
             llm.n_tokens = begin + len(chunk)
         return logprobs
+
+
+PLAUSIBLE = 0.1  # context-aware decoding picks among tokens at least this share of the best one's probability
+
+
+def contrastive_choice(full: np.ndarray, plain: np.ndarray) -> int:
+    """The token context-aware decoding picks from the next-token logits with and without passages."""
+    log_full = full - full.max() - np.log(np.exp(full - full.max()).sum())
+    log_plain = plain - plain.max() - np.log(np.exp(plain - plain.max()).sum())
+    p_full, p_plain = np.exp(log_full), np.exp(log_plain)
+    log_mean = np.log(np.maximum(0.5 * (p_full + p_plain), 1e-30))
+    divergence = 0.5 * float(p_full @ (log_full - log_mean)) + 0.5 * float(p_plain @ (log_plain - log_mean))
+    weight = min(max(divergence / np.log(2), 0.0), 1.0)  # in bits: 0 (same belief) to 1
+    scores = (1 + weight) * full - weight * plain
+    scores[p_full < PLAUSIBLE * p_full.max()] = -np.inf
+    return int(np.argmax(scores))
+
+
+def _feed(llm: Any, tokens: list[int]) -> None:
+    """Evaluate a prompt in a llama.cpp context, reusing the longest prefix it already holds (as
+    `Llama.generate` does), so the system prompt is prefilled once."""
+    cached = 0
+    for a, b in zip(llm._input_ids, tokens, strict=False):
+        if a != b:
+            break
+        cached += 1
+    llm.n_tokens = min(cached, len(tokens) - 1)  # the last token is evaluated again for its logits
+    llm.eval(tokens[llm.n_tokens :])
+
+
+def _last_logits(llm: Any) -> np.ndarray:
+    """The next-token logits after the context's last evaluated token (a copy)."""
+    return np.array(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)), dtype=np.float64)
 
 
 def _token_pairs(choice: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -300,6 +408,7 @@ class OpenAIChat:
         max_tokens: int,
         temperature: float,
         generation: Generation | None = None,
+        contrast: list[Message] | None = None,  # no context-aware decoding on a server: ignored
     ) -> Iterator[str]:
         import httpx
 
