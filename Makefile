@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install start test lint bench eval
+.PHONY: install start test test-fast lint bench eval
 # The browser test drives Debian's Chromium through Playwright (Playwright's own browser download
 # cannot work here), and the proxy test puts Debian's nginx in front. Installed once if missing.
 CHROMIUM ?= /usr/bin/chromium
@@ -33,6 +33,10 @@ $(NGINX):
 
 test: $(STAMP) $(CHROMIUM) $(NGINX) lint
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest
+
+# The loop while coding: no real model, no servers, no browser (the full run stays in CI).
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check tutor tests benchmarks

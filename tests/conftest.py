@@ -4,7 +4,9 @@ every test's own paths (index, config) point into its tmp_path."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from tutor import Tutor, build_embedder, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.index_server import ChromaServerStore
+from tutor.llm import Message
 from tutor.models import resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +31,49 @@ CORPUS = ROOT / "corpus"
 TOKEN = "correct horse battery staple"
 INTRANET = "http://intranet.example"
 SHARED_GUIDES = ROOT.parent / "shared" / "guides"
+
+
+REAL_PARTS = {"real_tutor", "server", "guarded", "llm_server", "chroma_server", "page", "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that load the real chat model or start real servers are `slow`: `make test-fast` leaves
+    them out while coding; `make test` (and CI) runs everything."""
+    for item in items:
+        if REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+class FakeChat:
+    """Replays queued replies and records every prompt it was sent."""
+
+    name = "fake"
+
+    def __init__(self, *replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[list[Message]] = []
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        generation: Any = None,
+        contrast: Any = None,
+    ) -> Iterator[str]:
+        self.prompts.append(messages)
+        yield from self.replies.pop(0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def token_logprobs(
+        self, messages: list[Message], answer: str, *, generation: Any = None
+    ) -> list[tuple[str, float]]:
+        """A model that finds every answer likely with passages (p=0.9) and unlikely without (p=0.1)."""
+        likely = "Passages from the guides" in messages[-1]["content"]
+        return [(piece, math.log(0.9 if likely else 0.1)) for piece in re.findall(r"\S+\s*", answer)]
 
 
 @pytest.fixture(autouse=True)

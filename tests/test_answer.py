@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,42 +11,9 @@ from tutor import Answer, IndexStore, Retriever, Tutor, load_settings
 from tutor.answer import OUT_OF_SCOPE_ANSWER, compose_messages
 from tutor.embed import Embedder
 from tutor.errors import PresetError, QuestionError
-from tutor.llm import Message
 from tutor.prompts import load_presets
 
-from .conftest import ROOT
-
-
-class FakeChat:
-    """Replays queued replies and records every prompt it was sent."""
-
-    name = "fake"
-
-    def __init__(self, *replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.prompts: list[list[Message]] = []
-
-    def stream(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int,
-        temperature: float,
-        generation: Any = None,
-        contrast: Any = None,
-    ) -> Iterator[str]:
-        self.prompts.append(messages)
-        yield from self.replies.pop(0)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def token_logprobs(
-        self, messages: list[Message], answer: str, *, generation: Any = None
-    ) -> list[tuple[str, float]]:
-        """A model that finds every answer likely with passages (p=0.9) and unlikely without (p=0.1)."""
-        likely = "Passages from the guides" in messages[-1]["content"]
-        return [(piece, math.log(0.9 if likely else 0.1)) for piece in re.findall(r"\S+\s*", answer)]
+from .conftest import ROOT, FakeChat
 
 
 @pytest.fixture
