@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -117,6 +117,26 @@ def check_question(question: str, limit: int) -> str:
     return question
 
 
+def fit_history(history: Sequence[Turn], budget: int, count_tokens: Callable[[str], int]) -> tuple[list[Turn], int]:
+    """The latest turns whose tokens fit in `budget`, and how many older ones were left out.
+
+    Every token of history is prefilled for the answer and again for each attribution pass: 100
+    long turns held the model 96 s where an answer takes 3. The oldest turns matter least to a
+    follow-up, so they go first. A turn that is not text (a lone surrogate) is refused here, where
+    the model's tokenizer would otherwise fail on it.
+    """
+    kept: list[Turn] = []
+    used = 0
+    for user_turn, assistant_turn in reversed(history):
+        if _NOT_TEXT.search(user_turn) or _NOT_TEXT.search(assistant_turn):
+            raise QuestionError("a turn of the history is not plain text (control characters or invalid UTF-8)")
+        used += count_tokens(user_turn) + count_tokens(assistant_turn)
+        if used > budget:
+            break
+        kept.append((user_turn, assistant_turn))
+    return kept[::-1], len(history) - len(kept)
+
+
 def compose_messages(
     system_prompt: str, passages: Sequence[Passage], history: Sequence[Turn], question: str
 ) -> list[Message]:
@@ -141,6 +161,7 @@ def compose_messages(
     return messages
 
 
+HISTORY_LEFT_OUT = "The conversation is long: its {n} earliest turn{s} left out of what the model read."
 COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
 # The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
 COMPARE_WAYS = (
@@ -195,12 +216,13 @@ class Tutor:
         chosen_preset = pick_preset(self.presets, preset or s.preset)
         if k is not None and not 1 <= k <= 20:
             raise QuestionError(f"k must be between 1 and 20, not {k}")
-        history = list(history)[-s.max_history_turns :] if s.max_history_turns else []
+        recent = list(history)[-s.max_history_turns :] if s.max_history_turns else []
+        history, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
         started = time.perf_counter()
         query = standalone_query(question, history)
         passages: list[Passage] = []
         corpus_version = ""
-        warnings: list[str] = []
+        warnings = [HISTORY_LEFT_OUT.format(n=left_out, s="s were" if left_out > 1 else " was")] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
         if refused:
             warnings.append(
