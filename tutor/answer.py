@@ -137,6 +137,13 @@ def fit_history(history: Sequence[Turn], budget: int, count_tokens: Callable[[st
     return kept[::-1], len(history) - len(kept)
 
 
+def history_left_out(kept: int) -> str:
+    """The warning of an answer whose history was cut to its budget."""
+    if not kept:
+        return "The conversation is long: the model read none of its earlier turns, only this question."
+    return f"The conversation is long: the model read only its last {kept} turn{'s' if kept > 1 else ''}."
+
+
 def compose_messages(
     system_prompt: str, passages: Sequence[Passage], history: Sequence[Turn], question: str
 ) -> list[Message]:
@@ -161,7 +168,6 @@ def compose_messages(
     return messages
 
 
-HISTORY_LEFT_OUT = "The conversation is long: its {n} earliest turn{s} left out of what the model read."
 COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
 # The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
 COMPARE_WAYS = (
@@ -222,7 +228,7 @@ class Tutor:
         query = standalone_query(question, history)
         passages: list[Passage] = []
         corpus_version = ""
-        warnings = [HISTORY_LEFT_OUT.format(n=left_out, s="s were" if left_out > 1 else " was")] if left_out else []
+        warnings = [history_left_out(len(history))] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
         if refused:
             warnings.append(

@@ -333,8 +333,16 @@ class _Outgoing:
         self.on_response = on_response
         self.held: MutableMapping[str, Any] | None = None  # the start of a JSON refusal, sent with its body
         self.body: list[bytes] = []
+        self.started = self.ended = False
+
+    async def end(self) -> None:
+        """End a response whose app stopped half-way (see Guard.__call__)."""
+        if self.started and not self.ended:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.started = True
+        self.ended = message["type"] == "http.response.body" and not message.get("more_body")
         if message["type"] == "http.response.start":
             kept = [(k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")]
             message = {**message, "headers": [*kept, *self.extra]}
@@ -433,7 +441,8 @@ class Guard:
         root = scope.get("root_path", "")
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
         scope, user = self._identify(scope)
-        send_with_headers = _Outgoing(send, self.security_headers, self.on_response).send
+        outgoing = _Outgoing(send, self.security_headers, self.on_response)
+        send_with_headers = outgoing.send
 
         async def refuse(response: Response) -> None:
             await response(scope, receive, send_with_headers)
@@ -470,7 +479,17 @@ class Guard:
                 await refuse(self._too_large())
                 return
             receive = buffered
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except RuntimeError as exc:
+            # Gradio's queue/data, asked for a session it does not know, tells the client so in
+            # its event stream and then raises a 404 inside the stream it has begun: Starlette can
+            # only raise that again, and uvicorn logged two tracebacks for a plain refusal. A
+            # refusal that came after its response began is ended here, quietly; anything else
+            # is raised as before.
+            if not (outgoing.started and isinstance(exc.__cause__, StarletteHTTPException)):
+                raise
+            await outgoing.end()
 
     async def _buffered(self, receive: Receive) -> Receive | None:
         """A chunked body has no length to check first: read it up to the limit, then replay it."""
@@ -694,7 +713,25 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
         gr.mount_gradio_app(app, build_ui(tutor, ops, embed=True), path="/embed", css=CSS, head=HEAD, show_error=False)
         gr.mount_gradio_app(app, build_ui(tutor, ops), path="/", css=CSS, head=HEAD, show_error=False)
+        _refuse_unknown_events(app)
     return app
+
+
+def _refuse_unknown_events(app: FastAPI) -> None:
+    """An event the page does not have, named by a client (`/gradio_api/call/nothing`, a queue
+    request with `fn_index` 999), is a 404. Gradio raised FnIndexInferError or KeyError there: a
+    500 and a traceback in the log for a client's typo."""
+    from gradio.route_utils import FnIndexInferError
+    from starlette.routing import Mount
+
+    def no_such_event(_: Any, exc: Exception) -> Response:
+        return _json_response(404, "this page has no such event")
+
+    for route in app.routes:
+        page: Any = route.app if isinstance(route, Mount) else None
+        if hasattr(page, "get_blocks"):  # a mounted Gradio page
+            page.add_exception_handler(FnIndexInferError, no_such_event)
+            page.add_exception_handler(KeyError, no_such_event)
 
 
 def _login_page(request: Request, next_path: str, error: str, status: int = 200) -> HTMLResponse:
