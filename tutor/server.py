@@ -132,8 +132,8 @@ def ask_request_model(max_question_chars: int, max_answer_chars: int, presets: l
                 default_factory=list,
                 max_length=HISTORY_LIMIT,
                 description="Earlier turns as [user, assistant], plain text: a user turn at most max_question_chars "
-                f"characters, an assistant turn at most {ANSWER_CHARS_PER_TOKEN} a token of max_answer_tokens. The "
-                "model sees the last max_history_turns that fit in history_token_budget.",
+                f"characters, an assistant turn at most {max_answer_chars} ({ANSWER_CHARS_PER_TOKEN} for each token of "
+                "max_answer_tokens). The model reads the last max_history_turns that fit in history_token_budget.",
             ),
         ),
         "preset": (
