@@ -20,9 +20,11 @@ NESTED = "[" * 50_000 + "]" * 50_000
 
 API_CASES = [
     ("empty", {"question": ""}, 422, "question: String should have at least 1 character"),
-    ("whitespace", {"question": " \n\t "}, 422, "question: String should match pattern"),
+    ("whitespace", {"question": " \n\t "}, 422, "question: only spaces: write a question"),
     ("1 MB question", {"question": MEGABYTE}, 422, "question: String should have at most 2000 characters"),
-    ("binary bytes", {"question": "what is \x00\x01\x02 RAG?"}, 422, "question: String should match pattern"),
+    ("binary bytes", {"question": "what is \x00\x01\x02 RAG?"}, 422, "question: not plain text: it has control"),
+    ("NUL alone", {"question": "\x00"}, 422, "question: not plain text: it has control characters (such as NUL)"),
+    ("lone surrogate", {"question": "what is \ud800 RAG?"}, 422, "question: Input should be a valid string"),
     ("unknown preset", {"question": "What is RAG?", "preset": "pirate"}, 422, "preset: Input should be"),
     ("k too small", {"question": "What is RAG?", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ("k too large", {"question": "What is RAG?", "k": 99}, 422, "k: Input should be less than or equal to 20"),
@@ -37,6 +39,13 @@ API_CASES = [
     ("question wrong type", {"question": ["What", "is", "RAG?"]}, 422, "question: Input should be a valid string"),
     ("10,000 turns", {"question": "And then?", "history": [["q", "a"]] * 10_000}, 422, "at most 100 items"),
     ("history wrong shape", {"question": "And then?", "history": [["only one"]]}, 422, "history.0"),
+    # A lone surrogate in a turn reached the model's tokenizer: a 500 with a traceback (issue 11, item 5).
+    ("history lone surrogate", {"question": "And?", "history": [["what is \ud800?", "A"]]}, 422, "history.0.0: Input"),
+    ("answer lone surrogate", {"question": "And?", "history": [["Q", "\udfff"]]}, 422, "history.0.1: Input should be"),
+    ("history NUL", {"question": "And?", "history": [["Q", "A"], ["a\x00b", "A"]]}, 422, "turn 1, user side: not"),
+    # Each turn has a length limit (issue 11, item 3): a question's, and 16 characters a token of an answer.
+    ("long user turn", {"question": "And?", "history": [["q" * 2001, "A"]]}, 422, "history.0.0: String should have at"),
+    ("long answer turn", {"question": "And?", "history": [["Q", "a" * 2561]]}, 422, "history.0.1: String should have"),
     ("no question", {}, 422, "question: Field required"),
     ("not an object", ["What is RAG?"], 422, "Input should be a valid dictionary"),
 ]
@@ -53,10 +62,13 @@ RAW_CASES = [
 def test_the_api_refuses_bad_input_clearly(server: tuple[str, Path], route: str) -> None:
     url = server[0]
     for name, body, status, message in API_CASES:
-        response = httpx.post(url + route, json=body, timeout=60)
+        # Sent as JSON with \u escapes: httpx's own encoding cannot carry a lone surrogate.
+        raw = json.dumps(body).encode()
+        response = httpx.post(url + route, content=raw, headers={"Content-Type": "application/json"}, timeout=60)
         assert response.status_code == status, (name, response.status_code, response.text[:300])
         error = response.json()["error"]
         assert message in error and "\n" not in error and "Traceback" not in error, (name, error[:300])
+        assert "pattern" not in error and "^[" not in error, (name, error)  # plain words, not a regex
     for name, raw, message in RAW_CASES:
         response = httpx.post(url + route, content=raw, headers={"Content-Type": "application/json"}, timeout=60)
         assert 400 <= response.status_code < 500, (name, response.status_code, response.text[:300])
@@ -96,3 +108,20 @@ def test_the_cli_json_output_is_valid_with_odd_but_fine_text(index_copy: Path) -
     result = _tutor("ask", "--json", "Qu'est-ce que le RLHF ? 🤖 ما هو")
     assert result.returncode == 0, result.stderr.decode()[-500:]
     assert json.loads(result.stdout)["question"].startswith("Qu'est-ce que le RLHF")
+
+
+TURN_QUESTION = "Tell me more about how pre-training works, and why it needs so much text to learn from. " * 4
+TURN_ANSWER = "Pre-training teaches a model to predict the next token over a large corpus of text [1]. " * 14
+
+
+def test_a_long_history_is_cut_to_its_budget(server: tuple[str, Path]) -> None:
+    """Six long turns (each within its limits) are more than history_token_budget (1000): the
+    oldest are left out, the latest kept, and the answer says so (issue 11, item 3)."""
+    history = [[f"Turn {n}. {TURN_QUESTION}", TURN_ANSWER] for n in range(6)]
+    body = {"question": "And what is RLHF?", "history": history}
+    answer = httpx.post(server[0] + "api/ask", json=body, timeout=300).json()
+    sent = [message["content"] for message in answer["prompt"][1:-1]]  # between the system prompt and the question
+    assert 2 <= len(sent) < 2 * len(history), len(sent)
+    assert sent[-2] == history[-1][0] and sent[0].startswith(f"Turn {6 - len(sent) // 2}.")  # the latest, in order
+    assert f"the model read only its last {len(sent) // 2} turn" in " ".join(answer["warnings"]), answer["warnings"]
+    assert answer["in_scope"] is True and answer["attribution"] is not None

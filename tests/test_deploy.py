@@ -3,14 +3,19 @@ header, CORS, framing, the line of waiting questions, limits, logs and metrics."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+
+from tutor.server import SESSION_COOKIE, SESSION_SECONDS, issue_session, session_key
 
 from .conftest import INTRANET, TOKEN, sse_events
 
@@ -193,6 +198,104 @@ def test_serving_beyond_loopback_needs_auth(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode != 0 and "refusing to serve on 0.0.0.0 without auth" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "metrics", headers=BEARER).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> float:
+    """Seconds until `condition` held; an AssertionError if it did not within `seconds`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"not within {seconds} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _abandon(url: str, body: dict[str, str], after: float) -> None:
+    with contextlib.suppress(httpx.TimeoutException):
+        httpx.post(url + "api/ask", json=body, headers=BEARER, timeout=after)
+
+
+def _left(folder: Path) -> list[dict[str, object]]:
+    """The log lines of /api/ask questions whose client left first."""
+    lines = [json.loads(line) for line in (folder / "serve.log").read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("front_end") == "api" and line.get("outcome") == "left"]
+
+
+def test_a_json_client_that_leaves_frees_its_place(guarded: tuple[str, Path]) -> None:
+    """/api/ask gives up its place in the line, and its work, when its client leaves (issue 11,
+    item 2): abandoned requests used to be answered for nobody while others were refused 503."""
+    url, folder = guarded
+    before = len(_left(folder))
+    holder = threading.Thread(target=_stream_events, args=(url, [[]], 0))  # holds the model, connected
+    holder.start()
+    _wait_for(lambda: _metric(url, "tutor_model_busy") == 1.0, 60)
+    leaver = threading.Thread(target=_abandon, args=(url, LONG, 2.0))  # waits in the line, then leaves
+    leaver.start()
+    _wait_for(lambda: _metric(url, "tutor_queue_waiting") == 1.0, 2.0)
+    leaver.join()
+    # Noticed within a second (the line is checked each second), logged as left, the place free.
+    freed = _wait_for(lambda: len(_left(folder)) == before + 1, 2.0)
+    assert _metric(url, "tutor_queue_waiting") == 0.0
+    # The line (one place, TUTOR_MAX_WAITING=1) is open again: the next question is not refused.
+    assert httpx.post(url + "api/ask", json=ASK, headers=BEARER, timeout=300).status_code == 200
+    holder.join(timeout=300)
+    # A client holding the model leaves mid-answer: the answer stops at its next token, unexplained.
+    _abandon(url, LONG, 3.0)
+    stopped = _wait_for(lambda: _metric(url, "tutor_model_busy") == 0.0, 20)
+    assert len(_left(folder)) == before + 2 and _left(folder)[-1]["latency_s"] < 3.0 + 20  # type: ignore[operator]
+    assert 'tutor_http_responses_total{code="499"} 2.0' in httpx.get(url + "metrics", headers=BEARER).text
+    print(f"line freed {freed:.2f} s after its client left; the model {stopped:.2f} s after")
+
+
+def test_a_sign_in_cookie_is_signed_per_sign_in_expires_and_is_secure_behind_https(guarded: tuple[str, Path]) -> None:
+    """Issue 11, item 9: one fixed cookie for everyone, for ever, never Secure."""
+    url = guarded[0]
+    cookies = []
+    for headers in ({}, {"X-Forwarded-Proto": "https"}):  # the second from a trusted proxy (loopback)
+        response = httpx.post(url + "login", data={"token": TOKEN, "next": "/"}, headers=headers)
+        assert response.status_code == 303
+        set_cookie = response.headers["set-cookie"]
+        assert "Max-Age=43200" in set_cookie and "HttpOnly" in set_cookie
+        assert ("Secure" in set_cookie) == bool(headers), set_cookie
+        cookies.append(response.cookies[SESSION_COOKIE])
+    assert cookies[0] != cookies[1]  # a value of its own for each sign-in
+    for value in cookies:
+        assert httpx.get(url + "metrics", cookies={SESSION_COOKIE: value}).status_code == 200
+    key = session_key(TOKEN)
+    expired = issue_session(key, now=time.time() - SESSION_SECONDS - 1)
+    issued, nonce, mac = cookies[0].split(".")
+    for forged in (expired, f"{int(time.time()) + 3600}.{nonce}.{mac}", f"{issued}.{nonce}.{'0' * 64}", "1.2.3"):
+        assert httpx.get(url + "metrics", cookies={SESSION_COOKIE: forged}).status_code == 401, forged
+
+
+def test_readiness_names_the_engines_only_to_authorised_callers(guarded: tuple[str, Path]) -> None:
+    """Issue 11, item 9: /readyz is public, the engines' addresses are not."""
+    url = guarded[0]
+    public = httpx.get(url + "readyz").json()
+    assert public["status"] == "ready" and "llm_url" not in public and "chroma_url" not in public
+    private = httpx.get(url + "readyz", headers=BEARER).json()
+    assert {"llm_url", "chroma_url"} <= set(private)
+
+
+def test_records_are_readable_by_the_server_alone(guarded: tuple[str, Path]) -> None:
+    """History and feedback files 0600 in folders 0700 (issue 11, item 9)."""
+    url, folder = guarded
+    carol = {"X-Forwarded-User": "carol@example.org"}
+    assert httpx.post(url + "api/ask", json=ASK, headers=carol, timeout=300).status_code == 200
+    data = folder / "data"
+    files = list((data / "history").iterdir())
+    assert files
+    for path in [data, data / "history", *files]:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+    assert stat.S_IMODE((data / "gradio").stat().st_mode) == 0o700  # Gradio's copies of the exports
 
 
 def test_a_gradio_session_belongs_to_the_user_who_started_it(guarded: tuple[str, Path]) -> None:

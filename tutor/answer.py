@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -132,6 +132,33 @@ def check_question(question: str, limit: int) -> str:
     return question
 
 
+def fit_history(history: Sequence[Turn], budget: int, count_tokens: Callable[[str], int]) -> tuple[list[Turn], int]:
+    """The latest turns whose tokens fit in `budget`, and how many older ones were left out.
+
+    Every token of history is prefilled for the answer and again for each attribution pass: 100
+    long turns held the model 96 s where an answer takes 3. The oldest turns matter least to a
+    follow-up, so they go first. A turn that is not text (a lone surrogate) is refused here, where
+    the model's tokenizer would otherwise fail on it.
+    """
+    kept: list[Turn] = []
+    used = 0
+    for user_turn, assistant_turn in reversed(history):
+        if _NOT_TEXT.search(user_turn) or _NOT_TEXT.search(assistant_turn):
+            raise QuestionError("a turn of the history is not plain text (control characters or invalid UTF-8)")
+        used += count_tokens(user_turn) + count_tokens(assistant_turn)
+        if used > budget:
+            break
+        kept.append((user_turn, assistant_turn))
+    return kept[::-1], len(history) - len(kept)
+
+
+def history_left_out(kept: int) -> str:
+    """The warning of an answer whose history was cut to its budget."""
+    if not kept:
+        return "The conversation is long: the model read none of its earlier turns, only this question."
+    return f"The conversation is long: the model read only its last {kept} turn{'s' if kept > 1 else ''}."
+
+
 @dataclass(frozen=True)
 class PromptLayout:
     """How the passages are laid out for the model (settings passage_headings, evidence_sentence)."""
@@ -163,7 +190,7 @@ def compose_messages(
             f"[{n}] {_heading(p) if layout.headings else ''}{without_planted(p.text, p.planted)}"
             for n, p in reversed(list(enumerate(passages, start=1)))
         )
-        evidence = f"\n\nThe guides' most relevant sentence: \"{layout.evidence}\"" if layout.evidence else ""
+        evidence = f'\n\nThe guides\' most relevant sentence: "{layout.evidence}"' if layout.evidence else ""
         content = f"{PASSAGES_INTRO}\n{numbered}{evidence}\n\nQuestion: {question}"
     else:
         content = question
@@ -275,12 +302,13 @@ class Tutor:
         if k is not None and not 1 <= k <= 20:
             raise QuestionError(f"k must be between 1 and 20, not {k}")
         history = [turn for turn in history if not is_fixed_reply(turn[1])]
-        history = history[-s.max_history_turns :] if s.max_history_turns else []
+        recent = history[-s.max_history_turns :] if s.max_history_turns else []
+        history, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
         started = time.perf_counter()
         query = standalone_query(question, history)
         passages: list[Passage] = []
         corpus_version = ""
-        warnings: list[str] = []
+        warnings = [history_left_out(len(history))] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
         if refused:
             warnings.append(

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 answers deterministically.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question accepted, in characters.")
     max_history_turns: int = Field(6, ge=0, description="Most earlier turns sent to the model with a follow-up.")
+    history_token_budget: int = Field(1000, ge=0, description="Most tokens of earlier turns sent to the model; older turns beyond it are left out (the answer says so).")
 
     # Explanation.
     attribution: Literal["layered", "shapley", "off"] = Field("layered", description="Layer attribution: layered (2 scoring passes), shapley (3, symmetric between prompt and passages) or off.")

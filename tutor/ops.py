@@ -8,12 +8,15 @@ SSO header), each answer also goes to that user's history file.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +29,7 @@ LOG = logging.getLogger("tutor.requests")
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 HISTORY_KEPT = 200  # most recent answers a user's history returns
+EXPORTS_KEPT_SECONDS = 3600  # an export is downloaded at once; older ones are removed at the next export
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -50,10 +54,31 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def private_folder(path: Path) -> Path:
+    """`path` made with its missing parents, each readable by this user alone (0700): the records
+    hold what people asked, and other accounts on the machine have no business reading them."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _private_open(path: str, flags: int) -> int:
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)  # also a file made before records were private
+    return descriptor
+
+
+def write_private(path: Path, text: str, mode: str = "w") -> None:
+    """Write (or with mode "a", append) `text` to a file only this user can read (0600)."""
+    private_folder(path.parent)
+    with open(path, mode, encoding="utf-8", opener=_private_open) as out:
+        out.write(text)
+
+
 def _append(path: Path, record: dict[str, Any], lock: threading.Lock) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with lock, path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps({"time": _now(), **record}, ensure_ascii=False) + "\n")
+    with lock:
+        write_private(path, json.dumps({"time": _now(), **record}, ensure_ascii=False) + "\n", mode="a")
 
 
 def user_file_name(user: str) -> str:
@@ -90,6 +115,26 @@ class Records:
 
     def _history_file(self, user: str) -> Path:
         return self.data_dir / "history" / user_file_name(user)
+
+    def export(self, files: dict[str, str], now: float | None = None) -> list[Path]:
+        """Write one conversation export ({file name: text}) to a new private folder under
+        `data_dir/exports`, and remove the exports older than EXPORTS_KEPT_SECONDS.
+
+        Not the system's temp folder, where exports were readable by every account and never
+        removed. The page hands the paths to Gradio, which copies them into its own cache.
+        """
+        exports = private_folder(self.data_dir / "exports")
+        cutoff = (time.time() if now is None else now) - EXPORTS_KEPT_SECONDS
+        for old in exports.iterdir():
+            with contextlib.suppress(OSError):  # another export removed it first
+                if old.is_dir() and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old)
+        folder = Path(tempfile.mkdtemp(prefix="conversation-", dir=exports))  # 0700, a name nobody can guess
+        paths = []
+        for name, text in files.items():
+            paths.append(folder / Path(name).name)
+            write_private(paths[-1], text)
+        return paths
 
 
 class Metrics:

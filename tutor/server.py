@@ -18,11 +18,13 @@ import itertools
 import json
 import logging
 import os
+import re
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from hashlib import sha256
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
@@ -36,23 +38,38 @@ from .answer import Answer, Tutor
 from .errors import BusyError, ConfigError, IndexMissingError, TutorError
 from .gate import Queued
 from .gradio_guard import GradioGuard
-from .ops import Ops
+from .ops import Ops, private_folder
 from .prompts import NO_PRESET
 
 PUBLIC_ROUTES = ("/healthz", "/readyz", "/login")
-# The page takes no files: Gradio's upload route would let anyone store files on the server.
-BLOCKED_SUFFIXES = ("/gradio_api/upload",)
-# Plain text with at least one character that is not a space (the rule of answer.check_question).
+# The page takes no files and has no component with server functions: Gradio's routes that take
+# uploads (files, screen recordings, multipart component calls) would let anyone store or send
+# files to the server, and run history would make it call the Hugging Face Hub for a client.
+# ... and `stream/{event_id}`, which feeds data into a running event: the page has no streaming input.
+BLOCKED_ROUTES = re.compile(r"/gradio_api/(upload|process_recording|component_server|run-history/.*|stream/.*)/?$")
+# Plain text with at least one character that is not a space (the rule of answer.check_question);
+# a turn of the history may be blank. The schema shows the patterns; the validators check them,
+# and lone surrogates (what Python makes of bytes that are not UTF-8) too, in plain words.
 _CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 PLAIN_TEXT = f"^[^{_CONTROL}]*[^\\s{_CONTROL}][^{_CONTROL}]*$"
+TURN_TEXT = f"^[^{_CONTROL}]*$"
+NOT_TEXT = re.compile(f"[{_CONTROL}\\ud800-\\udfff]")
+NOT_TEXT_SAID = "not plain text: it has control characters (such as NUL), binary data or invalid UTF-8"
+# An assistant turn is an answer of at most max_answer_tokens tokens; a token of English text is
+# about 4 characters, and 16 leaves room for long ones (runs of spaces, code) and citation marks.
+ANSWER_CHARS_PER_TOKEN = 16
 HISTORY_LIMIT = 100  # turns a request may carry; more is a client bug, not a conversation
 USER_HEADER = b"x-tutor-user"  # set by Guard for the app, never taken from the client
 SESSION_COOKIE = "tutor_session"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+AUTHORISED = "tutor.authorised"  # in the scope: whether the caller passed the token check (public routes too)
+SESSION_SECONDS = 12 * 3600  # a sign-in lasts a working day
+CLIENT_LEFT = 499  # the status logged for a request whose client closed the connection first (nginx's)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+T = TypeVar("T")
 
 
 class AskFields(BaseModel):
@@ -74,26 +91,51 @@ class AskFields(BaseModel):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
         return value
 
+    @field_validator("question")
+    @classmethod
+    def _question_is_plain_text(cls, value: str) -> str:
+        """Checked here rather than by the schema's pattern, whose refusal would quote the regex."""
+        if not value.strip():
+            raise PydanticCustomError("blank", "only spaces: write a question")
+        if NOT_TEXT.search(value):
+            raise PydanticCustomError("not_text", NOT_TEXT_SAID)
+        return value
 
-def ask_request_model(max_question_chars: int, presets: list[str]) -> type[AskFields]:
+    @field_validator("history")
+    @classmethod
+    def _turns_are_plain_text(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A lone surrogate reached the model's tokenizer and failed there (a 500); refused here."""
+        for n, turn in enumerate(value):
+            for side, text in zip(("user", "assistant"), turn, strict=True):
+                if NOT_TEXT.search(text):
+                    said = "turn {n}, {side} side: " + NOT_TEXT_SAID
+                    raise PydanticCustomError("not_text", said, {"n": n, "side": side})
+        return value
+
+
+def ask_request_model(max_question_chars: int, max_answer_chars: int, presets: list[str]) -> type[AskFields]:
     """The request of /api/ask, with the limits and presets of this server in its schema."""
+    user_turn = Annotated[str, Field(max_length=max_question_chars, json_schema_extra={"pattern": TURN_TEXT})]
+    assistant_turn = Annotated[str, Field(max_length=max_answer_chars, json_schema_extra={"pattern": TURN_TEXT})]
     fields: dict[str, Any] = {
         "question": (
             str,
             Field(
                 min_length=1,
                 max_length=max_question_chars,
-                pattern=PLAIN_TEXT,
+                json_schema_extra={"pattern": PLAIN_TEXT},
                 description="The question: plain text (no control characters), not blank, at most "
                 "max_question_chars characters.",
             ),
         ),
         "history": (
-            list[tuple[str, str]],
+            list[tuple[user_turn, assistant_turn]],  # type: ignore[valid-type]
             Field(
                 default_factory=list,
                 max_length=HISTORY_LIMIT,
-                description="Earlier turns as [user, assistant]; the model sees the last max_history_turns.",
+                description="Earlier turns as [user, assistant], plain text: a user turn at most max_question_chars "
+                f"characters, an assistant turn at most {max_answer_chars} ({ANSWER_CHARS_PER_TOKEN} for each token of "
+                "max_answer_tokens). The model reads the last max_history_turns that fit in history_token_budget.",
             ),
         ),
         "preset": (
@@ -173,13 +215,24 @@ def _event(name: str, data: Any) -> str:
 _END = object()
 
 
-async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
+class _Failed:
+    """An exception of the blocking generator, carried to the event loop to be raised there."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+async def pumped(blocking: Iterator[T], gone: threading.Event | None = None) -> AsyncIterator[T]:
     """A blocking generator run in a thread of its own, closed soon after the client goes away.
 
     Left to Starlette, a generator whose client disconnected stays suspended and keeps its place
-    at the model (tutor.gate) for ever. Here the thread stops at the next piece and closes it.
-    A thread per stream, not a shared pool: a pool's workers could all be waiting in the line
-    while the stream that holds the model waits for a worker (the gate bounds the threads).
+    at the model (tutor.gate) for ever. Here the thread stops at the next piece and closes it:
+    when this async generator is closed (a stream whose client left), or when `gone` is set (a
+    JSON request whose client left, see `until_gone`). The pieces come at least every second
+    (tokens, or `Queued` while waiting), so the place is freed within a second. An exception of
+    the generator is raised here, in the request. A thread per request, not a shared pool: a
+    pool's workers could all be waiting in the line while the request that holds the model waits
+    for a worker (the gate bounds the threads).
     """
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -192,9 +245,11 @@ async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
     def pump() -> None:
         try:
             for item in blocking:
-                put(item)
-                if stop.is_set():
+                if stop.is_set() or (gone is not None and gone.is_set()):
                     break
+                put(item)
+        except Exception as exc:  # noqa: BLE001 (raised again in the request)
+            put(_Failed(exc))
         finally:
             close = getattr(blocking, "close", None)
             if close is not None:
@@ -204,14 +259,67 @@ async def pumped(blocking: Iterator[str]) -> AsyncIterator[str]:
     threading.Thread(target=pump, name="tutor-stream", daemon=True).start()
     try:
         while (item := await pieces.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
             yield item
     finally:
         stop.set()
 
 
-def session_value(token: str) -> str:
-    """What the login cookie holds: derived from the token, so the token itself is not stored."""
-    return hmac.new(token.encode(), b"tutor session", sha256).hexdigest()
+async def until_gone(request: Request, gone: threading.Event, every: float = 0.25) -> None:
+    """Set `gone` once the client has closed its connection (a JSON request has nothing to write
+    until its answer is done, so it would not notice otherwise)."""
+    while not gone.is_set():
+        if await request.is_disconnected():
+            gone.set()
+            return
+        await asyncio.sleep(every)
+
+
+def session_key(token: str) -> bytes:
+    """The key that signs login cookies: derived from the token, so that a cookie never holds it."""
+    return hmac.new(token.encode(), b"tutor session", sha256).digest()
+
+
+def issue_session(key: bytes, now: float | None = None) -> str:
+    """A login cookie of its own for each sign-in: issue time, a random nonce, and their HMAC.
+
+    One fixed value for everyone could not expire and, once seen, would work for ever; this one
+    is refused after SESSION_SECONDS, and changing the token ends every session.
+    """
+    signed = f"{int(time.time() if now is None else now)}.{secrets.token_hex(16)}"
+    return f"{signed}.{hmac.new(key, signed.encode(), sha256).hexdigest()}"
+
+
+def session_is_valid(key: bytes, value: bytes, now: float | None = None) -> bool:
+    """A cookie from `issue_session` with this key, not expired; bytes, so that any value is refused, never an error."""
+    issued, _, rest = value.partition(b".")
+    nonce, _, mac = rest.partition(b".")
+    if not (issued.isdigit() and len(issued) <= 12 and nonce and mac):
+        return False
+    expected = hmac.new(key, issued + b"." + nonce, sha256).hexdigest().encode()
+    age = (time.time() if now is None else now) - int(issued)
+    return hmac.compare_digest(mac, expected) and -60 <= age < SESSION_SECONDS
+
+
+def plain_error(body: bytes) -> bytes | None:
+    """`{"error": ...}` for a JSON refusal in another shape (Gradio's `{"detail": ...}`); None to keep it."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or "error" in found or "detail" not in found:
+        return None
+    detail = found["detail"]
+    if isinstance(detail, list):  # FastAPI's validation errors: where and what, as in invalid_request
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            if isinstance(e, dict)
+            else str(e)
+            for e in detail[:5]
+        )
+    said = " ".join(str(detail).split())[:300] or "refused"
+    return json.dumps({"error": said}, ensure_ascii=False).encode()
 
 
 def signed_in_as(headers: dict[bytes, bytes]) -> str | None:
@@ -230,22 +338,68 @@ def _json_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+class _Outgoing:
+    """What Guard does to one response on its way out: see Guard."""
+
+    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]], on_response: Callable[[int], None] | None) -> None:
+        self.send_on = send
+        self.extra = extra
+        self.on_response = on_response
+        self.held: MutableMapping[str, Any] | None = None  # the start of a JSON refusal, sent with its body
+        self.body: list[bytes] = []
+        self.started = self.ended = False
+
+    async def end(self) -> None:
+        """End a response whose app stopped half-way (see Guard.__call__)."""
+        if self.started and not self.ended:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.started = True
+        self.ended = message["type"] == "http.response.body" and not message.get("more_body")
+        if message["type"] == "http.response.start":
+            kept = [(k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")]
+            message = {**message, "headers": [*kept, *self.extra]}
+            if self.on_response:
+                self.on_response(int(message["status"]))
+            content_type = next((v for k, v in kept if k.lower() == b"content-type"), b"")
+            if int(message["status"]) >= 400 and content_type.startswith(b"application/json"):
+                self.held = message
+                return
+        elif message["type"] == "http.response.body" and self.held is not None:
+            self.body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            start, body = self.held, b"".join(self.body)
+            self.held = None
+            body = plain_error(body) or body
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await self.send_on({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            message = {"type": "http.response.body", "body": body}
+        await self.send_on(message)
+
+
 class Guard:
     """ASGI middleware in front of every route: body size, identity, auth, and security headers.
 
-    - Gradio's upload route is closed: the page has no file inputs.
+    - Gradio's upload routes are closed (BLOCKED_ROUTES): the page has no file inputs.
     - A body over `max_request_bytes` is refused with 413 before the app reads it.
     - The user is named by `trusted_user_header` only when the request comes straight from a
-      trusted proxy address; the app reads it from `x-tutor-user`, which clients cannot set.
-    - With `auth_token`, a request needs the bearer token, the login cookie, or a trusted user;
-      a browser asking for a page is sent to the login form, anything else gets 401.
+      trusted proxy address; the app reads it from `x-tutor-user`, which clients cannot set. Such
+      a proxy's `X-Forwarded-Proto: https` makes the request's scheme https (for Secure cookies).
+    - With `auth_token`, a request needs the bearer token, a login cookie, or a trusted user;
+      a browser asking for a page is sent to the login form, anything else gets 401. Public
+      routes learn whether the caller would have passed from `scope[AUTHORISED]`.
+    - Responses lose the CORS headers the app behind set (Gradio allows any origin whose Host is
+      not localhost, with credentials): CORS is the configured origins' alone, set outside.
+    - A JSON refusal in Gradio's shape (`{"detail": ...}`) is rewritten to the API's `{"error": ...}`.
     """
 
     def __init__(self, app: Any, settings: Any, on_response: Callable[[int], None] | None = None) -> None:
         self.app = app
         self.settings = settings
         self.token = settings.auth_token.get_secret_value() if settings.auth_token else None
-        self.session = session_value(self.token) if self.token else None
+        self.session_key = session_key(self.token) if self.token else None
         self.user_header = settings.trusted_user_header.lower().encode() if settings.trusted_user_header else None
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         ancestors = " ".join(settings.frame_ancestors) or "'none'"
@@ -264,15 +418,19 @@ class Guard:
             return False
         return address is not None and any(address in network for network in self.proxies)
 
-    def _identify(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    def _identify(self, scope: Scope) -> tuple[Scope, str | None]:
+        """The scope with the user (from a trusted proxy only) and the scheme the proxy was asked with."""
         headers = [(k, v) for k, v in scope.get("headers", []) if k != USER_HEADER]
-        user = None
-        if self.user_header and self._from_proxy(scope):
-            named = next((v for k, v in headers if k == self.user_header), b"").decode("latin-1").strip()
-            user = named[:200] or None
+        user, scheme = None, scope.get("scheme")
+        if self._from_proxy(scope):
+            found = dict(headers)
+            if self.user_header:
+                user = found.get(self.user_header, b"").decode("latin-1").strip()[:200] or None
+            if found.get(b"x-forwarded-proto", b"").strip().lower() == b"https":
+                scheme = "wss" if scope["type"] == "websocket" else "https"
         if user:
             headers.append((USER_HEADER, user.encode("latin-1")))
-        return headers, user
+        return {**scope, "headers": headers, "scheme": scheme}, user
 
     def _authorised(self, found: dict[bytes, bytes], user: str | None) -> bool:
         """Compared as bytes: a header with any bytes at all is refused, never an error."""
@@ -283,7 +441,7 @@ class Guard:
             return True
         for part in found.get(b"cookie", b"").split(b";"):
             name, _, value = part.strip().partition(b"=")
-            if name == SESSION_COOKIE.encode() and self.session and hmac.compare_digest(value, self.session.encode()):
+            if name == SESSION_COOKIE.encode() and self.session_key and session_is_valid(self.session_key, value):
                 return True
         return False
 
@@ -296,29 +454,24 @@ class Guard:
             return
         root = scope.get("root_path", "")
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
-        headers, user = self._identify(scope)
-        scope = {**scope, "headers": headers}
-
-        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.security_headers]}
-                if self.on_response:
-                    self.on_response(int(message["status"]))
-            await send(message)
+        scope, user = self._identify(scope)
+        outgoing = _Outgoing(send, self.security_headers, self.on_response)
+        send_with_headers = outgoing.send
 
         async def refuse(response: Response) -> None:
             await response(scope, receive, send_with_headers)
 
-        found = dict(headers)
+        found = dict(scope["headers"])
         if scope["type"] == "http":
             length = found.get(b"content-length", b"0")
             if not length.isdigit() or int(length) > self.settings.max_request_bytes:
                 await refuse(self._too_large())
                 return
-        if path.endswith(BLOCKED_SUFFIXES):
+        if BLOCKED_ROUTES.search(path):
             await refuse(_json_response(404, "not found"))
             return
-        if path not in PUBLIC_ROUTES and not self._authorised(found, user):
+        scope[AUTHORISED] = self._authorised(found, user)
+        if path not in PUBLIC_ROUTES and not scope[AUTHORISED]:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -340,7 +493,17 @@ class Guard:
                 await refuse(self._too_large())
                 return
             receive = buffered
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except RuntimeError as exc:
+            # Gradio's queue/data, asked for a session it does not know, tells the client so in
+            # its event stream and then raises a 404 inside the stream it has begun: Starlette can
+            # only raise that again, and uvicorn logged two tracebacks for a plain refusal. A
+            # refusal that came after its response began is ended here, quietly; anything else
+            # is raised as before.
+            if not (outgoing.started and isinstance(exc.__cause__, StarletteHTTPException)):
+                raise
+            await outgoing.end()
 
     async def _buffered(self, receive: Receive) -> Receive | None:
         """A chunked body has no length to check first: read it up to the limit, then replay it."""
@@ -392,7 +555,11 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
     ops = Ops(settings, waiting=lambda: tutor.gate.waiting, busy=lambda: tutor.gate.busy)
     app = FastAPI(title="tutor", description="Answers from the guides, with the layer that shaped each.")
     app.state.ops = ops
-    ask_body = ask_request_model(settings.max_question_chars, [*tutor.presets, NO_PRESET.name])
+    ask_body = ask_request_model(
+        settings.max_question_chars,
+        settings.max_answer_tokens * ANSWER_CHARS_PER_TOKEN,
+        [*tutor.presets, NO_PRESET.name],
+    )
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(_: Any, exc: StarletteHTTPException) -> Response:  # e.g. a body that is not JSON
@@ -423,10 +590,13 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        """The index and the model are loaded: questions can be answered."""
+    def readyz(request: Request) -> JSONResponse:
+        """The index and the model are loaded: questions can be answered. The engines' addresses
+        are said only to callers with the token: they name hosts of the private network."""
         retriever = tutor.retriever
-        engines = {"model": tutor.chat.name, "llm_url": settings.llm_url, "chroma_url": settings.chroma_url}
+        engines: dict[str, str | None] = {"model": tutor.chat.name}
+        if request.scope.get(AUTHORISED):
+            engines |= {"llm_url": settings.llm_url, "chroma_url": settings.chroma_url}
         if retriever is None or not retriever.chunk_count:
             return JSONResponse({"status": "no index", **engines}, status_code=503)
         return JSONResponse({"status": "ready", **engines, "corpus_version": retriever.corpus_version})
@@ -436,16 +606,29 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         """Prometheus metrics: questions by outcome, latencies, layer shares, the queue."""
         return Response(ops.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
-    def ask(body: AskFields, request: Request) -> dict[str, Any]:
+    async def ask(body: AskFields, request: Request) -> Any:
         """The whole answer with its sources and layer attribution (the JSON contract)."""
         started, user = time.perf_counter(), request.headers.get(USER_HEADER.decode())
+        # Answered in a thread of its own that stops, giving up its place at the model, when the
+        # client leaves: a JSON request would otherwise be answered to the end for nobody.
+        gone = threading.Event()
+        watch = asyncio.create_task(until_gone(request, gone))
+        answer: Answer | None = None
         try:
-            answer = tutor.ask(body.question, body.history, **_options(body)).to_dict()
+            async for item in pumped(tutor.stream(body.question, body.history, explain=True, **_options(body)), gone):
+                if isinstance(item, Answer):
+                    answer = item
         except TutorError as exc:
             ops.question_done("api", started=started, error=exc, user=user, question=body.question)
             raise
-        ops.question_done("api", started=started, answer=answer, user=user, question=body.question)
-        return answer
+        finally:
+            watch.cancel()
+        if gone.is_set() or answer is None:
+            ops.question_done("api", started=started, outcome="left", user=user, question=body.question)
+            return Response(status_code=CLIENT_LEFT)
+        done = answer.to_dict()
+        ops.question_done("api", started=started, answer=done, user=user, question=body.question)
+        return done
 
     def ask_stream(body: AskFields, request: Request) -> StreamingResponse:
         """Server-sent events: `queued` while waiting, `token` pieces, the `answer`, then its
@@ -515,7 +698,15 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
             return _login_page(request, next_path, "That token is not right.", status=401)
         root = request.scope.get("root_path", "")
         response = RedirectResponse(f"{root}{next_path}", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session_value(expected), httponly=True, samesite="lax", path=root or "/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            issue_session(session_key(expected)),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",  # the scheme a trusted proxy was asked with (Guard)
+            path=root or "/",
+        )
         return response
 
     if with_page:  # inside Guard: it sees the user that Guard named
@@ -538,7 +729,25 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
         gr.mount_gradio_app(app, build_ui(tutor, ops, embed=True), path="/embed", css=CSS, head=HEAD, show_error=False)
         gr.mount_gradio_app(app, build_ui(tutor, ops), path="/", css=CSS, head=HEAD, show_error=False)
+        _refuse_unknown_events(app)
     return app
+
+
+def _refuse_unknown_events(app: FastAPI) -> None:
+    """An event the page does not have, named by a client (`/gradio_api/call/nothing`, a queue
+    request with `fn_index` 999), is a 404. Gradio raised FnIndexInferError or KeyError there: a
+    500 and a traceback in the log for a client's typo."""
+    from gradio.route_utils import FnIndexInferError
+    from starlette.routing import Mount
+
+    def no_such_event(_: Any, exc: Exception) -> Response:
+        return _json_response(404, "this page has no such event")
+
+    for route in app.routes:
+        page: Any = route.app if isinstance(route, Mount) else None
+        if hasattr(page, "get_blocks"):  # a mounted Gradio page
+            page.add_exception_handler(FnIndexInferError, no_such_event)
+            page.add_exception_handler(KeyError, no_such_event)
 
 
 def _login_page(request: Request, next_path: str, error: str, status: int = 200) -> HTMLResponse:
@@ -569,6 +778,9 @@ def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
 
     check_exposure(tutor.settings, host)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's copies of the files it serves (the exports) in a private folder, not in the
+    # system's temp folder where every account could read them.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_folder(tutor.settings.data_dir / "gradio").resolve()))
     log = logging.getLogger("tutor.requests")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

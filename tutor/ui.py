@@ -10,10 +10,8 @@ from __future__ import annotations
 import html
 import json
 import re
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -489,10 +487,13 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
     def export(answers: list[dict[str, Any]]) -> Any:
         if not answers:
             return gr.update(value=None)
-        folder = Path(tempfile.mkdtemp(prefix="tutor-export-"))
-        (folder / "conversation.md").write_text(export_markdown(answers), encoding="utf-8")
-        (folder / "conversation.json").write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
-        return gr.update(value=[str(folder / "conversation.md"), str(folder / "conversation.json")], visible=True)
+        paths = ops.records.export(
+            {
+                "conversation.md": export_markdown(answers),
+                "conversation.json": json.dumps(answers, ensure_ascii=False, indent=1),
+            }
+        )
+        return gr.update(value=[str(path) for path in paths], visible=True)
 
     def compare(question: str, preset: str, k: int, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         started, user = time.perf_counter(), request_user(request)
