@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import html
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -504,6 +505,15 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         response = RedirectResponse(f"{root}{next_path}", status_code=303)
         response.set_cookie(SESSION_COOKIE, session_value(expected), httponly=True, samesite="lax", path=root or "/")
         return response
+
+    # The other doors, thin over the same tutor and behind the same Guard (MCP with the mcp extra).
+    from .openai_api import openai_router
+
+    app.include_router(openai_router(tutor, ops))
+    if importlib.util.find_spec("mcp") is not None:
+        from .mcp_server import mount_mcp
+
+        mount_mcp(app, tutor, ops)
 
     app.add_middleware(Guard, settings=settings, on_response=lambda code: ops.metrics.responses.labels(str(code)).inc())
     if settings.cors_origins:  # outside Guard, so that a preflight needs no token
