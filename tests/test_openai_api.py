@@ -37,9 +37,7 @@ def test_the_models_are_the_tutor_and_one_per_preset(server: tuple[str, Path]) -
 
 
 def test_a_completion_carries_citations_and_the_tutor_field(server: tuple[str, Path]) -> None:
-    completion = client(server).chat.completions.create(
-        model="tutor", messages=[{"role": "user", "content": QUESTION}]
-    )
+    completion = client(server).chat.completions.create(model="tutor", messages=[{"role": "user", "content": QUESTION}])
     text = completion.choices[0].message.content or ""
     assert completion.choices[0].finish_reason == "stop" and "[1]" in text
     extra: dict[str, Any] = completion.model_extra["tutor"]  # type: ignore[index]
