@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tutor import IndexStore, Retriever, Tutor, load_settings
 from tutor.embed import Embedder
+from tutor.errors import ModelError
 from tutor.prompts import load_presets
 from tutor.server import create_app
 
@@ -251,3 +252,32 @@ def test_the_doors_are_behind_the_same_token(guarded_app: TestClient) -> None:
         listed = app.post("/mcp", json=mcp_hello, headers={**mcp_headers, **auth})
         assert listed.status_code == 200, listed.text[:300]
         assert {tool["name"] for tool in listed.json()["result"]["tools"]} == {"ask", "search_guides"}
+
+
+class FailingChat(FakeChat):
+    """Says two words, then loses its model (an LLM server that went away mid-answer)."""
+
+    def stream(self, messages: list[Any], *, max_tokens: int, temperature: float) -> Any:
+        yield "Retrieval "
+        yield "augmented"
+        raise ModelError("the LLM server went away")
+
+
+def test_an_error_after_the_stream_began_is_an_error_chunk_then_done(index_copy: Path, embedder: Embedder) -> None:
+    tutor = Tutor(
+        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
+        chat=FailingChat(),
+        embedder=embedder,
+        presets=load_presets(ROOT / "prompts"),
+        settings=load_settings(),
+    )
+    body = {"model": "tutor", "stream": True, "messages": [USER]}
+    with TestClient(create_app(tutor)) as app, app.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[-2][6:]) == {
+        "error": {"message": "the LLM server went away", "type": "server_error", "code": 500}
+    }
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
+    assert text == "Retrieval augmented"
