@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -191,7 +191,9 @@ def _completion(model: str, answer: Answer, counted: dict[str, int]) -> dict[str
     }
 
 
-def _chunks(tutor: Tutor, model: str, items: Iterator[Any], include_usage: bool, done: Any) -> Iterator[str]:
+def _chunks(
+    tutor: Tutor, model: str, items: Iterator[Any], include_usage: bool, done: Callable[..., None]
+) -> Iterator[str]:
     """OpenAI's chunks: the role, the text as it comes, then a last chunk with `tutor` (after the
     attribution), the usage when asked for, and [DONE]. While the question waits for the model,
     SSE comments say how many are ahead (clients ignore comments)."""
