@@ -99,6 +99,44 @@ def test_same_text_at_two_paths_gets_distinct_ids() -> None:
     assert chunk_guide(a, SIZE, OVERLAP)[0].id != chunk_guide(b, SIZE, OVERLAP)[0].id
 
 
+def _chunks_split_by_hand(guide: Guide, size: int, overlap: int) -> list[tuple[str, str, int]]:
+    """The chunking before split_documents: each section split by size, its headings carried over by hand."""
+    from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
+    headers = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+    by_heading = MarkdownHeaderTextSplitter(headers_to_split_on=headers, strip_headers=True)
+    by_size = RecursiveCharacterTextSplitter(
+        chunk_size=size, chunk_overlap=overlap, separators=["\n\n", "\n", ". ", " ", ""], keep_separator="end"
+    )
+    found = []
+    for section_doc in by_heading.split_text(guide.text):
+        headings = [section_doc.metadata[h] for h in ("h1", "h2", "h3", "h4") if h in section_doc.metadata]
+        if headings and headings[0] == guide.title:
+            headings = headings[1:]
+        for piece in by_size.split_text(section_doc.page_content):
+            if piece.strip():
+                found.append((piece.strip(), " > ".join(headings), len(found)))
+    return found
+
+
+ODD_GUIDE = Guide(
+    "odd.md",
+    "Odd",
+    "Text before any heading.\n\n# Odd\n\n## Empty\n\n## Deep\n\n### Deeper\n\n#### Deepest\n\n"
+    + "A long line of words. " * 60
+    + "\n\n# Another title\n\nIts own words.\n",
+    "1" * 64,
+)
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(SIZE, OVERLAP), (120, 0), (1000, 200)])
+def test_split_documents_gives_the_same_chunks_as_splitting_by_hand(size: int, overlap: int) -> None:
+    """The idiomatic splitter calls changed no chunk: same texts, sections and positions."""
+    for guide in [*read_guides([CORPUS]), ODD_GUIDE]:
+        chunks = chunk_guide(guide, size, overlap)
+        assert [(c.text, c.section, c.position) for c in chunks] == _chunks_split_by_hand(guide, size, overlap)
+
+
 def test_incremental_ingest(small_corpus: Path, store: Store, embedder: Embedder) -> None:
     counting = CountingEmbedder(embedder)
     first = _ingest(small_corpus, store, counting)

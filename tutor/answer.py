@@ -315,27 +315,9 @@ class Tutor:
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
             )
         elif retrieval:
-            if self.retriever is None:
-                raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
-            found = self.retriever.search(query, limit=max(k or s.k, 8))
             # A question with a topic of its own is in or out of scope by itself, whatever came before.
             has_own_topic = query != question and not refers_back(question)
-            if has_own_topic and not is_covered(self.retriever.search(question, limit=8), s.min_score):
-                found = []
-            corpus_version = self.retriever.corpus_version
-            passages = select_for_prompt(
-                found,
-                k=k or s.k,
-                min_score=s.min_score,
-                margin=s.score_margin,
-                token_budget=s.passage_token_budget,
-                count_tokens=self.chat.count_tokens,
-            )
-            if s.widen_passages:
-                passages = self.retriever.widen(
-                    passages, token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens
-                )
-        passages = [replace(p, planted=planted_sentences(p.text)) for p in passages]
+            passages, corpus_version = self.retrieve(query, k=k, scope=question if has_own_topic else None)
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
             "it was left out of the prompt."
@@ -427,6 +409,37 @@ class Tutor:
         finally:
             if ticket is not None:
                 self.gate.leave(ticket)
+
+    def retrieve(self, query: str, *, k: int | None = None, scope: str | None = None) -> tuple[list[Passage], str]:
+        """The passages a search query puts in the prompt (search, select, widen; sentences that
+        read as instructions marked as planted) and the corpus version they come from.
+
+        `scope`, when given, is the text whose coverage decides whether any passage is used (the
+        question itself, when the query also carries the conversation). One function for the
+        tutor and for the doors that only search (tutor.langchain, MCP).
+        """
+        s = self.settings
+        if k is not None and not 1 <= k <= 20:
+            raise QuestionError(f"k must be between 1 and 20, not {k}")
+        if self.retriever is None:
+            raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
+        found = self.retriever.search(query, limit=max(k or s.k, 8))
+        if scope is not None and not is_covered(self.retriever.search(scope, limit=8), s.min_score):
+            found = []
+        corpus_version = self.retriever.corpus_version
+        passages = select_for_prompt(
+            found,
+            k=k or s.k,
+            min_score=s.min_score,
+            margin=s.score_margin,
+            token_budget=s.passage_token_budget,
+            count_tokens=self.chat.count_tokens,
+        )
+        if s.widen_passages:
+            passages = self.retriever.widen(
+                passages, token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens
+            )
+        return [replace(p, planted=planted_sentences(p.text)) for p in passages], corpus_version
 
     def explain(self, answer: Answer) -> Answer:
         """`_explain` for an answer already given; it waits its turn for the model."""

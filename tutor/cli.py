@@ -1,4 +1,4 @@
-"""The `tutor` command: ingest | ask | eval | presets | serve. A thin client of the core."""
+"""The `tutor` command: ingest | ask | eval | presets | serve | mcp. A thin client of the core."""
 
 from __future__ import annotations
 
@@ -153,6 +153,19 @@ def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> N
     tutor.warm_up()
     click.echo(f"the tutor is at http://{host}:{port}{root_path}/ (chat only, for a frame: {root_path}/embed/)")
     serve_http(tutor, host, port, root_path)
+
+
+@cli.command()
+def mcp() -> None:
+    """Serve the tutor to an MCP client over stdio (tools ask and search_guides, the guides as resources)."""
+    from .factory import build_tutor, index_store, ingest_from_settings
+    from .mcp_server import build_mcp
+
+    settings = _settings()
+    if index_store(settings).read_manifest() is None:  # stdout is the protocol's: say it on stderr
+        click.echo(f"no index yet: building it from {settings.corpus_dir} ...", err=True)
+        ingest_from_settings(settings, progress=True)
+    build_mcp(build_tutor(settings)).run("stdio")
 
 
 @cli.command()

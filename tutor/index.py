@@ -81,27 +81,26 @@ def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk
     )
     chunks: list[Chunk] = []
     prefix = hashlib.sha256(f"{guide.path}\0{guide.sha256}".encode()).hexdigest()[:16]
-    for section_doc in by_heading.split_text(guide.text):
-        headings = [section_doc.metadata[h] for h in ("h1", "h2", "h3", "h4") if h in section_doc.metadata]
+    # Each size-split piece keeps its section's heading metadata (LangChain's split_documents).
+    for piece in by_size.split_documents(by_heading.split_text(guide.text)):
+        text = piece.page_content.strip()
+        if not text:
+            continue
+        headings = [piece.metadata[h] for h in ("h1", "h2", "h3", "h4") if h in piece.metadata]
         if headings and headings[0] == guide.title:
             headings = headings[1:]
-        section = " > ".join(headings)
-        for piece in by_size.split_text(section_doc.page_content):
-            text = piece.strip()
-            if not text:
-                continue
-            position = len(chunks)
-            chunks.append(
-                Chunk(
-                    id=f"{prefix}-{position:04d}",
-                    text=text,
-                    guide=guide.title,
-                    path=guide.path,
-                    section=section,
-                    position=position,
-                    file_sha256=guide.sha256,
-                )
+        position = len(chunks)
+        chunks.append(
+            Chunk(
+                id=f"{prefix}-{position:04d}",
+                text=text,
+                guide=guide.title,
+                path=guide.path,
+                section=" > ".join(headings),
+                position=position,
+                file_sha256=guide.sha256,
             )
+        )
     return chunks
 
 

@@ -269,6 +269,13 @@ class Retriever:
             text = join_overlapping(text, self._texts[row])
         return text
 
+    def chunks(self) -> list[tuple[dict[str, Any], str]]:
+        """Every chunk of the current version as (metadata, text): the guides as indexed, for the
+        MCP server's resources, which show them without reading any file."""
+        with self._lock:
+            self.refresh()
+            return list(zip(self._metas, self._texts, strict=True))
+
     def close(self) -> None:
         self._client.close()
 

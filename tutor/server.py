@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import html
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -708,6 +709,15 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
             path=root or "/",
         )
         return response
+
+    # The other doors, thin over the same tutor and behind the same Guard (MCP with the mcp extra).
+    from .openai_api import openai_router
+
+    app.include_router(openai_router(tutor, ops))
+    if importlib.util.find_spec("mcp") is not None:
+        from .mcp_server import mount_mcp
+
+        mount_mcp(app, tutor, ops)
 
     if with_page:  # inside Guard: it sees the user that Guard named
         app.add_middleware(GradioGuard, identity=signed_in_as)
