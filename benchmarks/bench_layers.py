@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tutor import Tutor, build_tutor, load_settings
-    from tutor.answer import Answer
+    from tutor.answer import Explained
 
     tutor = build_tutor(load_settings(attribution="layered"))
     shapley = Tutor(
@@ -63,7 +63,7 @@ def main() -> None:
         single.append(time.perf_counter() - started)
         tutor.warm_up()
         started = time.perf_counter()
-        explained = [item for _, item in tutor.compare(question) if isinstance(item, Answer) and item.attribution]
+        explained = [e.answer for _, e in tutor.compare(question) if isinstance(e, Explained) and e.answer.attribution]
         compared.append(time.perf_counter() - started)
         assert len(explained) == 4
 

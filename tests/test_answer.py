@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tutor import Answer, IndexStore, Retriever, Tutor, load_settings
-from tutor.answer import OUT_OF_SCOPE_ANSWER, compose_messages
+from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Token, compose_messages
 from tutor.embed import Embedder
 from tutor.errors import PresetError, QuestionError
 from tutor.prompts import load_presets
@@ -39,9 +39,10 @@ def test_presets_shipped() -> None:
 def test_prompt_layout_system_first_best_passage_last(fake_tutor: tuple[Tutor, FakeChat]) -> None:
     tutor, chat = fake_tutor
     chat.replies.append(["Backpropagation adjusts the weights", " by the error."])
-    pieces = list(tutor.stream("What is backpropagation used for?", [("Hi", "Hello [1]")]))
-    answer = pieces[-1]
-    assert isinstance(answer, Answer) and "".join(p for p in pieces[:-1] if isinstance(p, str)) == answer.answer
+    events = list(tutor.stream("What is backpropagation used for?", [("Hi", "Hello [1]")]))
+    assert isinstance(events[-1], Answered)  # not asked to explain: no Explained follows
+    answer = events[-1].answer
+    assert "".join(e.text for e in events if isinstance(e, Token)) == answer.answer
     sent = chat.prompts[0]
     assert sent[0] == {"role": "system", "content": tutor.presets["tutor"].system_prompt}
     assert sent[1:3] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]

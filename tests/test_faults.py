@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import Token
 from tutor.cli import run as tutor_cli
 from tutor.corpus import read_guides
 from tutor.embed import Embedder
@@ -159,7 +160,7 @@ def test_the_llm_server_killed_mid_answer(tmp_path: Path, real_tutor: Tutor) -> 
         stream = tutor.stream("What are the five layers of AI model training?")
         with pytest.raises(ModelError, match="failed mid-answer|not reachable") as failure:
             for item in stream:
-                if isinstance(item, str) and item.strip():
+                if isinstance(item, Token) and item.text.strip():
                     process.kill()  # mid-answer
                     process.wait()
         assert "\n" not in str(failure.value)

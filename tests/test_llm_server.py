@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tutor import Tutor
+from tutor.answer import Token
 from tutor.cli import run
 from tutor.errors import ModelError
 from tutor.gate import ModelGate
@@ -29,7 +30,7 @@ def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor
         presets=real_tutor.presets,
         settings=real_tutor.settings,
     )
-    pieces = [item for item in tutor.stream("What are the five layers of AI model training?") if isinstance(item, str)]
+    pieces = [e.text for e in tutor.stream("What are the five layers of AI model training?") if isinstance(e, Token)]
     answer = tutor.ask("What are the five layers of AI model training?", explain=False)
     assert len(pieces) > 3 and answer.model.startswith("qwen2.5-coder-0.5b")
     assert re.search(r"pre-?training", answer.answer, re.IGNORECASE) and answer.in_scope is True

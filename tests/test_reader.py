@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tutor import Answer, IndexStore, Retriever, Tutor, load_settings
-from tutor.answer import OUT_OF_SCOPE_ANSWER, is_fixed_reply
+from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor.answer import OUT_OF_SCOPE_ANSWER, Explained, is_fixed_reply
 from tutor.embed import Embedder
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.prompts import load_presets
@@ -112,8 +112,7 @@ def test_compare_with_both_layers_gives_the_guides_figures(real_tutor: Tutor) ->
         ("How long does the pre-training layer take?", r"month"),
         ("What does prompting cost, and how quickly does it work?", r"seconds|cheap"),
     ):
-        finished = [item for way, item in real_tutor.compare(question) if way == 3 and isinstance(item, Answer)]
-        both = finished[-1]
+        both = next(e.answer for way, e in real_tutor.compare(question) if way == 3 and isinstance(e, Explained))
         assert both.in_scope is True and re.search(fact, both.answer, re.IGNORECASE), both.answer
         assert verdict(both.to_dict()).startswith("Mostly"), verdict(both.to_dict())
 

@@ -1,6 +1,6 @@
 """tutor: a local chat tutor that answers from guides and shows which layer shaped each answer."""
 
-from .answer import Answer, Tutor
+from .answer import Answer, Answered, Event, Explained, Token, Tutor
 from .config import Settings, load_settings
 from .corpus import Guide, find_guide_files, read_guide
 from .errors import TutorError
@@ -10,12 +10,16 @@ from .retrieve import Passage, Retriever
 
 __all__ = [
     "Answer",
+    "Answered",
+    "Event",
+    "Explained",
     "Guide",
     "IndexStore",
     "Passage",
     "Retriever",
     "Settings",
     "Tutor",
+    "Token",
     "TutorError",
     "build_embedder",
     "build_tutor",

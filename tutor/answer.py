@@ -247,6 +247,31 @@ def is_fixed_reply(text: str) -> bool:
     return text.strip() in (OUT_OF_SCOPE_ANSWER, INSTRUCTIONS_REPLY) or text.strip().startswith(NOT_COVERED)
 
 
+@dataclass(frozen=True)
+class Token:
+    """A piece of the answer's text, as the model writes it (citations added at sentence ends)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The finished answer, before its attribution (which follows as Explained, when asked for)."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The same answer with its layer attribution."""
+
+    answer: Answer
+
+
+# What Tutor.stream yields; front ends match on the type, never on order or count.
+Event = Token | Queued | Answered | Explained
+
+
 COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
 # The live RAG demonstration: one question, the layers added one by one (label, system prompt, passages).
 COMPARE_WAYS = (
@@ -287,9 +312,9 @@ class Tutor:
         k: int | None = None,
         max_tokens: int | None = None,
         explain: bool = False,
-    ) -> Iterator[str | Queued | Answer]:
-        """Yield the answer's text as it is generated, then the finished Answer, then (`explain`)
-        the same Answer with its attribution.
+    ) -> Iterator[Event]:
+        """Yield Token pieces as the answer is generated, then Answered, then (`explain`) Explained
+        with the attribution.
 
         While the model is busy with other questions, Queued items say how many are ahead; a full
         line raises BusyError before anything is yielded. The model is held through the
@@ -339,7 +364,7 @@ class Tutor:
         try:
             if ticket is None:
                 messages = []
-                yield citer.feed(INSTRUCTIONS_REPLY if refused else OUT_OF_SCOPE_ANSWER)
+                yield Token(citer.feed(INSTRUCTIONS_REPLY if refused else OUT_OF_SCOPE_ANSWER))
             else:
                 # Said at once, then every second: a client that left is then noticed and its place freed.
                 ahead = self.gate.ahead(ticket, timeout=0)
@@ -364,10 +389,10 @@ class Tutor:
                     generated += piece
                     shown = citer.feed(piece)
                     if shown:
-                        yield shown
+                        yield Token(shown)
             rest = citer.finish()
             if rest:
-                yield rest
+                yield Token(rest)
             if in_scope and NOT_COVERED_SAID.search(citer.text):
                 in_scope = False
             planted = [sentence for p in passages for sentence in p.planted]
@@ -403,9 +428,9 @@ class Tutor:
                 warnings=tuple(warnings),
                 generation=generation if ticket is not None else None,
             )
-            yield answer
+            yield Answered(answer)
             if explain:
-                yield self._explain(answer)
+                yield Explained(self._explain(answer))
         finally:
             if ticket is not None:
                 self.gate.leave(ticket)
@@ -495,10 +520,10 @@ class Tutor:
 
     def compare(
         self, question: str, history: Sequence[Turn] = (), *, preset: str | None = None, k: int | None = None
-    ) -> Iterator[tuple[int, str | Queued | Answer]]:
-        """Answer one question the four ways of COMPARE_WAYS, yielding (way, text piece or Answer).
+    ) -> Iterator[tuple[int, Event]]:
+        """Answer one question the four ways of COMPARE_WAYS, yielding (way, event).
 
-        Each way yields its streamed text, its Answer, then the Answer again with its attribution,
+        Each way yields its Token pieces, Answered, then Explained with its attribution,
         scored at once while the model still holds that answer's log-probabilities. Answers are
         capped at COMPARE_MAX_TOKENS so that four columns stay comparable and readable in a room.
         """
@@ -529,8 +554,8 @@ class Tutor:
     def ask(self, question: str, history: Sequence[Turn] = (), *, explain: bool = True, **options: Any) -> Answer:
         """The finished answer, without streaming, and with its attribution unless `explain` is off."""
         answer = None
-        for item in self.stream(question, history, explain=explain, **options):
-            if isinstance(item, Answer):
-                answer = item
+        for event in self.stream(question, history, explain=explain, **options):
+            if isinstance(event, Answered | Explained):
+                answer = event.answer  # Explained, when it comes, is the last
         assert answer is not None, "the answer stream ended without an Answer"
         return answer

@@ -60,7 +60,7 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     """Answer QUESTION from the guides, with its sources (`-` reads the question from stdin)."""
     if question == "-":
         question = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
-    from .answer import Answer, check_question
+    from .answer import Answer, Answered, Explained, Token, check_question
     from .explain import describe_layers
     from .factory import build_tutor
     from .prompts import load_presets, pick_preset
@@ -70,11 +70,12 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     pick_preset(load_presets(settings.prompts_dir), preset or settings.preset)
     tutor = build_tutor(settings, retrieval=not no_retrieval)
     answer: Answer | None = None
-    for item in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k, explain=True):
-        if isinstance(item, Answer):
-            answer = item  # the last one carries the attribution
-        elif isinstance(item, str) and not as_json:
-            click.echo(item, nl=False)
+    for event in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k, explain=True):
+        match event:
+            case Answered(answer=finished) | Explained(answer=finished):
+                answer = finished  # Explained, the last, carries the attribution
+            case Token(text=text) if not as_json:
+                click.echo(text, nl=False)
     assert answer is not None
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))

@@ -22,7 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is part of the test install
     raise ImportError("tutor.langchain needs LangChain: pip install 'tutor[langchain]'") from exc
 
-from .answer import Answer, Tutor, check_question
+from .answer import Answered, Token, Tutor, check_question
 from .conversation import split_messages
 from .errors import QuestionError
 from .injection import without_planted
@@ -132,10 +132,10 @@ class TutorRunnable(Runnable[Any, dict[str, Any]]):
     def _tokens(self, values: Iterator[Any], **options: Any) -> Iterator[str]:
         history, question = conversation(next(iter(values)))
         options = {**self.options, **self._checked(options), "explain": False}
-        for item in self.tutor.stream(question, history, **options):
-            if isinstance(item, str):
-                yield item
-            elif isinstance(item, Answer):
+        for event in self.tutor.stream(question, history, **options):
+            if isinstance(event, Token):
+                yield event.text
+            elif isinstance(event, Answered):
                 return
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: A002

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 
-from .answer import Answer, Tutor
+from .answer import Answer, Answered, Explained, Token, Tutor
 from .conversation import split_messages
 from .errors import BusyError, IndexMissingError, TutorError
 from .gate import Queued
@@ -203,13 +203,14 @@ def _chunks(
     try:
         yield _chunk(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         answer = None
-        for item in items:
-            if isinstance(item, Answer):
-                answer = item
-            elif isinstance(item, Queued):
-                yield f": queued, {item.ahead} ahead\n\n"
-            elif item:
-                yield _chunk(base, choices=[{"index": 0, "delta": {"content": item}, "finish_reason": None}])
+        for event in items:
+            match event:
+                case Answered(answer=given) | Explained(answer=given):
+                    answer = given
+                case Queued(ahead=ahead):
+                    yield f": queued, {ahead} ahead\n\n"
+                case Token(text=text) if text:
+                    yield _chunk(base, choices=[{"index": 0, "delta": {"content": text}, "finish_reason": None}])
         assert answer is not None, "the answer stream ended without an Answer"
         final = _chunk(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], tutor=answer.to_dict())
         yield final

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .answer import Answer, Tutor
+from .answer import Answer, Answered, Explained, Token, Tutor
 from .errors import BusyError, ConfigError, IndexMissingError, TutorError
 from .gate import Queued
 from .gradio_guard import GradioGuard
@@ -616,9 +616,9 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
         watch = asyncio.create_task(until_gone(request, gone))
         answer: Answer | None = None
         try:
-            async for item in pumped(tutor.stream(body.question, body.history, explain=True, **_options(body)), gone):
-                if isinstance(item, Answer):
-                    answer = item
+            async for event in pumped(tutor.stream(body.question, body.history, explain=True, **_options(body)), gone):
+                if isinstance(event, Answered | Explained):
+                    answer = event.answer
         except TutorError as exc:
             ops.question_done("api", started=started, error=exc, user=user, question=body.question)
             raise
@@ -648,17 +648,21 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
             finished = False
             try:
-                answers: list[dict[str, Any]] = []
-                for item in itertools.chain((first,), stream):
-                    if isinstance(item, Answer):
-                        answers.append(item.to_dict())
-                        yield _event("answer" if len(answers) == 1 else "attribution", answers[-1])
-                    elif isinstance(item, Queued):
-                        yield _event("queued", {"ahead": item.ahead})
-                    else:
-                        yield _event("token", {"text": item})
+                last: dict[str, Any] = {}
+                for event in itertools.chain((first,), stream):
+                    match event:
+                        case Answered(answer=answer):
+                            last = answer.to_dict()
+                            yield _event("answer", last)
+                        case Explained(answer=answer):
+                            last = answer.to_dict()
+                            yield _event("attribution", last)
+                        case Queued(ahead=ahead):
+                            yield _event("queued", {"ahead": ahead})
+                        case Token(text=text):
+                            yield _event("token", {"text": text})
                 finished = True
-                done(answer=answers[-1])  # after the stream ended: the model is free again
+                done(answer=last)  # after the stream ended: the model is free again
             except TutorError as exc:
                 finished = True
                 done(error=exc)
