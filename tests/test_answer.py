@@ -148,7 +148,7 @@ def test_compose_without_passages_is_plain() -> None:
 def test_real_model_answers_from_the_guides(real_tutor: Tutor, question: str, facts: list[str]) -> None:
     answer = real_tutor.ask(question)
     assert answer.in_scope is True and answer.sources
-    assert answer.model == PACKAGED_MODELS[load_settings().model].file.removesuffix(".gguf")
+    assert answer.model in {model.file.removesuffix(".gguf") for model in PACKAGED_MODELS.values()}
     for fact in facts:
         assert re.search(fact, answer.answer, re.IGNORECASE), (fact, answer.answer)
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
