@@ -244,7 +244,7 @@ def server_store(chroma_server: str, tmp_path: Path) -> ChromaServerStore:
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m llama_cpp.server` with the default model; yields its /v1 URL."""
-    settings = load_settings()  # TUTOR_MODEL=fast runs these on the small model too
+    settings = load_settings()  # the model real_tutor loads: TUTOR_MODEL in the environment pytest runs in
     model = resolve_model_path(None, None, settings.cache_dir, settings.model)
     port = free_port()
     log_path = tmp_path_factory.mktemp("llm-server") / "server.log"

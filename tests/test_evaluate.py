@@ -141,7 +141,7 @@ def _write_set(path: Path) -> None:
         {"id": "q01", "question": "What does it cost?", "history": [["What is pre-training?", "A base model."]],
          "facts": [["\\$10M", "million"]], "source_phrase": "$10M-$100M+"},
         {"id": "x02", "question": "Who won the football world cup in 2010?", "facts": [], "out_of_scope": True},
-        {"id": "s01", "question": "How long does pre-training take, roughly?", "facts": [["month"], ["year"]],
+        {"id": "s01", "question": "How long does pre-training take, roughly?", "facts": [["month"], ["year"], ["day"]],
          "source_phrase": "months"},
         {"id": "o01", "question": "What is the capital of Australia?", "facts": [], "out_of_scope": True},
     ]  # fmt: skip
@@ -160,7 +160,9 @@ def test_eval_prints_both_halves_and_all(
     assert printed[1].split() == ["tune", "hold-out", "all"]
     rows = {line[:24].strip(): line[24:].split() for line in printed[2:]}
     assert rows["questions"] == ["2", "3", "5"]
-    assert rows["fact recall (facts)"] == ["0.500", "(2)", "0.500", "(2)", "0.500", "(4)"]  # months, not cost/years
+    # found: p01 1 of 1, q01 0 of 1 (no cost), s01 1 of 3 (months, not years or days)
+    assert rows["fact recall (facts)"] == ["0.500", "(2)", "0.333", "(3)", "0.400", "(5)"]
+    assert rows["recall per question"] == ["0.500", "0.333", "0.444"]  # (1 + 0 + 1/3) / 3
     assert rows["out of scope flagged"] == ["0/0", "2/2", "2/2"]
     assert rows["in scope refused"] == ["0/2", "0/1", "0/3"]
     assert rows["answer words p50"] == ["6", "6", "6"]  # "[1]" is not a word

@@ -143,7 +143,7 @@ def test_the_chroma_server_down_and_back(tmp_path: Path, embedder: Embedder) -> 
 def test_the_llm_server_killed_mid_answer(tmp_path: Path, real_tutor: Tutor) -> None:
     """The client gets one clear error, and the next question works once the server is back."""
     port = free_port()
-    settings = load_settings()  # TUTOR_MODEL=fast runs these on the small model too
+    settings = load_settings()  # the model real_tutor loads: TUTOR_MODEL in the environment pytest runs in
     model = resolve_model_path(None, None, settings.cache_dir, settings.model)
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", "2048"]  # fmt: skip

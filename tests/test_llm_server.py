@@ -32,7 +32,7 @@ def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor
     )
     pieces = [e.text for e in tutor.stream("What are the five layers of AI model training?") if isinstance(e, Token)]
     answer = tutor.ask("What are the five layers of AI model training?", explain=False)
-    assert len(pieces) > 3 and answer.model.startswith("qwen2.5-coder-0.5b")
+    assert len(pieces) > 3 and answer.model == real_tutor.chat.name  # the same model file
     assert re.search(r"pre-?training", answer.answer, re.IGNORECASE) and answer.in_scope is True
     assert {n for s in answer.sentences for n in s.supported_by} == {
         int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -154,10 +155,14 @@ def run_eval(
 
 
 def _percentile(values: list[float], q: float) -> float | None:
+    """Linear between the two nearest values, so that p50 is the median of an even count too."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 3)
 
 
 def _rate(values: list[bool]) -> float | None:
@@ -165,9 +170,14 @@ def _rate(values: list[bool]) -> float | None:
 
 
 def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """The scores of some answered questions. Times and length are over the in-scope questions."""
+    """The scores of some answered questions. Times and length are over the in-scope questions.
+
+    Fact recall is given two ways: the share of all facts found (the project's figure so far), and
+    the mean over questions of the share of each one's facts found (../shared/eval/README.md).
+    """
     in_scope = [o for o in outcomes if not o.out_of_scope]
     found = [fact for o in in_scope for fact in o.facts_found]
+    shares = [sum(o.facts_found) / len(o.facts_found) for o in in_scope if o.facts_found]
     hits = [o.source_hit for o in in_scope if o.source_hit is not None]
     flagged = [o.refused for o in outcomes if o.out_of_scope]
     first_token = [o.first_token_s for o in in_scope if o.first_token_s is not None]
@@ -177,6 +187,8 @@ def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "questions": len(outcomes),
         "fact_recall": _rate(found),
         "facts": len(found),
+        # ../shared/eval/README.md's definition: a question with five facts weighs as much as one with one.
+        "fact_recall_per_question": round(statistics.fmean(shares), 3) if shares else None,
         "source_hit_rate": _rate(hits),
         "source_questions": len(hits),
         "out_of_scope_flagged": sum(flagged),
@@ -209,6 +221,7 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("questions", str(s["questions"])),
         ("fact recall (facts)", f"{_number(s['fact_recall'], 3)} ({s['facts']})"),
+        ("recall per question", _number(s["fact_recall_per_question"], 3)),
         ("source hit (questions)", f"{_number(s['source_hit_rate'], 3)} ({s['source_questions']})"),
         ("out of scope flagged", f"{s['out_of_scope_flagged']}/{s['out_of_scope_questions']}"),
         ("in scope refused", f"{s['in_scope_refused']}/{s['in_scope_questions']}"),
