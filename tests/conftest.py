@@ -144,6 +144,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server: asked first, killed if it is still busy (a scoring request) after 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
     """Wait until `url` answers; fail with the server's log if it exits or takes too long."""
     deadline = time.monotonic() + seconds
@@ -188,8 +198,7 @@ def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(url, process, folder / "serve.log", 180)
     yield url, folder / "data"
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
     assert "Traceback" not in (folder / "serve.log").read_text()
 
 
@@ -211,8 +220,7 @@ def guarded(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(url + "healthz", process, folder / "serve.log", 180)
     yield url, folder
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
     assert "Traceback" not in (folder / "serve.log").read_text()
 
 
@@ -228,8 +236,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     wait_for_http(url + "/api/v2/heartbeat", process, folder / "chroma.log", 60)
     yield url
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
 
 
 @pytest.fixture
@@ -270,5 +277,4 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/v1"
     wait_for_http(url + "/models", process, log_path, 120)
     yield url
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)

@@ -25,7 +25,7 @@ from .conftest import free_port
 def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor, llm_server: str) -> None:
     tutor = Tutor(
         retriever=real_tutor.retriever,
-        chat=OpenAIChat(llm_server),
+        chat=OpenAIChat(llm_server, timeout=900),  # its server scores slowly: see the README
         embedder=real_tutor.embedder,
         presets=real_tutor.presets,
         settings=real_tutor.settings,
@@ -47,7 +47,7 @@ def test_answers_stream_from_the_server_with_checked_citations(real_tutor: Tutor
 
 def test_parallel_answers_each_keep_their_own_log_probabilities(real_tutor: Tutor, llm_server: str) -> None:
     """Issue 11.10: two answers generated at once on the server; each attribution scores its own tokens."""
-    chat = OpenAIChat(llm_server)
+    chat = OpenAIChat(llm_server, timeout=900)
     tutor = Tutor(
         retriever=real_tutor.retriever,
         chat=chat,
