@@ -71,13 +71,19 @@ CSS = """
 .why details { margin: .5em 0; } .why summary { cursor: pointer; font-weight: 600; }
 .why .figures td, .why .figures th { padding: .1em .5em; text-align: left; vertical-align: top; }
 .why .cut { color: #6E6E6E; font-style: italic; }
-.why-back, .why-open { display: none; }
 .notice { color: #B00020; font-weight: 600; }
 #question-error { margin-top: -.4em; }
 #chat .explained { outline: 3px solid #E69F00; outline-offset: 2px; }
 .embed-sources summary { cursor: pointer; }
 .embed-sources details { margin: .2em 0 .2em 1em; }
 footer { display: none !important; }
+"""
+
+# Rules that depend on a class the page's script sets on <html>, and the narrow-screen layouts: in
+# HEAD, as written (Gradio prefixes the rules of `css` with its container, which no <html> rule
+# survives, and the prefixed rules would outweigh these).
+PAGE_CSS = """
+.why-back, .why-open { display: none; }
 #compare-row[data-shown="1"] > :nth-child(n+2), #compare-row[data-shown="2"] > :nth-child(n+3),
 #compare-row[data-shown="3"] > :nth-child(n+4) { visibility: hidden; }
 html.tutor-presenter .gradio-container { max-width: none !important; width: 100% !important;
@@ -90,8 +96,8 @@ html.tutor-presenter .layer-bar { height: 1.8em; }
 @media (max-width: 700px) {
   #why-column { position: fixed; inset: 0; z-index: 1000; margin: 0; padding: .8em; overflow-y: auto;
     background: var(--background-fill-primary, #fff); transform: translateX(105%); transition: transform .2s; }
-  html.why-open #why-column { transform: none; }
-  html.why-open body { overflow: hidden; }
+  html.tutor-drawer #why-column { transform: none; }
+  html.tutor-drawer body { overflow: hidden; }
   .why-back { display: inline-block; position: sticky; top: 0; z-index: 1; font-size: 1.05em; padding: .5em .9em;
     border-radius: 6px; border: 1px solid #999; background: var(--background-fill-primary, #fff); }
   .why-open { display: inline-block; font-size: 1em; padding: .4em .8em; border-radius: 6px; border: 1px solid #999; }
@@ -108,7 +114,10 @@ html.tutor-presenter .layer-bar { height: 1.8em; }
 # the panel first has to switch to that answer (the chat's select event does that on the server),
 # and on a narrow screen the panel opens as a drawer with a way back. Copying an answer gives plain
 # text: [1] instead of the citation's Markdown link.
-HEAD = """
+HEAD = (
+    "<style>"
+    + PAGE_CSS
+    + """</style>
 <script>
 (() => {
   let pending = null;
@@ -117,7 +126,7 @@ HEAD = """
     if (!target) return false;
     for (let d = target.closest('details'); d; d = d.parentElement && d.parentElement.closest('details')) d.open = true;
     if (target.closest('#why-column') && window.matchMedia('(max-width: 700px)').matches) {
-      document.documentElement.classList.add('why-open');
+      document.documentElement.classList.add('tutor-drawer');
     }
     target.scrollIntoView({behavior: 'smooth', block: 'center'});
     target.classList.add('flash');
@@ -126,12 +135,12 @@ HEAD = """
   };
   document.addEventListener('click', (event) => {
     if (event.target.closest('.why-back')) {
-      document.documentElement.classList.remove('why-open');
+      document.documentElement.classList.remove('tutor-drawer');
       const marked = document.querySelector('#chat .explained');
       if (marked) marked.scrollIntoView({block: 'center'});
       return;
     }
-    if (event.target.closest('.why-open')) { document.documentElement.classList.add('why-open'); return; }
+    if (event.target.closest('.why-open')) { document.documentElement.classList.add('tutor-drawer'); return; }
     const link = event.target.closest('a[href^="#passage-"]');
     if (!link) return;
     event.preventDefault();
@@ -169,6 +178,7 @@ HEAD = """
 })();
 </script>
 """
+)
 
 PRESENTER_JS = "(on) => { document.documentElement.classList.toggle('tutor-presenter', on); return on; }"
 # The compare view's step control, in the browser alone: the four answers stream as before, and the
@@ -570,8 +580,9 @@ def embed_footer(answer: dict[str, Any], turn: int = 1, min_score: float = DEFAU
             + f"</summary>{html.escape(s['text'])}</details>"
             for s in sources
         )
-        names = " ".join(f"[{s['n']}]" for s in counted) or "none close enough"
-        parts.append(f'<details class="embed-sources"><summary>Sources: {names}</summary>{items}</details>')
+        names = " ".join(f"[{s['n']}]" for s in counted or sources)
+        kind = "Sources" if counted else "Related passages"
+        parts.append(f'<details class="embed-sources"><summary>{kind}: {names}</summary>{items}</details>')
     if answer.get("attribution"):
         parts.append(f"<small>Shaped by: {html.escape(describe_layers(answer['attribution']))}</small>")
     parts += [f"<small>⚠ {html.escape(warning)}</small>" for warning in answer.get("warnings") or []]
