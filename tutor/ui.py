@@ -72,7 +72,6 @@ CSS = """
 .why .figures td, .why .figures th { padding: .1em .5em; text-align: left; vertical-align: top; }
 .why .cut { color: #6E6E6E; font-style: italic; }
 .notice { color: #B00020; font-weight: 600; }
-#question-error { margin-top: -.4em; }
 #chat .explained { outline: 3px solid #E69F00; outline-offset: 2px; }
 .embed-sources summary { cursor: pointer; }
 .embed-sources details { margin: .2em 0 .2em 1em; }
@@ -162,6 +161,18 @@ HEAD = (
     if (!node || !node.closest('#chat')) return;
     event.clipboardData.setData('text/plain', plain(selection.toString()));
     event.preventDefault();
+  });
+  // On a narrow screen, a sent question brings the chat to the top: the answer, box and Ask in view.
+  const toChat = () => {
+    if (!window.matchMedia('(max-width: 700px)').matches) return;
+    setTimeout(() => {
+      const chat = document.getElementById('chat');
+      if (chat) chat.scrollIntoView({block: 'start'});
+    }, 150);
+  };
+  document.addEventListener('click', (event) => { if (event.target.closest('#ask')) toChat(); });
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && event.target.closest && event.target.closest('#question')) toChat();
   });
   const sync = () => {
     if (pending) {
@@ -878,16 +889,18 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
                     chatbot = gr.Chatbot(
                         label="Conversation", height="55vh", elem_id="chat", feedback_options=("Like", "Dislike")
                     )
+                    # The reason a question cannot be asked shows right above the box, never below the fold.
+                    question_error = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="question-error")
                     with gr.Row(elem_id="ask-row"):
                         question = gr.Textbox(
                             label="Your question",
                             placeholder="Ask about how models are trained",
                             scale=5,
+                            max_lines=5,
                             elem_id="question",
                             autofocus=True,
                         )
                         ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                    question_error = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="question-error")
                     gr.HTML('<button type="button" class="why-open">Why this answer ›</button>')
                     message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
                     earlier = gr.Dataset(
@@ -973,12 +986,12 @@ def _embed_page(send: Any, drain: Any, rate: Any, restore: Any) -> Any:
             feedback_options=("Like", "Dislike"),
             placeholder="Ask about how AI language models are trained: answers come from the guides.",
         )
+        question_error = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="question-error")
         with gr.Row(elem_id="ask-row"):
             question = gr.Textbox(
-                label="Your question", placeholder="Ask about model training", scale=5, elem_id="question"
+                label="Your question", placeholder="Ask about model training", scale=5, max_lines=4, elem_id="question"
             )
             ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-        question_error = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="question-error")
         message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
         panel = gr.HTML(visible=False)
         earlier = gr.Dataset(components=[question], samples=[], visible=False)
