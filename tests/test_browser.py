@@ -251,11 +251,11 @@ def test_compare_on_a_projector_with_drawers_cut_marks_and_steps(page: Page) -> 
             expect(column.locator(".cut")).to_contain_text("cut at 40 tokens")
 
     # The drawers: the prompt by layer, and the passages of the columns that had them.
-    page.locator("#compare-3 details.drawer summary").click()
+    page.locator("#compare-3 details.drawer > summary").click()
     expect(page.locator("#compare-3 details.drawer .part-system")).to_be_visible()
     expect(page.locator("#compare-3 details.drawer .part-passages")).to_be_visible()
     expect(page.locator("#compare-3 details.drawer .passage").first).to_be_visible()
-    page.locator("#compare-0 details.drawer summary").click()
+    page.locator("#compare-0 details.drawer > summary").click()
     expect(page.locator("#compare-0 details.drawer")).to_contain_text("No passages")
 
     # One layer at a time, then reset.
