@@ -858,18 +858,25 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         if not history:
             return gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)
         conversation, answers = last_conversation(history)
-        samples = gr.update(samples=recent_questions(history), visible=True)
+        samples = gr.update(samples=recent_questions(history), visible=not embed)  # no room in a frame
         if not answers or conversation is None:
             return gr.skip(), gr.skip(), gr.skip(), samples
         line.conversation = conversation
         turn = len(answers)
         return answers, view(answers, line), panel_html(answers[-1], turn, min_score), samples
 
+    def new_conversation(line: Line) -> tuple[Any, ...]:
+        """The chat's clear button: the server forgets the conversation too (a new one starts)."""
+        with line.lock:
+            line.waiting.clear()
+            line.conversation = uuid.uuid4().hex
+        return [], EMPTY_PANEL
+
     def pick_earlier(sample: Any) -> Any:
         return str(sample[0]) if isinstance(sample, list) and sample else gr.skip()
 
     if embed:
-        return _embed_page(send, drain, rate, restore)
+        return _embed_page(send, drain, rate, restore, new_conversation)
 
     with gr.Blocks(title="Tutor: how AI language models are trained") as page:
         answers = gr.State([])
@@ -959,6 +966,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
             )
         question.input(lambda: notice_ok, None, question_error, queue=False, show_progress="hidden")
         chatbot.select(show_turn, answers, panel)
+        chatbot.clear(new_conversation, line, [answers, panel])
         chatbot.like(rate, answers, message)
         send_remark.click(comment, [remark, answers], [remark, message])
         export_button.click(export, answers, exported)
@@ -972,7 +980,7 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
     return page
 
 
-def _embed_page(send: Any, drain: Any, rate: Any, restore: Any) -> Any:
+def _embed_page(send: Any, drain: Any, rate: Any, restore: Any, new_conversation: Any) -> Any:
     """The chat alone, for a frame: the default preset, retrieval on, the default number of passages."""
     with gr.Blocks(title="Tutor", fill_height=True) as page:
         answers = gr.State([])
@@ -1009,5 +1017,6 @@ def _embed_page(send: Any, drain: Any, rate: Any, restore: Any) -> Any:
             lambda: gr.update(value="", visible=False), None, question_error, queue=False, show_progress="hidden"
         )
         chatbot.like(rate, answers, message)
+        chatbot.clear(new_conversation, line, [answers, panel])
         page.load(restore, line, [answers, chatbot, panel, earlier])
     return page
