@@ -69,7 +69,7 @@ def embed(page: Page, url: str) -> None:
     page.locator("#question textarea").fill("What is RLHF?")
     page.locator("#question textarea").press("Enter")
     expect(page.locator("#chat")).to_contain_text("Shaped by:", timeout=ANSWER_MS)
-    page.locator("#chat .embed-sources summary").last.click()
+    page.locator("#chat .embed-sources > summary").last.click()
     page.wait_for_timeout(500)
     save(page, "embed.png")
 
