@@ -143,6 +143,7 @@ def test_chat_answer_with_citations_passages_and_layer_shares(page: Page) -> Non
 
 
 def test_retrieval_off_shows_no_passage_share(page: Page) -> None:
+    page.get_by_text("Settings").click()  # folded by default
     page.locator("#retrieval input").uncheck()
     _ask(page, "What is pre-training?", turn=1)
     assert _shares(page, "#why")["passages"] == 0
