@@ -40,7 +40,7 @@ from .gradio_guard import GradioGuard
 from .ops import Ops
 from .prompts import NO_PRESET
 
-PUBLIC_ROUTES = ("/healthz", "/readyz", "/login")
+PUBLIC_ROUTES = ("/healthz", "/readyz", "/login", "/logout")  # /logout only forgets a cookie
 # The page takes no files: Gradio's upload route would let anyone store files on the server.
 BLOCKED_SUFFIXES = ("/gradio_api/upload",)
 # Plain text with at least one character that is not a space (the rule of answer.check_question).
