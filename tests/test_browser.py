@@ -290,6 +290,7 @@ def test_phone_layout_with_the_panel_as_a_drawer(page: Page) -> None:
     """390×844: the answer, the box and Ask on screen; a tap on [n] opens the panel over the page
     with its passage highlighted, and "Back to the answer" closes it."""
     page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(600)  # the panel slides off to the side
     _no_horizontal_overflow(page)
     panel = page.locator("#why-column")
     assert panel.bounding_box()["x"] >= 390  # type: ignore[index]  # off to the side until asked for

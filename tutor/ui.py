@@ -709,7 +709,9 @@ def build_ui(tutor: Tutor, ops: Ops, *, embed: bool = False) -> Any:
         finally:
             with line.lock:
                 line.running, line.current = False, None
-        yield view(answers, line), gr.skip(), gr.skip(), gr.skip(), ask_idle
+        with line.lock:  # another drain may have started meanwhile: the label follows the line
+            label = ask_busy if line.running or line.waiting else ask_idle
+        yield view(answers, line), gr.skip(), gr.skip(), gr.skip(), label
 
     def answer_one(
         question: str,
