@@ -101,7 +101,11 @@ class Records:
         """Add an answer to its user's history; nothing is kept for an unknown user."""
         if not user:
             return
-        keep = ("question", "answer", "preset", "retrieval", "in_scope", "attribution", "corpus_version")
+        # With the sources, sentences and conversation, the page can restore the last conversation.
+        keep = (
+            *("question", "answer", "preset", "retrieval", "in_scope", "attribution", "corpus_version"),
+            *("sources", "sentences", "warnings", "query", "model", "conversation"),
+        )
         _append(self._history_file(user), {key: answer.get(key) for key in keep}, self._lock)
 
     def history(self, user: str | None) -> list[dict[str, Any]]:

@@ -36,13 +36,14 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .answer import Answer, Answered, Explained, Token, Tutor
+from .api_docs import docs_html
 from .errors import BusyError, ConfigError, IndexMissingError, TutorError
 from .gate import Queued
 from .gradio_guard import GradioGuard
 from .ops import Ops, private_folder
 from .prompts import NO_PRESET
 
-PUBLIC_ROUTES = ("/healthz", "/readyz", "/login")
+PUBLIC_ROUTES = ("/healthz", "/readyz", "/login", "/logout")  # /logout only forgets a cookie
 # The page takes no files and has no component with server functions: Gradio's routes that take
 # uploads (files, screen recordings, multipart component calls) would let anyone store or send
 # files to the server, and run history would make it call the Hugging Face Hub for a client.
@@ -531,10 +532,20 @@ class Guard:
 LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Tutor: sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:26em;margin:4em auto;padding:0 1em}}
-label,input,button{{display:block;width:100%;font-size:1.1em;margin:.4em 0}}
-input,button{{padding:.5em;box-sizing:border-box}}.error{{color:#b00020;font-weight:600}}</style></head>
-<body><main><h1>Tutor</h1><p>This tutor needs the access token your administrator gave you.</p>
+<style>body{{font-family:"Source Sans Pro",system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f9fafb;
+color:#1f2937}}main{{max-width:26em;margin:3em auto;padding:1.4em 1.6em;background:#fff;border:1px solid #e5e7eb;
+border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.06)}}h1{{font-size:1.35em;margin:0 0 .3em}}
+label{{display:block;font-size:.9em;color:#4b5563;margin:.8em 0 .3em}}
+input{{display:block;width:100%;font-size:1.05em;padding:.55em .7em;box-sizing:border-box;border:1px solid #d1d5db;
+border-radius:8px}}button{{display:block;width:100%;margin-top:1em;font-size:1.05em;font-weight:600;padding:.6em;
+border:0;border-radius:8px;background:#f97316;color:#fff;cursor:pointer}}button:hover{{background:#ea580c}}
+.error{{color:#b00020;font-weight:600}}
+.layers{{display:flex;height:.5em;border-radius:4px;overflow:hidden;margin:.2em 0 1em}}
+.layers span{{flex:1}}</style></head>
+<body><main><h1>Tutor: how AI language models are trained</h1>
+<div class="layers" aria-hidden="true"><span style="background:#0072B2"></span><span style="background:#E69F00">
+</span><span style="background:#6E6E6E"></span></div>
+<p>Answers come from the guides. Sign in with the access token your administrator gave you.</p>
 {error}<form method="post" action="{action}"><input type="hidden" name="next" value="{next}">
 <label for="token">Access token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
@@ -554,7 +565,12 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
     """The whole server: API, health, metrics, login, and (with_page) the Gradio page and embed."""
     settings = tutor.settings
     ops = Ops(settings, waiting=lambda: tutor.gate.waiting, busy=lambda: tutor.gate.busy)
-    app = FastAPI(title="tutor", description="Answers from the guides, with the layer that shaped each.")
+    app = FastAPI(
+        title="tutor",
+        description="Answers from the guides, with the layer that shaped each.",
+        docs_url=None,  # /docs below: Swagger UI and ReDoc load their scripts from a CDN
+        redoc_url=None,
+    )
     app.state.ops = ops
     ask_body = ask_request_model(
         settings.max_question_chars,
@@ -723,6 +739,19 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
         mount_mcp(app, tutor, ops)
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """The API's reference, from this server's schema, with nothing loaded from elsewhere."""
+        return HTMLResponse(docs_html(app.openapi(), request.scope.get("root_path", "") + "/openapi.json"))
+
+    @app.get("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        """Forget the sign-in cookie; back to the sign-in form (or the page, when no token is set)."""
+        root = request.scope.get("root_path", "")
+        response = RedirectResponse(f"{root}/login" if settings.auth_token else f"{root}/", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=root or "/", httponly=True, samesite="lax")
+        return response
+
     if with_page:  # inside Guard: it sees the user that Guard named
         app.add_middleware(GradioGuard, identity=signed_in_as)
     app.add_middleware(Guard, settings=settings, on_response=lambda code: ops.metrics.responses.labels(str(code)).inc())
@@ -741,8 +770,9 @@ def create_app(tutor: Tutor, *, with_page: bool = False) -> FastAPI:
 
         from .ui import CSS, HEAD, build_ui
 
-        gr.mount_gradio_app(app, build_ui(tutor, ops, embed=True), path="/embed", css=CSS, head=HEAD, show_error=False)
-        gr.mount_gradio_app(app, build_ui(tutor, ops), path="/", css=CSS, head=HEAD, show_error=False)
+        page = {"css": CSS, "head": HEAD, "show_error": False, "footer_links": []}  # no Gradio footer
+        gr.mount_gradio_app(app, build_ui(tutor, ops, embed=True), path="/embed", **page)
+        gr.mount_gradio_app(app, build_ui(tutor, ops), path="/", **page)
         _refuse_unknown_events(app)
     return app
 
@@ -786,6 +816,12 @@ def check_exposure(settings: Any, host: str) -> None:
     )
 
 
+def frame_ancestors(settings: Any) -> str:
+    """The CSP frame-ancestors that Guard sends: the pages that may frame the tutor. A frame from
+    any other origin fails in the browser alone (its console says why), so `serve` logs it."""
+    return " ".join(settings.frame_ancestors) or "'none'"
+
+
 def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
     """The API and the page on one uvicorn server; `root_path` when a proxy serves it at a sub-path."""
     import uvicorn
@@ -801,6 +837,7 @@ def serve(tutor: Tutor, host: str, port: int, root_path: str = "") -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    log.info(json.dumps({"event": "start", "frame_ancestors": frame_ancestors(tutor.settings)}))
     uvicorn.run(
         create_app(tutor, with_page=True),
         host=host,
