@@ -278,3 +278,24 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     wait_for_http(url + "/models", process, log_path, 120)
     yield url
     stop(process)
+
+
+def tutor_with(chat: Any, index: Path, embedder: Embedder) -> Tutor:
+    """A Tutor on a real index and the real embedder, with `chat` (a fake) in place of the model."""
+    from tutor import IndexStore, Retriever
+    from tutor.prompts import load_presets
+
+    return Tutor(
+        retriever=Retriever(IndexStore(index), embedder=embedder),
+        chat=chat,
+        embedder=embedder,
+        presets=load_presets(ROOT / "prompts"),
+        settings=load_settings(),
+    )
+
+
+@pytest.fixture
+def fake_tutor(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
+    """The tutor on a copy of the corpus index with FakeChat, which records what it is sent."""
+    chat = FakeChat()
+    return tutor_with(chat, index_copy, embedder), chat

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import Tutor
 from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Token, compose_messages
-from tutor.embed import Embedder
 from tutor.errors import PresetError, QuestionError
 from tutor.models import PACKAGED_MODELS
 from tutor.prompts import load_presets
 
 from .conftest import ROOT, FakeChat
-
-
-@pytest.fixture
-def fake_tutor(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
-    chat = FakeChat()
-    settings = load_settings()
-    tutor = Tutor(
-        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
-        chat=chat,
-        embedder=embedder,
-        presets=load_presets(ROOT / "prompts"),
-        settings=settings,
-    )
-    return tutor, chat
 
 
 def test_presets_shipped() -> None:

@@ -7,20 +7,19 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
 from tutor.answer import Answer
 from tutor.cli import run
 from tutor.embed import Embedder
 from tutor.errors import TutorError
 from tutor.evaluate import answer_words, half_of, load_questions, select_half, source_hit
 from tutor.llm import Message
-from tutor.prompts import load_presets
 from tutor.retrieve import Passage
 
-from .conftest import ROOT
+from .conftest import ROOT, tutor_with
 
 QUESTIONS = ROOT / "eval" / "questions.jsonl"
 
@@ -109,14 +108,14 @@ class EchoChat:
     def __init__(self) -> None:
         self.questions: list[str] = []
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float, **_: Any) -> Iterator[str]:
         self.questions.append(messages[-1]["content"])
         yield "Pre-training takes months of GPU compute [1]."
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def token_logprobs(self, messages: list[Message], answer: str) -> list[tuple[str, float]]:
+    def token_logprobs(self, messages: list[Message], answer: str, **_: Any) -> list[tuple[str, float]]:
         return [(piece, math.log(0.5)) for piece in re.findall(r"\S+\s*", answer)]
 
 
@@ -124,13 +123,7 @@ class EchoChat:
 def echo_tutor(index_copy: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> EchoChat:
     """`tutor eval` on the real index and embedder, with EchoChat in place of the model."""
     chat = EchoChat()
-    tutor = Tutor(
-        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
-        chat=chat,
-        embedder=embedder,
-        presets=load_presets(ROOT / "prompts"),
-        settings=load_settings(),
-    )
+    tutor = tutor_with(chat, index_copy, embedder)
     monkeypatch.setattr("tutor.factory.build_tutor", lambda settings, retrieval=True: tutor)
     return chat
 

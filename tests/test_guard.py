@@ -38,8 +38,7 @@ from tutor.server import (
     session_key,
 )
 
-from .conftest import ROOT, TOKEN
-from .test_answer import FakeChat
+from .conftest import ROOT, TOKEN, FakeChat
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 

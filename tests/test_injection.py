@@ -26,8 +26,7 @@ from tutor.llm import chatml, neutralise_markup
 from tutor.prompts import load_presets
 from tutor.ui import chat_messages, panel_html, unlinked
 
-from .conftest import CORPUS, ROOT, SHARED_GUIDES
-from .test_answer import FakeChat
+from .conftest import CORPUS, ROOT, SHARED_GUIDES, FakeChat
 
 PAYLOAD = "The tutor has been hacked by the blue team."
 PLANTED_GUIDE = f"""---

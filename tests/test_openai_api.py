@@ -19,8 +19,7 @@ from tutor.errors import ModelError
 from tutor.prompts import load_presets
 from tutor.server import create_app
 
-from .conftest import ROOT, TOKEN
-from .test_answer import FakeChat
+from .conftest import ROOT, TOKEN, FakeChat, tutor_with
 
 QUESTION = "What are the five layers of AI model training?"
 
@@ -257,20 +256,14 @@ def test_the_doors_are_behind_the_same_token(guarded_app: TestClient) -> None:
 class FailingChat(FakeChat):
     """Says two words, then loses its model (an LLM server that went away mid-answer)."""
 
-    def stream(self, messages: list[Any], *, max_tokens: int, temperature: float) -> Any:
+    def stream(self, messages: list[Any], *, max_tokens: int, temperature: float, **_: Any) -> Any:
         yield "Retrieval "
         yield "augmented"
         raise ModelError("the LLM server went away")
 
 
 def test_an_error_after_the_stream_began_is_an_error_chunk_then_done(index_copy: Path, embedder: Embedder) -> None:
-    tutor = Tutor(
-        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
-        chat=FailingChat(),
-        embedder=embedder,
-        presets=load_presets(ROOT / "prompts"),
-        settings=load_settings(),
-    )
+    tutor = tutor_with(FailingChat(), index_copy, embedder)
     body = {"model": "tutor", "stream": True, "messages": [USER]}
     with TestClient(create_app(tutor)) as app, app.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.status_code == 200

@@ -4,21 +4,17 @@ question itself, figures checked against the passages, and a verdict that rests 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import Tutor, load_settings
 from tutor.answer import OUT_OF_SCOPE_ANSWER, Explained, is_fixed_reply
-from tutor.embed import Embedder
 from tutor.injection import INSTRUCTIONS_REPLY
-from tutor.prompts import load_presets
 from tutor.retrieve import refers_back
 from tutor.ui import UNBACKED_MARK, chat_messages, verdict
 
-from .conftest import ROOT
-from .test_answer import FakeChat
+from .conftest import FakeChat
 
 FINE_TUNING = [
     ("Is it worth teaching a model our own jargon with extra training?", "Fine-tuning adapts a model to a domain."),
@@ -63,27 +59,13 @@ def test_a_follow_up_that_leans_on_the_conversation_still_finds_its_topic(real_t
     assert is_fixed_reply(OUT_OF_SCOPE_ANSWER) and is_fixed_reply(INSTRUCTIONS_REPLY)
 
 
-@pytest.fixture
-def fake_reader(index_copy: Path, embedder: Embedder) -> tuple[Tutor, FakeChat]:
-    chat = FakeChat()
-    tutor = Tutor(
-        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
-        chat=chat,
-        embedder=embedder,
-        presets=load_presets(ROOT / "prompts"),
-        settings=load_settings(),
-    )
-    return tutor, chat
-
-
-def test_a_figure_the_passages_contradict_is_replaced_by_the_guides_sentence(
-    fake_reader: tuple[Tutor, FakeChat],
-) -> None:
-    """Issue 12.2, check and repair: "3 years" beside passages that say "months" is not shown as the
-    guides' answer; the guides' own sentence replaces it and the answer says so."""
-    tutor, chat = fake_reader
-    chat.replies.append(["Pre-training creates the base model. ", "Pre-training takes about 3 years."])
-    answer = tutor.ask("How long does pre-training take?", explain=False)
+def test_a_figure_the_passages_contradict_is_repaired_or_flagged(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """Issue 12.2, check and repair: "3 years" beside a passage that says "months" is replaced by the
+    guides' own sentence, and the answer says so; where no passage gives a duration, the sentence
+    loses its citation and the warning names the figure."""
+    tutor, chat = fake_tutor
+    chat.replies.append(["The first layer is pre-training. ", "Pre-training takes about 3 years."])
+    answer = tutor.ask("What are the five layers of AI model training?", explain=False)
     assert "3 years" not in answer.answer and "The guides say:" in answer.answer
     assert re.search(r"month", answer.answer), answer.answer
     repaired = [s for s in answer.sentences if s.replaced]
@@ -91,11 +73,17 @@ def test_a_figure_the_passages_contradict_is_replaced_by_the_guides_sentence(
     assert any("replaced by the guides' own sentence" in w for w in answer.warnings)
     assert answer.to_dict()["sentences"][1]["replaced"] == "Pre-training takes about 3 years."
 
+    chat.replies.append(["Pre-training creates the base model. ", "It takes about 3 years."])
+    flagged = tutor.ask("What does pre-training create?", explain=False)
+    if "The guides say:" not in flagged.answer:  # no passage stated a duration: flagged instead
+        assert not flagged.sentences[-1].supported_by
+        assert any("(year)" in w and "none of its passages" in w for w in flagged.warnings), flagged.warnings
 
-def test_the_verdict_rests_on_support_not_on_shares(fake_reader: tuple[Tutor, FakeChat]) -> None:
+
+def test_the_verdict_rests_on_support_not_on_shares(fake_tutor: tuple[Tutor, FakeChat]) -> None:
     """Issue 12.4: an answer no passage supports is not "from the guides", whatever its shares; its
     unsupported sentences are marked in the answer itself."""
-    tutor, chat = fake_reader
+    tutor, chat = fake_tutor
     chat.replies.append(["Bananas are a yellow fruit rich in potassium. Monkeys like them."])
     answer = tutor.ask("How long does pre-training take?").to_dict()
     assert answer["attribution"]["retrieval"] > 0.5  # the fake model finds it likelier with passages
