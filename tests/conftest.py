@@ -72,7 +72,7 @@ class FakeChat:
         self, messages: list[Message], answer: str, *, generation: Any = None
     ) -> list[tuple[str, float]]:
         """A model that finds every answer likely with passages (p=0.9) and unlikely without (p=0.1)."""
-        likely = "Passages from the guides" in messages[-1]["content"]
+        likely = "Passages quoted from the guides" in messages[-1]["content"]
         return [(piece, math.log(0.9 if likely else 0.1)) for piece in re.findall(r"\S+\s*", answer)]
 
 

@@ -95,7 +95,7 @@ def test_chat_answer_with_citations_passages_and_layer_shares(page: Page) -> Non
     # The full prompt, coloured by layer, and the steps in plain words.
     page.locator("#why details.full-prompt summary").click()
     expect(page.locator("#why details.full-prompt .part-system")).to_contain_text("tutor for staff")
-    expect(page.locator("#why .part-passages")).to_contain_text("Passages from the guides")
+    expect(page.locator("#why .part-passages")).to_contain_text("Passages quoted from the guides")
     page.locator("#why details.steps summary").click()
     expect(page.locator("#why details.steps")).to_contain_text("Search query")
     _screenshot(page, "chat-answer-and-panel")
