@@ -182,7 +182,7 @@ def test_one_log_line_per_question(guarded: tuple[str, Path], server: tuple[str,
     """The guarded server logs question text (--log-questions); the default one never does."""
     httpx.post(server[0] + "api/ask", json={"question": "What is a base model?"}, timeout=120)
     lines = [json.loads(line) for line in (guarded[1] / "serve.log").read_text().splitlines() if line.startswith("{")]
-    answered = [line for line in lines if line["outcome"] == "answered"]
+    answered = [line for line in lines if line.get("outcome") == "answered"]
     assert answered and all(line["question"] for line in answered)
     assert {ASK["question"], LONG["question"]} <= {line["question"] for line in answered}
     assert {"latency_s", "layers", "in_scope", "first_token_s"} <= set(answered[0])
