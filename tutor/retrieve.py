@@ -55,7 +55,6 @@ class Passage:
     lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
     rank_score: float = 0.0  # what the passages are ordered by: score + lexical_weight * lexical
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
-    has_acronyms: bool = False  # the query names acronyms (RLHF, LLM) and the passage has them all
     planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
@@ -87,19 +86,10 @@ def refers_back(question: str) -> bool:
     return bool(_REFERS_BACK.search(question)) or len(set(lexical_tokens(question))) <= 2
 
 
-def acronyms_in(text: str) -> set[str]:
-    """Words of three or more capitals (RLHF, LLM, GPU): the guides' own terms that MiniLM does not
-    know, so that "What is RLHF short for?" scores a cosine of 0.18 against the glossary's RLHF entry."""
-    return {word.removesuffix("s") for word in _ACRONYM.findall(text)}
-
-
-_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]{2,}s?\b")  # "LLMs" is the acronym LLM
-
-
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
-    """Some passage is similar enough to the query, or holds every word of it, or every acronym it
-    names (MiniLM does not know acronyms such as RLHF, which the glossary defines)."""
-    return any(p.score >= min_score or p.has_all_terms or p.has_acronyms for p in passages)
+    """Some passage is similar enough to the query, or holds every word of it (MiniLM does not
+    know acronyms such as RLHF, which the glossary defines)."""
+    return any(p.score >= min_score or p.has_all_terms for p in passages)
 
 
 _REFERS_BACK = re.compile(
@@ -185,15 +175,12 @@ class Retriever:
                 candidates.update(int(row) for row in np.argsort(-raw)[:fetch] if raw[row] > 0)
         combined = similarity + self.lexical_weight * lexical
         best = sorted(candidates, key=lambda row: -combined[row])[:limit]
-        terms, acronyms = set(lexical_tokens(query)), acronyms_in(query)
+        terms = set(lexical_tokens(query))
         return [
-            self._passage(row, float(similarity[row]), float(lexical[row]), float(combined[row]), terms, acronyms)
-            for row in best
+            self._passage(row, float(similarity[row]), float(lexical[row]), float(combined[row]), terms) for row in best
         ]
 
-    def _passage(
-        self, row: int, score: float, lexical: float, rank_score: float, terms: set[str], acronyms: set[str]
-    ) -> Passage:
+    def _passage(self, row: int, score: float, lexical: float, rank_score: float, terms: set[str]) -> Passage:
         meta = self._metas[row]
         return Passage(
             id=self._ids[row],
@@ -206,7 +193,6 @@ class Retriever:
             lexical=round(lexical, 4),
             rank_score=round(rank_score, 4),
             has_all_terms=bool(terms) and terms <= self._terms[row],
-            has_acronyms=bool(acronyms) and acronyms <= acronyms_in(self._texts[row]),
             embedding=tuple(float(x) for x in self._vectors[row]),
         )
 
