@@ -26,7 +26,8 @@ FINE_TUNING = [
     ("question", "fact"),
     [
         ("How much time does the pre-training phase need, roughly?", r"month"),
-        ("Spell out the letters RLHF for me, please.", r"reinforcement learning (from|with) human feedback"),
+        ("What kind of material does a model read during pre-training?", r"internet|books|web|text|data"),
+        ("Is RAG something that changes the model's weights?", r"\bnot?\b|doesn't|does not|runtime"),
         ("Which of the layers leave the model's weights untouched?", r"prompt|RAG|retrieval"),
     ],
 )
