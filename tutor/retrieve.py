@@ -94,7 +94,8 @@ def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
 
 _REFERS_BACK = re.compile(
     r"^\W*(and|but|also|so|then|or|what about|how about)\b"
-    r"|\b(it|its|it's|that|this|these|those|they|them|their|theirs|one|ones|same|former|latter|there)\b",
+    # Not "this" or "these": "this weekend", "these layers" name their own topic.
+    r"|\b(it|its|it's|that|those|they|them|their|theirs|one|ones|same|former|latter)\b",
     re.IGNORECASE,
 )
 CITATION_MARKERS = re.compile(r"\s*\[\d+\]")  # "[2]" in an answer, with the space before it
