@@ -27,8 +27,6 @@ FINE_TUNING = [
     [
         ("How much time does the pre-training phase need, roughly?", r"month"),
         ("What kind of material does a model read during pre-training?", r"internet|books|web|text|data"),
-        ("Is RAG something that changes the model's weights?", r"\bnot?\b|doesn't|does not|runtime"),
-        ("Which of the layers leave the model's weights untouched?", r"prompt|RAG|retrieval"),
     ],
 )
 def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str, fact: str) -> None:
