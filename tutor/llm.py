@@ -175,8 +175,7 @@ class LlamaCppChat:
                 if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token) or len(tokens) >= max_tokens:
                     break
                 # The logits that chose this token are still the context's last output.
-                logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._llm.n_vocab(),))
-                logprobs.append(log_softmax_at(logits, token))
+                logprobs.append(log_softmax_at(_last_logits(self._llm), token))
                 tokens.append(token)
                 piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
                 if piece:
@@ -185,10 +184,7 @@ class LlamaCppChat:
                         generation.text = text
                     yield piece
             generator.close()
-            if generation is not None:
-                generation.scored = list(zip(self._pieces(prompt, tokens), logprobs, strict=True))
-                generation.tokens = tokens
-                generation.complete = True
+            self._fill(generation, prompt, tokens, logprobs)
 
     def _contrastive(
         self, prompt: list[int], contrast: list[Message], max_tokens: int, generation: Generation | None
@@ -238,13 +234,28 @@ class LlamaCppChat:
             self._llm.eval([token])
             self._plain.eval([token])
             full, plain = _last_logits(self._llm), _last_logits(self._plain)
-        if generation is not None:
-            pieces = self._pieces(prompt, tokens)
-            generation.scored = list(zip(pieces, logprobs, strict=True))
+        self._fill(generation, prompt, tokens, logprobs, contrast, plain_logprobs)
+
+    def _fill(
+        self,
+        generation: Generation | None,
+        prompt: list[int],
+        tokens: list[int],
+        logprobs: list[float],
+        contrast: list[Message] | None = None,
+        contrast_logprobs: list[float] | None = None,
+    ) -> None:
+        """Complete a finished generation: each token's text and log-probability (and under the
+        messages without passages, for context-aware decoding)."""
+        if generation is None:
+            return
+        pieces = self._pieces(prompt, tokens)
+        generation.scored = list(zip(pieces, logprobs, strict=True))
+        if contrast is not None and contrast_logprobs is not None:
             generation.contrast = contrast
-            generation.contrast_scored = list(zip(pieces, plain_logprobs, strict=True))
-            generation.tokens = tokens
-            generation.complete = True
+            generation.contrast_scored = list(zip(pieces, contrast_logprobs, strict=True))
+        generation.tokens = tokens
+        generation.complete = True
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
