@@ -16,7 +16,11 @@ from .explain import (
     SentenceSupport,
     SupportScorer,
     attribute,
+    ASKED_KIND_BONUS,
+    asked_kinds,
     evidence_sentence,
+    stated_kinds,
+    guide_quote,
     guide_sentence_for,
     unbacked_figures,
 )
@@ -100,6 +104,7 @@ class Answer:
                     "support": s.support,
                     "layers": s.layers.to_dict() if s.layers else None,
                     **({"replaced": s.replaced} if s.replaced else {}),
+                    **({"quoted": True} if s.quoted else {}),
                 }
                 for s in self.sentences
             ],
@@ -243,6 +248,18 @@ def repair_figures(
     return text, sentences, warnings
 
 
+def rank_by_asked_figures(found: Sequence[Passage], query: str) -> list[Passage]:
+    """Passages that give the kind of figure the question asks for ("how long": a duration) move
+    up by ASKED_KIND_BONUS of rank score: MiniLM ranks a passage on the topic ("pre-training lays
+    the groundwork") above the one that answers ("Pre-training: … (months, expensive)")."""
+    asked = asked_kinds(query)
+    if not asked:
+        return list(found)
+    bonus = [ASKED_KIND_BONUS if asked & stated_kinds(p.text) else 0.0 for p in found]
+    raised = [replace(p, rank_score=p.rank_score + b) for p, b in zip(found, bonus, strict=True)]
+    return sorted(raised, key=lambda p: p.rank_score, reverse=True)
+
+
 def is_fixed_reply(text: str) -> bool:
     """An answer the tutor gave without asking the model (out of scope, or a refused order): it is
     kept out of the history sent to the model, which would otherwise repeat it."""
@@ -353,10 +370,8 @@ class Tutor:
         ]
         retrieved_at = time.perf_counter()
         in_scope: bool | None = bool(passages) if retrieval or refused else None
-        layout = PromptLayout(
-            headings=s.passage_headings,
-            evidence=evidence_sentence(passages, question, self.embedder.embed) if s.evidence_sentence else None,
-        )
+        best = evidence_sentence(passages, question, self.embedder.embed) if s.evidence_sentence else None
+        layout = PromptLayout(headings=s.passage_headings, evidence=best[1] if best else None)
         messages = compose_messages(chosen_preset.system_prompt, passages, history, question, layout)
         citer = CitingStream(SupportScorer(passages, self.embedder.embed_one, question) if passages else None)
         first_token_at: float | None = None
@@ -406,6 +421,15 @@ class Tutor:
             if ticket is not None and passages and in_scope:
                 text, sentences, repaired = repair_figures(text, sentences, passages, question)
                 warnings += repaired
+                # The guides' own sentence for the question, quoted under the answer.
+                topic = query if refers_back(question) else question
+                quote = guide_quote(text, passages, topic, self.embedder.embed) if s.quote_guides else None
+                if quote:
+                    n, said = quote
+                    quoted = f"The guides say: “{said}”"
+                    yield Token(f"\n\n{quoted}[{n}]")
+                    text += f"\n\n{quoted}[{n}]"
+                    sentences.append(SentenceSupport(quoted, (n,), 1.0, quoted=True))
             finished = time.perf_counter()
             answer = Answer(
                 question=question,
@@ -450,7 +474,10 @@ class Tutor:
             raise QuestionError(f"k must be between 1 and 20, not {k}")
         if self.retriever is None:
             raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
-        found = self.retriever.search(query, limit=max(k or s.k, 8))
+        if s.figure_aware_ranking and asked_kinds(query):
+            found = rank_by_asked_figures(self.retriever.search(query, limit=max(k or s.k, 16)), query)[:8]
+        else:
+            found = self.retriever.search(query, limit=max(k or s.k, 8))
         if scope is not None and not is_covered(self.retriever.search(scope, limit=8), s.min_score):
             found = []
         corpus_version = self.retriever.corpus_version

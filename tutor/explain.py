@@ -39,6 +39,7 @@ class SentenceSupport:
     support: float
     layers: LayerShares | None = field(default=None, compare=False)
     replaced: str | None = None  # the model's own sentence, when a figure in it was not the guides'
+    quoted: bool = False  # the guides' sentence quoted under the answer, not the model's
 
 
 def split_sentences(text: str) -> list[str]:
@@ -144,18 +145,93 @@ class CitingStream:
 
 def evidence_sentence(
     passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
-) -> str | None:
-    """The passages' sentence that best answers the question: the mean of its embedding similarity
-    to the question and the share of the question's words it holds (as citations are scored)."""
-    candidates = [s for p in passages for s in split_sentences(p.text) if len(s.split()) >= 4]
+) -> tuple[int, str, float] | None:
+    """The passages' sentence that best answers the question, with its passage's number and its
+    score: the mean of its embedding similarity to the question and the share of the question's
+    words it holds (as citations are scored). Sentences planted in a guide are never chosen.
+
+    The sentence comes with what it needs to be read alone: a sentence that opens a list (ends in
+    a colon) with its list, a short or back-referring one ("Back then it was called …") after the
+    sentence before it."""
+    candidates = []
+    for n, passage in enumerate(passages, start=1):
+        sentences = split_sentences(passage.text)
+        for i, sentence in enumerate(sentences):
+            if len(sentence.split()) >= 4 and not any(p in sentence or sentence in p for p in passage.planted):
+                candidates.append((n, sentence, _readable_alone(sentences, i)))
     if not candidates:
         return None
     wanted = set(lexical_tokens(question))
-    vectors = np.asarray(embed([question, *candidates]), dtype=np.float32)
+    vectors = np.asarray(embed([question, *(s for _, s, _ in candidates)]), dtype=np.float32)
     similarity = vectors[1:] @ vectors[0]
-    overlap = [len(wanted & set(lexical_tokens(c))) / max(len(wanted), 1) for c in candidates]
+    overlap = [len(wanted & set(lexical_tokens(s))) / max(len(wanted), 1) for _, s, _ in candidates]
     scores = 0.5 * np.clip(similarity, 0.0, 1.0) + 0.5 * np.asarray(overlap)
-    return candidates[int(np.argmax(scores))]
+    asked = asked_kinds(question)
+    if asked:  # "how long …?" is answered by a sentence that gives a duration
+        scores += ASKED_KIND_BONUS * np.asarray([bool(asked & stated_kinds(s)) for _, s, _ in candidates])
+    best = int(np.argmax(scores))
+    n, _, readable = candidates[best]
+    return n, readable, float(scores[best])
+
+
+ASKED_KIND_BONUS = 0.3  # about the gap between what answers and what is only on the topic
+_ASKS_TIME = re.compile(r"\bhow (?:long|quick|fast|soon)\b|\bhow much time\b|\b(?:quick|fast|slow)\b", re.IGNORECASE)
+_ASKS_COST = re.compile(
+    r"\b(?:cost|costs|price|expensive|cheap|pay|budget|money)\b|\bhow much\b(?! time)", re.IGNORECASE
+)
+_STATES_COST = re.compile(r"\b(?:cost|costs|costly|expensive|cheap|price|budget)\b|\$\s?\d", re.IGNORECASE)
+
+
+def asked_kinds(question: str) -> set[str]:
+    """The kinds of figure a question asks for: a duration ("how long"), a cost ("how expensive")."""
+    return {kind for kind, asks in (("time", _ASKS_TIME), ("cost", _ASKS_COST)) if asks.search(question)}
+
+
+def stated_kinds(sentence: str) -> set[str]:
+    """The kinds of figure a sentence gives: a duration ("months"), a cost ("moderate cost", "$10M")."""
+    kinds = {"time"} if any(_kind(f) == "time" for f in figures(sentence)) else set()
+    return kinds | ({"cost"} if _STATES_COST.search(sentence) else set())
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_LEANS_BACK = re.compile(r"^(?:it|this|that|these|those|they|such|back then|then)\b", re.IGNORECASE)
+
+
+def _readable_alone(sentences: Sequence[str], i: int) -> str:
+    """Sentence i with the list it opens, or after the sentence it leans on."""
+    sentence = sentences[i]
+    if sentence.endswith(":"):
+        items = []
+        for following in sentences[i + 1 :]:
+            if not _LIST_ITEM.match(following):
+                break
+            items.append(following.strip())
+        return " ".join([sentence, *items])
+    if i > 0 and (len(sentence.split()) < 8 or _LEANS_BACK.match(sentence)) and not _LIST_ITEM.match(sentence):
+        return f"{sentences[i - 1]} {sentence}"
+    return sentence
+
+
+QUOTE_ALREADY_SAID = 0.6  # the answer already holds this share of the sentence's own words
+
+
+def guide_quote(
+    answer: str, passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
+) -> tuple[int, str] | None:
+    """The guides' sentence that answers the question, to quote after the model's answer, unless
+    the answer already says it (most of the sentence's words, besides the question's, are in it).
+
+    A small reader paraphrases loosely, takes a neighbouring fact or drops the figure; the guides'
+    own sentence beside its answer gives staff the fact in the guides' words, cited."""
+    best = evidence_sentence(passages, question, embed)
+    if best is None:
+        return None
+    n, sentence, _ = best
+    own = set(lexical_tokens(sentence)) - set(lexical_tokens(question))
+    said = set(lexical_tokens(answer))
+    if own and len(own & said) / len(own) >= QUOTE_ALREADY_SAID:
+        return None
+    return n, sentence
 
 
 # --- Figures the guides do not give ------------------------------------------------------------

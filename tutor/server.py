@@ -172,6 +172,8 @@ class SentenceBody(BaseModel):
     supported_by: list[int]
     support: float | None
     layers: dict[str, float] | None
+    replaced: str | None = Field(None, description="The model's own sentence, when it gave a figure the guides do not.")
+    quoted: bool = Field(False, description="The guides' own sentence, quoted under the answer (not the model's).")
 
 
 class AnswerBody(BaseModel):

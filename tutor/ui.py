@@ -258,13 +258,16 @@ def verdict(answer: dict[str, Any]) -> str:
         if answer.get("preset") == NO_PRESET.name:
             return "The model alone: no passages and only a neutral system prompt."
         return "Retrieval was off: this answer is the model's own knowledge, under the system prompt."
-    sentences = answer.get("sentences") or []
+    # The guides' sentence quoted under the answer is theirs: the verdict is on the model's sentences.
+    sentences = [s for s in answer.get("sentences") or [] if not s.get("quoted")]
     unbacked = [s for s in sentences if not s.get("supported_by")]
     if sentences and 2 * len(unbacked) >= len(sentences):
+        quoted = len(sentences) < len(answer.get("sentences") or [])
         return (
             "Not from the guides: no passage supports "
             + ("this answer" if len(unbacked) == len(sentences) else "most of this answer")
             + ". Read it as the model's own knowledge, whatever its layer shares."
+            + (" The quote under it is the guides' own sentence." if quoted else "")
         )
     if not shares:
         return "Answered from the guides' passages; measuring how much they shaped it…"
