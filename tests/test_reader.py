@@ -149,7 +149,8 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     sentence it leans on; a sentence planted in a guide is never quoted."""
     listed = _passage(
         1,
-        "Training has three stages:\n1. Gathering data (weeks)\n2. Pre-training (months)\n3. Tuning (days)\nAfter that it ships.",
+        "Training has three stages:\n1. Gathering data (weeks)\n2. Pre-training (months)\n3. Tuning (days)\n"
+        "After that it ships.",
     )
     n, said, _ = evidence_sentence([listed], "What stages does training have?", embedder.embed) or (0, "", 0)
     assert (
@@ -157,7 +158,8 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     )
     leaning = _passage(
         2,
-        "Deciding which units the axes measure was a big deal for analysts. Back then it was called feature engineering.",
+        "Deciding which units the axes measure was a big deal for analysts. "
+        "Back then it was called feature engineering.",
     )
     n, said, _ = evidence_sentence([leaning], "What was feature engineering?", embedder.embed) or (0, "", 0)
     assert said.startswith("Deciding which units") and said.endswith("feature engineering.")
@@ -173,7 +175,7 @@ def test_the_guides_sentence_is_quoted_under_a_loose_answer(fake_tutor: tuple[Tu
     """quote_guides: the guides' sentence that answers the question follows the model's answer, cited
     and marked as quoted; it is not added when the answer already says it, nor to a refusal."""
     tutor, chat = fake_tutor
-    tutor.settings = tutor.settings.model_copy(update={"quote_guides": True})
+    tutor.settings = tutor.settings.model_copy(update={"quote_guides": True, "figure_aware_ranking": True})
     chat.replies.append(["Pre-training is a slow process."])
     answer = tutor.ask("How long does pre-training take?", explain=False)
     assert re.search(r"\n\nThe guides say: “[^”]*month[^”]*”\[\d\]$", answer.answer), answer.answer
@@ -189,3 +191,16 @@ def test_the_guides_sentence_is_quoted_under_a_loose_answer(fake_tutor: tuple[Tu
     unbacked = {**answer.to_dict(), "attribution": {"prompt": 0.1, "retrieval": 0.8, "model": 0.1}}
     unbacked["sentences"][0]["supported_by"] = []
     assert verdict(unbacked).startswith("Not from the guides") and "quote under it" in verdict(unbacked)
+
+
+def test_a_question_for_a_figure_gets_the_passage_that_gives_it(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """figure_aware_ranking: "how long" is answered by a passage with a duration, "how expensive" by
+    one with a cost; MiniLM alone ranks passages that are only on the topic above them."""
+    tutor, _ = fake_tutor
+    tutor.settings = tutor.settings.model_copy(update={"figure_aware_ranking": True})
+    for question, figure in (("Is pre-training quick?", r"month"), ("How pricey is prompting?", r"cheap|cost")):
+        passages, _ = tutor.retrieve(question)
+        assert any(re.search(figure, p.text, re.IGNORECASE) for p in passages), [p.text[:60] for p in passages]
+    unasked, _ = tutor.retrieve("What is a base model?")
+    tutor.settings = tutor.settings.model_copy(update={"figure_aware_ranking": False})
+    assert [p.id for p in tutor.retrieve("What is a base model?")[0]] == [p.id for p in unasked]

@@ -11,17 +11,17 @@ from typing import Any
 from .embed import Embedder
 from .errors import ModelError, QuestionError
 from .explain import (
+    ASKED_KIND_BONUS,
     FIXED_REPLY_METHOD,
     CitingStream,
     SentenceSupport,
     SupportScorer,
-    attribute,
-    ASKED_KIND_BONUS,
     asked_kinds,
+    attribute,
     evidence_sentence,
-    stated_kinds,
     guide_quote,
     guide_sentence_for,
+    stated_kinds,
     unbacked_figures,
 )
 from .gate import ModelGate, Queued
