@@ -9,11 +9,11 @@ URL or opens a file a message names.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import QuestionError
+from .markers import NOT_TEXT
 from .retrieve import Turn
 
 USER_ROLES = frozenset({"user", "human"})
@@ -25,7 +25,6 @@ SYSTEM_REFUSED = (
 )
 # The rule of answer.check_question, for the earlier turns: control characters other than tab
 # and newlines, and lone surrogates (bytes that were not UTF-8), are binary data, not text.
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def message_text(content: Any, where: str) -> str:
@@ -48,7 +47,7 @@ def message_text(content: Any, where: str) -> str:
         text = "\n".join(pieces)
     else:
         raise QuestionError(f"{where}: the content must be text")
-    if _NOT_TEXT.search(text):
+    if NOT_TEXT.search(text):
         raise QuestionError(f"{where} is not plain text (control characters, binary data or invalid UTF-8)")
     return text
 

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from .answer import Answer, Tutor
 from .errors import TutorError
+from .markers import CITATION_MARKERS
 
 Half = Literal["tune", "holdout"]
 HALVES: tuple[Half, ...] = ("tune", "holdout")
 HALF_LABELS = {"tune": "tune", "holdout": "hold-out", "all": "all"}
-_CITATION = re.compile(r"\[\d+\]")
 _WORD = re.compile(r"\w")
 
 
@@ -99,7 +99,7 @@ def source_hit(answer: Answer, phrase: str) -> bool:
 
 def answer_words(text: str) -> int:
     """Words in an answer, not counting citation markers or lone punctuation."""
-    return sum(1 for token in _CITATION.sub(" ", text).split() if _WORD.search(token))
+    return sum(1 for token in CITATION_MARKERS.sub(" ", text).split() if _WORD.search(token))
 
 
 @dataclass(frozen=True)

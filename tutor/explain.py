@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 
 from .llm import TokenLogprobs
+from .markers import CITATION_MARKERS, OPEN_CITATION
 from .retrieve import Passage, lexical_tokens
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
 SUPPORT_NEAR_BEST = 0.10  # a second passage is cited only if nearly as supportive as the best
 MAX_CITATIONS = 2
 
-_MARKER = re.compile(r"\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
-_OPEN_MARKER = re.compile(r"\s*\[[\d,;\s]*$")  # a marker that the next token may close
 # A sentence ends at . ! ? after a letter, a bracket or a quote (not "1." in a list), or at a line end.
 _SENTENCE_END = re.compile(r"((?<=[A-Za-z)\"'’%*][.!?])\s+|\n+)")
 
@@ -44,7 +43,7 @@ class SentenceSupport:
 
 def split_sentences(text: str) -> list[str]:
     """Sentences and list items of an answer, without citation markers."""
-    clean = _MARKER.sub("", text)
+    clean = CITATION_MARKERS.sub("", text)
     return [s.strip() for s in _SENTENCE_END.split(clean) if s.strip()]
 
 
@@ -104,10 +103,10 @@ class CitingStream:
         return shown
 
     def _drain(self, final: bool) -> str:
-        held = _MARKER.sub("", self._held)
+        held = CITATION_MARKERS.sub("", self._held)
         keep = ""
         if not final:
-            open_marker = _OPEN_MARKER.search(held)
+            open_marker = OPEN_CITATION.search(held)
             if open_marker:
                 held, keep = held[: open_marker.start()], held[open_marker.start() :]
             # Wait for what follows a closing . ! ? or trailing spaces: it decides if a sentence ended.
@@ -330,7 +329,7 @@ def sentence_token_spans(sentences: Sequence[str], raw: str, pieces: Sequence[st
     clean_to_raw: list[int] = []
     clean = []
     position = 0
-    for match in _MARKER.finditer(raw):
+    for match in CITATION_MARKERS.finditer(raw):
         clean.append(raw[position : match.start()])
         clean_to_raw.extend(range(position, match.start()))
         position = match.end()

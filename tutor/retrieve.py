@@ -13,6 +13,7 @@ import numpy as np
 from .embed import Embedder
 from .errors import IndexMissingError
 from .index import Store, text_to_embed
+from .markers import CITATION_MARKERS, NOT_COVERED_SAID
 
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
@@ -98,8 +99,6 @@ _REFERS_BACK = re.compile(
     r"|\b(it|its|it's|that|those|they|them|their|theirs|one|ones|same|former|latter)\b",
     re.IGNORECASE,
 )
-CITATION_MARKERS = re.compile(r"\s*\[\d+\]")  # "[2]" in an answer, with the space before it
-NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 _FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s)|$)", re.DOTALL)
 
 

@@ -21,7 +21,6 @@ import gradio as gr
 from .answer import (
     COMPARE_MAX_TOKENS,
     COMPARE_WAYS,
-    PASSAGES_INTRO,
     Answered,
     Explained,
     Token,
@@ -32,7 +31,7 @@ from .errors import TutorError
 from .explain import LAYER_NAMES, describe_layers
 from .gate import Queued
 from .ops import Ops
-from .prompts import NO_PRESET
+from .prompts import NO_PRESET, PASSAGES_INTRO
 
 EXAMPLES = [
     "What are the five layers of AI model training?",

@@ -1,0 +1,19 @@
+"""The marks in the tutor's texts, defined once: citations, the out-of-scope phrase, and what is
+not plain text. The core, the front ends and the eval all read answers through these."""
+
+from __future__ import annotations
+
+import re
+
+CITATION = re.compile(r"\[(\d+)\]")  # a citation as the tutor writes it, "[2]": group 1 is the passage
+# Any marker a model writes ("[1]", "[1, 2]", "[ 3 ]"), with the space before it: removed, then re-cited.
+CITATION_MARKERS = re.compile(r"\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
+OPEN_CITATION = re.compile(r"\s*\[[\d,;\s]*$")  # a marker that the next token may close
+TRAILING_CITATIONS = re.compile(r"(\s*\[\d+\])+\s*$")
+
+NOT_COVERED = "The guides do not cover this."
+NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
+
+# Control characters other than tab and newlines, and the lone surrogates that Python makes of
+# bytes that are not UTF-8: a text with these is binary data, not text.
+NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
