@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tutor import Tutor, load_settings
-from tutor.answer import OUT_OF_SCOPE_ANSWER, Explained, is_fixed_reply
+from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Explained, is_fixed_reply
 from tutor.embed import Embedder
 from tutor.explain import evidence_sentence, guide_quote
 from tutor.injection import INSTRUCTIONS_REPLY
@@ -186,6 +186,9 @@ def test_the_guides_sentence_is_quoted_under_a_loose_answer(fake_tutor: tuple[Tu
     chat.replies.append([said])
     again = tutor.ask("How long does pre-training take?", explain=False)
     assert "The guides say:" not in again.answer, again.answer
+    chat.replies += [["Pre-training is a slow process."]] * 4
+    compared = [e.answer for _, e in tutor.compare("How long does pre-training take?") if isinstance(e, Answered)]
+    assert len(compared) == 4 and not any("The guides say:" in a.answer for a in compared)  # the model's own
     refused = tutor.ask("What's a good recipe for banana bread?", explain=False)
     assert refused.answer == OUT_OF_SCOPE_ANSWER
     unbacked = {**answer.to_dict(), "attribution": {"prompt": 0.1, "retrieval": 0.8, "model": 0.1}}

@@ -125,8 +125,6 @@ class Answer:
         }
 
 
-
-
 def check_question(question: str, limit: int) -> str:
     """The question stripped, or a QuestionError saying why it cannot be asked."""
     if not isinstance(question, str) or not question.strip():
@@ -317,9 +315,11 @@ class Tutor:
         k: int | None = None,
         max_tokens: int | None = None,
         explain: bool = False,
+        quote: bool = True,
     ) -> Iterator[Event]:
         """Yield Token pieces as the answer is generated, then Answered, then (`explain`) Explained
-        with the attribution.
+        with the attribution. `quote` off leaves out the guides' sentence under the answer
+        (compare mode shows what the model alone makes of each layer).
 
         Three steps: `prepare` (checks, scope, retrieval: a value), `_generate` (the model, under
         the gate) and `_finish` (checks and repairs of the text, the Answer). While the model is
@@ -345,7 +345,7 @@ class Tutor:
             if rest:
                 yield Token(rest)
             answer, added = self._finish(
-                prepared, citer, generation if ticket is not None else None, generated, first_token_at
+                prepared, citer, generation if ticket is not None else None, generated, first_token_at, quote=quote
             )
             if added:
                 yield Token(added)
@@ -465,6 +465,8 @@ class Tutor:
         generation: Generation | None,
         generated: str,
         first_token_at: float | None,
+        *,
+        quote: bool = True,
     ) -> tuple[Answer, str]:
         """The Answer from the streamed text, checked (scope said, planted text repeated, links no
         passage has, figures the passages do not give) and with the guides' sentence quoted under
@@ -486,9 +488,11 @@ class Tutor:
             text, sentences, repaired = repair_figures(text, sentences, passages, question)
             warnings += repaired
             topic = prepared.query if refers_back(question) else question
-            quote = guide_quote(text, passages, topic, self.embedder.embed) if s.quote_guides else None
-            if quote:  # the guides' own sentence for the question, under the answer
-                n, said = quote
+            quoted_sentence = (
+                guide_quote(text, passages, topic, self.embedder.embed) if quote and s.quote_guides else None
+            )
+            if quoted_sentence:  # the guides' own sentence for the question, under the answer
+                n, said = quoted_sentence
                 quoted = f"The guides say: “{said}”"
                 added = f"\n\n{quoted}[{n}]"
                 text += added
@@ -624,6 +628,7 @@ class Tutor:
                 k=k,
                 max_tokens=COMPARE_MAX_TOKENS,
                 explain=True,
+                quote=False,
             )
             for item in stream:
                 yield way, item
