@@ -124,6 +124,8 @@ def echo_tutor(index_copy: Path, embedder: Embedder, monkeypatch: pytest.MonkeyP
     """`tutor eval` on the real index and embedder, with EchoChat in place of the model."""
     chat = EchoChat()
     tutor = tutor_with(chat, index_copy, embedder)
+    # The scoring is tested on the echoed text alone: a quote from the guides would add facts to it.
+    tutor.settings = tutor.settings.model_copy(update={"quote_guides": False})
     monkeypatch.setattr("tutor.factory.build_tutor", lambda settings, retrieval=True: tutor)
     return chat
 
