@@ -207,3 +207,17 @@ def test_a_question_for_a_figure_gets_the_passage_that_gives_it(fake_tutor: tupl
     unasked, _ = tutor.retrieve("What is a base model?")
     tutor.settings = tutor.settings.model_copy(update={"figure_aware_ranking": False})
     assert [p.id for p in tutor.retrieve("What is a base model?")[0]] == [p.id for p in unasked]
+
+
+def test_a_real_answer_gets_the_guides_figure_verbatim(real_tutor: Tutor) -> None:
+    """The real pipeline on "is it quick?": the duration comes from the guides, said by the model or
+    quoted under its answer word for word from the passage it cites."""
+    answer = real_tutor.ask("Is the pre-training stage a quick one?", explain=False)
+    assert answer.in_scope is True
+    own = " ".join(s.text for s in answer.sentences if not s.quoted)
+    quoted = [s for s in answer.sentences if s.quoted]
+    assert re.search(r"month", own, re.IGNORECASE) or any(re.search(r"month", s.text) for s in quoted), answer.answer
+    for sentence in quoted:
+        words = sentence.text.removeprefix("The guides say: “").removesuffix("”")
+        cited = answer.sources[sentence.supported_by[0] - 1].text
+        assert " ".join(words.split()) in " ".join(cited.split()), (words, cited)
