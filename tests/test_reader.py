@@ -12,7 +12,8 @@ from tutor import Tutor, load_settings
 from tutor.answer import OUT_OF_SCOPE_ANSWER, Explained, is_fixed_reply
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.retrieve import refers_back
-from tutor.ui import UNBACKED_MARK, chat_messages, verdict
+from tutor.web.render import verdict
+from tutor.web.transcript import UNBACKED_MARK, chat_messages
 
 from .conftest import FakeChat
 

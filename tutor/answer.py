@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .config import K_MAX, K_MIN, Settings
+from .contract import AnswerModel
 from .embed import Embedder
 from .errors import ModelError, QuestionError
 from .explain import (
@@ -75,44 +77,8 @@ class Answer:
     generation: Generation | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "sources": [
-                {
-                    "n": n,
-                    "guide": p.guide,
-                    "path": p.path,
-                    "section": p.section,
-                    "text": p.text,
-                    "score": p.score,
-                    "planted": list(p.planted),
-                }
-                for n, p in enumerate(self.sources, start=1)
-            ],
-            "attribution": self.attribution,
-            **({"attribution_error": self.attribution_error} if self.attribution_error else {}),
-            "sentences": [
-                {
-                    "text": s.text,
-                    "supported_by": list(s.supported_by),
-                    "support": s.support,
-                    "layers": s.layers.to_dict() if s.layers else None,
-                    **({"replaced": s.replaced} if s.replaced else {}),
-                }
-                for s in self.sentences
-            ],
-            "in_scope": self.in_scope,
-            "warnings": list(self.warnings),
-            "timings": self.timings,
-            "model": self.model,
-            "preset": self.preset,
-            "corpus_version": self.corpus_version,
-            "query": self.query,
-            "retrieval": self.retrieval,
-            "prompt": [dict(m) for m in self.prompt],
-        }
+        """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent): see tutor.contract."""
+        return AnswerModel.from_answer(self).to_json_dict()
 
 
 # Control characters other than tab and newlines, and the lone surrogates that Python makes of
@@ -130,6 +96,12 @@ def check_question(question: str, limit: int) -> str:
     if _NOT_TEXT.search(question):
         raise QuestionError("the question is not plain text (control characters, binary data or invalid UTF-8)")
     return question
+
+
+def check_k(k: int | None) -> None:
+    """A QuestionError unless `k` (most passages in the prompt) is None or within the settings' range."""
+    if k is not None and not K_MIN <= k <= K_MAX:
+        raise QuestionError(f"k must be between {K_MIN} and {K_MAX}, not {k}")
 
 
 def fit_history(history: Sequence[Turn], budget: int, count_tokens: Callable[[str], int]) -> tuple[list[Turn], int]:
@@ -294,7 +266,7 @@ class Tutor:
         chat: ChatModel,
         embedder: Embedder,
         presets: dict[str, Preset],
-        settings: Any,
+        settings: Settings,
         gate: ModelGate | None = None,
     ) -> None:
         self.retriever = retriever
@@ -302,7 +274,7 @@ class Tutor:
         self.embedder = embedder
         self.presets = presets
         self.settings = settings
-        self.gate = gate or ModelGate(slots=1, max_waiting=getattr(settings, "max_waiting", 16))
+        self.gate = gate or ModelGate(slots=1, max_waiting=settings.max_waiting)
 
     def stream(
         self,
@@ -326,8 +298,7 @@ class Tutor:
         s = self.settings
         question = check_question(question, s.max_question_chars)
         chosen_preset = pick_preset(self.presets, preset or s.preset)
-        if k is not None and not 1 <= k <= 20:
-            raise QuestionError(f"k must be between 1 and 20, not {k}")
+        check_k(k)
         history = [turn for turn in history if not is_fixed_reply(turn[1])]
         recent = history[-s.max_history_turns :] if s.max_history_turns else []
         history, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
@@ -446,8 +417,7 @@ class Tutor:
         tutor and for the doors that only search (tutor.langchain, MCP).
         """
         s = self.settings
-        if k is not None and not 1 <= k <= 20:
-            raise QuestionError(f"k must be between 1 and 20, not {k}")
+        check_k(k)
         if self.retriever is None:
             raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
         found = self.retriever.search(query, limit=max(k or s.k, 8))

@@ -138,12 +138,12 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 @click.option("--log-questions", is_flag=True, default=None, help="Put the question text in the request log lines.")
 def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> None:
     """Serve the page and the JSON API; builds the index from the corpus on first run."""
-    from .ops import limit_malloc_arenas
+    from .web.app import limit_malloc_arenas
 
     limit_malloc_arenas()  # before the model and its threads allocate
     from .factory import build_tutor, index_store, ingest_from_settings
-    from .server import check_exposure
-    from .server import serve as serve_http
+    from .web.app import check_exposure
+    from .web.app import serve as serve_http
 
     settings = _settings(log_questions=log_questions)
     check_exposure(settings, host)

@@ -39,7 +39,7 @@ from .retrieve import join_overlapping
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from .ops import Ops
+    from .records import Recorder
 
 INSTRUCTIONS = (
     "A tutor on how AI language models are trained (pre-training, fine-tuning, preference "
@@ -82,7 +82,7 @@ def guide_texts(tutor: Tutor) -> dict[str, tuple[str, str]]:
 
 
 def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
-    """The MCP server over a tutor; `on_question` is called as Ops.question_done is."""
+    """The MCP server over a tutor; `on_question` is called as Recorder.question_done is."""
     server: MCPServer = MCPServer("tutor", instructions=INSTRUCTIONS, log_level="WARNING")
     presets = tuple([*tutor.presets, NO_PRESET.name])
     limit = tutor.settings.max_question_chars
@@ -164,9 +164,9 @@ def _guide_text(tutor: Tutor, path: str) -> str:
     return found[1]
 
 
-def mount_mcp(app: "FastAPI", tutor: Tutor, ops: "Ops") -> None:
+def mount_mcp(app: "FastAPI", tutor: Tutor, recorder: "Recorder") -> None:
     """Serve the MCP server at /mcp on the tutor's own app (so behind its Guard)."""
-    server = build_mcp(tutor, ops.question_done)
+    server = build_mcp(tutor, recorder.question_done)
     # The Guard checks the token; the SDK's Host/Origin check would refuse the intranet's name.
     http = server.streamable_http_app(
         streamable_http_path="/mcp",
