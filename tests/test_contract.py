@@ -86,7 +86,9 @@ def test_to_dict_is_the_json_written_before(fake_tutor: tuple[Tutor, FakeChat]) 
     assert answers[3].in_scope is False and answers[2].in_scope is None
     for answer in answers:
         # Same keys, same order, same values, optional keys left out alike: the same bytes.
-        assert json.dumps(answer.to_dict(), ensure_ascii=False) == json.dumps(written_by_hand(answer), ensure_ascii=False)
+        assert json.dumps(answer.to_dict(), ensure_ascii=False) == json.dumps(
+            written_by_hand(answer), ensure_ascii=False
+        )
     assert "attribution_error" not in answers[0].to_dict() and answers[4].to_dict()["attribution_error"]
     sentences = answers[5].to_dict()["sentences"]
     assert sentences[0]["replaced"] == "RLHF took 400 years." and "replaced" not in sentences[-1]

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
     raise ImportError("the MCP server needs the official MCP SDK: pip install 'tutor[mcp]'") from exc
 
 from .answer import Tutor, check_question
+from .config import K_MAX, K_MIN
 from .errors import TutorError
 from .injection import planted_sentences, without_planted
 from .prompts import NO_PRESET
@@ -101,7 +102,7 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
             Field(description="The system prompt preset; default: the tutor's."),
         ] = None,
         retrieval: Annotated[bool, Field(description="Answer from passages of the guides.")] = True,
-        k: Annotated[int | None, Field(ge=1, le=20, description="Most passages in the prompt.")] = None,
+        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages in the prompt.")] = None,
     ) -> dict[str, Any]:
         """Answer a question from the guides: the answer with [n] citations, its numbered sources,
         which passage supports each sentence, and the share of the answer that came from the
@@ -120,7 +121,7 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
     @server.tool(annotations=READ_ONLY)
     async def search_guides(
         query: Annotated[str, Field(description="What to look for in the guides.")],
-        k: Annotated[int | None, Field(ge=1, le=20, description="Most passages.")] = None,
+        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages.")] = None,
     ) -> dict[str, Any]:
         """The passages of the guides the tutor would answer this from, best first, with their
         cosine similarity to the query (none when the guides do not cover it)."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 
 from .answer import Answer, Answered, Explained, Token, Tutor
+from .config import K_MAX, K_MIN
 from .conversation import split_messages
 from .errors import BusyError, IndexMissingError, TutorError
 from .gate import Queued
@@ -80,7 +81,7 @@ def chat_request_model(models: list[str]) -> type[ChatFields]:
         "messages": (list[ChatMessageIn], Field(min_length=1, max_length=2 * HISTORY_LIMIT + 1)),
         "stream": (bool, Field(False, strict=True)),
         "retrieval": (bool, Field(True, strict=True)),
-        "k": (int | None, Field(None, ge=1, le=20, strict=True)),
+        "k": (int | None, Field(None, ge=K_MIN, le=K_MAX, strict=True)),
         "n": (int | None, Field(None, ge=1, le=1)),
     }
     return create_model("ChatCompletionRequest", __base__=ChatFields, **fields)
