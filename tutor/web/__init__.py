@@ -9,7 +9,7 @@ in front of every route, and the Gradio page. One module per job:
 - gradio_guard: the page's events checked before Gradio sees them (no files, a session per user)
 - login: the sign-in page and sign-out
 - api_docs: the API reference at /docs as plain HTML
-- page: the Gradio page (events and layout); page_assets: its styles and script
+- page: the Gradio page (layout and wiring); page_events: its events; page_assets: its styles and script
 - render: an answer's panel, verdict and compare column as HTML; transcript: the chat as text
 
 The answer's JSON is the core's contract (tutor.contract); records, metrics and feedback are
