@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tutor.ui import ends_a_sentence
+from tutor.web.render import ends_a_sentence
 
 from .conftest import INTRANET, ROOT, TOKEN
 

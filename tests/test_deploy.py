@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tutor.server import SESSION_COOKIE, SESSION_SECONDS, issue_session, session_key
+from tutor.web.guard import SESSION_COOKIE, SESSION_SECONDS, issue_session, session_key
 
 from .conftest import INTRANET, TOKEN, sse_events
 

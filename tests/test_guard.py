@@ -26,17 +26,11 @@ from starlette.testclient import TestClient
 
 from tutor import Tutor, load_settings
 from tutor.answer import fit_history
-from tutor.ops import EXPORTS_KEPT_SECONDS, Records
 from tutor.prompts import load_presets
-from tutor.server import (
-    SESSION_SECONDS,
-    Guard,
-    create_app,
-    issue_session,
-    pumped,
-    session_is_valid,
-    session_key,
-)
+from tutor.records import EXPORTS_KEPT_SECONDS, Records
+from tutor.web.app import create_app
+from tutor.web.guard import SESSION_SECONDS, Guard, issue_session, session_is_valid, session_key
+from tutor.web.sse import pumped
 
 from .conftest import ROOT, TOKEN, FakeChat
 

@@ -24,7 +24,8 @@ from tutor.injection import (
 )
 from tutor.llm import chatml, neutralise_markup
 from tutor.prompts import load_presets
-from tutor.ui import chat_messages, panel_html, unlinked
+from tutor.web.render import panel_html
+from tutor.web.transcript import chat_messages, unlinked
 
 from .conftest import CORPUS, ROOT, SHARED_GUIDES, FakeChat
 

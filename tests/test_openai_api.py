@@ -17,7 +17,7 @@ from tutor import IndexStore, Retriever, Tutor, load_settings
 from tutor.embed import Embedder
 from tutor.errors import ModelError
 from tutor.prompts import load_presets
-from tutor.server import create_app
+from tutor.web.app import create_app
 
 from .conftest import ROOT, TOKEN, FakeChat, tutor_with
 

@@ -14,7 +14,8 @@ from tutor.embed import Embedder
 from tutor.explain import evidence_sentence, guide_quote
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.retrieve import Passage, refers_back
-from tutor.ui import UNBACKED_MARK, chat_messages, verdict
+from tutor.web.render import verdict
+from tutor.web.transcript import UNBACKED_MARK, chat_messages
 
 from .conftest import FakeChat
 

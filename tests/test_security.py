@@ -145,7 +145,7 @@ def test_no_event_of_the_page_takes_a_client_file(server: tuple[str, Path], moun
 
 
 def test_names_a_file_finds_file_objects_anywhere() -> None:
-    from tutor.gradio_guard import names_a_file
+    from tutor.web.gradio_guard import names_a_file
 
     assert names_a_file({"data": [1, {"a": [{"path": "/etc/passwd"}]}]})
     assert names_a_file([{"meta": {"_type": "gradio.FileData"}, "url": "x"}])

@@ -6,21 +6,18 @@ import json
 from pathlib import Path
 
 from tutor import Tutor
-from tutor.api_docs import docs_html
-from tutor.ops import Records, user_file_name
-from tutor.ui import (
+from tutor.records import Records, user_file_name
+from tutor.web.api_docs import docs_html
+from tutor.web.render import compare_html, ends_a_sentence, panel_html, verdict
+from tutor.web.transcript import (
     QUEUED_TEXT,
     busy_text,
     chat_messages,
-    compare_html,
     embed_footer,
-    ends_a_sentence,
     export_markdown,
     last_conversation,
     linked_answer,
-    panel_html,
     recent_questions,
-    verdict,
 )
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .config import K_MAX, K_MIN, Settings
+from .contract import AnswerModel
 from .embed import Embedder
 from .errors import ModelError, QuestionError
 from .explain import (
@@ -84,45 +86,8 @@ class Answer:
     generation: Generation | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent)."""
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "sources": [
-                {
-                    "n": n,
-                    "guide": p.guide,
-                    "path": p.path,
-                    "section": p.section,
-                    "text": p.text,
-                    "score": p.score,
-                    "planted": list(p.planted),
-                }
-                for n, p in enumerate(self.sources, start=1)
-            ],
-            "attribution": self.attribution,
-            **({"attribution_error": self.attribution_error} if self.attribution_error else {}),
-            "sentences": [
-                {
-                    "text": s.text,
-                    "supported_by": list(s.supported_by),
-                    "support": s.support,
-                    "layers": s.layers.to_dict() if s.layers else None,
-                    **({"replaced": s.replaced} if s.replaced else {}),
-                    **({"quoted": True} if s.quoted else {}),
-                }
-                for s in self.sentences
-            ],
-            "in_scope": self.in_scope,
-            "warnings": list(self.warnings),
-            "timings": self.timings,
-            "model": self.model,
-            "preset": self.preset,
-            "corpus_version": self.corpus_version,
-            "query": self.query,
-            "retrieval": self.retrieval,
-            "prompt": [dict(m) for m in self.prompt],
-        }
+        """The JSON contract of DESIGN.md (plus the query, corpus version and prompt sent): see tutor.contract."""
+        return AnswerModel.from_answer(self).to_json_dict()
 
 
 def check_question(question: str, limit: int) -> str:
@@ -135,6 +100,12 @@ def check_question(question: str, limit: int) -> str:
     if NOT_TEXT.search(question):
         raise QuestionError("the question is not plain text (control characters, binary data or invalid UTF-8)")
     return question
+
+
+def check_k(k: int | None) -> None:
+    """A QuestionError unless `k` (most passages in the prompt) is None or within the settings' range."""
+    if k is not None and not K_MIN <= k <= K_MAX:
+        raise QuestionError(f"k must be between {K_MIN} and {K_MAX}, not {k}")
 
 
 def fit_history(history: Sequence[Turn], budget: int, count_tokens: Callable[[str], int]) -> tuple[list[Turn], int]:
@@ -253,15 +224,6 @@ COMPARE_WAYS = (
 )
 
 
-MAX_K = 20  # most passages a caller may ask for (the settings' k has the same bounds)
-
-
-def check_k(k: int | None) -> None:
-    """A caller's number of passages, refused outside 1..MAX_K."""
-    if k is not None and not 1 <= k <= MAX_K:
-        raise QuestionError(f"k must be between 1 and {MAX_K}, not {k}")
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A question ready for the model: checked, its history fitted, its scope decided, its passages
@@ -295,7 +257,7 @@ class Tutor:
         chat: ChatModel,
         embedder: Embedder,
         presets: dict[str, Preset],
-        settings: Any,
+        settings: Settings,
         gate: ModelGate | None = None,
     ) -> None:
         self.retriever = retriever
@@ -303,7 +265,7 @@ class Tutor:
         self.embedder = embedder
         self.presets = presets
         self.settings = settings
-        self.gate = gate or ModelGate(slots=1, max_waiting=getattr(settings, "max_waiting", 16))
+        self.gate = gate or ModelGate(slots=1, max_waiting=settings.max_waiting)
 
     def stream(
         self,

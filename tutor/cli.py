@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .config import Settings, load_settings
+from .config import K_MAX, K_MIN, Settings, load_settings
 from .errors import TutorError
 
 
@@ -55,7 +55,7 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as one JSON object.")
 @click.option("--preset", help="System prompt preset (see `tutor presets`).")
 @click.option("--no-retrieval", is_flag=True, help="The model and the system prompt alone, no passages.")
-@click.option("-k", type=click.IntRange(1, 20), help="Most passages in the prompt (1-20).")
+@click.option("-k", type=click.IntRange(K_MIN, K_MAX), help=f"Most passages in the prompt ({K_MIN}-{K_MAX}).")
 def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k: int | None) -> None:
     """Answer QUESTION from the guides, with its sources (`-` reads the question from stdin)."""
     if question == "-":
@@ -138,12 +138,12 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 @click.option("--log-questions", is_flag=True, default=None, help="Put the question text in the request log lines.")
 def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> None:
     """Serve the page and the JSON API; builds the index from the corpus on first run."""
-    from .ops import limit_malloc_arenas
+    from .web.app import limit_malloc_arenas
 
     limit_malloc_arenas()  # before the model and its threads allocate
     from .factory import build_tutor, index_store, ingest_from_settings
-    from .server import check_exposure
-    from .server import serve as serve_http
+    from .web.app import check_exposure
+    from .web.app import serve as serve_http
 
     settings = _settings(log_questions=log_questions)
     check_exposure(settings, host)

@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 # A list setting reads "a, b" from the environment as well as a TOML array.
 CommaList = Annotated[list[str], NoDecode]
+K_MIN, K_MAX = 1, 20  # the range of k (most passages in a prompt), for the settings and every request
 
 
 def _default_cache_dir() -> Path:
@@ -52,7 +53,7 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads for the chat model; default: all cores.")
 
     # Retrieval.
-    k: int = Field(3, ge=1, le=20, description="Most passages put in the prompt.")
+    k: int = Field(3, ge=K_MIN, le=K_MAX, description="Most passages put in the prompt.")
     lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")

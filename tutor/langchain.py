@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
     raise ImportError("tutor.langchain needs LangChain: pip install 'tutor[langchain]'") from exc
 
 from .answer import Answered, Token, Tutor, check_question
+from .config import K_MAX, K_MIN
 from .conversation import split_messages
 from .errors import QuestionError
 from .injection import without_planted
@@ -59,7 +60,7 @@ class GuideRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     tutor: Tutor = Field(exclude=True)
-    k: int | None = Field(default=None, ge=1, le=20)
+    k: int | None = Field(default=None, ge=K_MIN, le=K_MAX)
 
     def _search(self, query: str, k: int | None) -> list[Document]:
         query = check_question(query, self.tutor.settings.max_question_chars)

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
     raise ImportError("the MCP server needs the official MCP SDK: pip install 'tutor[mcp]'") from exc
 
 from .answer import Tutor, check_question
+from .config import K_MAX, K_MIN
 from .errors import TutorError
 from .injection import planted_sentences, without_planted
 from .prompts import NO_PRESET
@@ -39,7 +40,7 @@ from .retrieve import join_overlapping
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from .ops import Ops
+    from .records import Recorder
 
 INSTRUCTIONS = (
     "A tutor on how AI language models are trained (pre-training, fine-tuning, preference "
@@ -82,7 +83,7 @@ def guide_texts(tutor: Tutor) -> dict[str, tuple[str, str]]:
 
 
 def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
-    """The MCP server over a tutor; `on_question` is called as Ops.question_done is."""
+    """The MCP server over a tutor; `on_question` is called as Recorder.question_done is."""
     server: MCPServer = MCPServer("tutor", instructions=INSTRUCTIONS, log_level="WARNING")
     presets = tuple([*tutor.presets, NO_PRESET.name])
     limit = tutor.settings.max_question_chars
@@ -101,7 +102,7 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
             Field(description="The system prompt preset; default: the tutor's."),
         ] = None,
         retrieval: Annotated[bool, Field(description="Answer from passages of the guides.")] = True,
-        k: Annotated[int | None, Field(ge=1, le=20, description="Most passages in the prompt.")] = None,
+        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages in the prompt.")] = None,
     ) -> dict[str, Any]:
         """Answer a question from the guides: the answer with [n] citations, its numbered sources,
         which passage supports each sentence, and the share of the answer that came from the
@@ -120,7 +121,7 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
     @server.tool(annotations=READ_ONLY)
     async def search_guides(
         query: Annotated[str, Field(description="What to look for in the guides.")],
-        k: Annotated[int | None, Field(ge=1, le=20, description="Most passages.")] = None,
+        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages.")] = None,
     ) -> dict[str, Any]:
         """The passages of the guides the tutor would answer this from, best first, with their
         cosine similarity to the query (none when the guides do not cover it)."""
@@ -164,9 +165,9 @@ def _guide_text(tutor: Tutor, path: str) -> str:
     return found[1]
 
 
-def mount_mcp(app: "FastAPI", tutor: Tutor, ops: "Ops") -> None:
+def mount_mcp(app: "FastAPI", tutor: Tutor, recorder: "Recorder") -> None:
     """Serve the MCP server at /mcp on the tutor's own app (so behind its Guard)."""
-    server = build_mcp(tutor, ops.question_done)
+    server = build_mcp(tutor, recorder.question_done)
     # The Guard checks the token; the SDK's Host/Origin check would refuse the intranet's name.
     http = server.streamable_http_app(
         streamable_http_path="/mcp",

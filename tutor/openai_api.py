@@ -26,12 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 
 from .answer import Answer, Answered, Explained, Token, Tutor
+from .config import K_MAX, K_MIN
 from .conversation import split_messages
 from .errors import BusyError, IndexMissingError, TutorError
 from .gate import Queued
-from .ops import Ops
 from .prompts import NO_PRESET
-from .server import HISTORY_LIMIT, USER_HEADER, pumped
+from .records import Recorder
+from .web.guard import request_user
+from .web.schemas import HISTORY_LIMIT
+from .web.sse import pumped
 
 MODEL = "tutor"
 
@@ -78,7 +81,7 @@ def chat_request_model(models: list[str]) -> type[ChatFields]:
         "messages": (list[ChatMessageIn], Field(min_length=1, max_length=2 * HISTORY_LIMIT + 1)),
         "stream": (bool, Field(False, strict=True)),
         "retrieval": (bool, Field(True, strict=True)),
-        "k": (int | None, Field(None, ge=1, le=20, strict=True)),
+        "k": (int | None, Field(None, ge=K_MIN, le=K_MAX, strict=True)),
         "n": (int | None, Field(None, ge=1, le=1)),
     }
     return create_model("ChatCompletionRequest", __base__=ChatFields, **fields)
@@ -114,7 +117,7 @@ def usage(tutor: Tutor, answer: Answer) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def openai_router(tutor: Tutor, ops: Ops) -> APIRouter:
+def openai_router(tutor: Tutor, recorder: Recorder) -> APIRouter:
     """The /v1 routes for one server (outside its OpenAPI spec: they follow OpenAI's)."""
     router = APIRouter(prefix="/v1", include_in_schema=False)
     models = model_names(tutor)
@@ -134,18 +137,18 @@ def openai_router(tutor: Tutor, ops: Ops) -> APIRouter:
             body = request_model.model_validate_json(await request.body())
         except ValidationError as exc:
             return invalid(exc)
-        started, user = time.perf_counter(), request.headers.get(USER_HEADER.decode())
+        started, user = time.perf_counter(), request_user(request.headers)
         try:
             history, question = split_messages([(m.role, m.content) for m in body.messages], max_turns=HISTORY_LIMIT)
         except TutorError as exc:
-            ops.question_done("openai", started=started, error=exc, user=user)
+            recorder.question_done("openai", started=started, error=exc, user=user)
             return refusal(exc)
         _, _, preset = body.model.partition(":")
         options: dict[str, Any] = {"preset": preset or None, "retrieval": body.retrieval, "k": body.k}
         front_end = "openai-stream" if body.stream else "openai"
 
         def done(**outcome: Any) -> None:
-            ops.question_done(front_end, started=started, user=user, question=question, **outcome)
+            recorder.question_done(front_end, started=started, user=user, question=question, **outcome)
 
         if not body.stream:
             try:

@@ -9,7 +9,6 @@ SSO header), each answer also goes to that user's history file.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import logging
@@ -25,29 +24,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .config import Settings
+
 LOG = logging.getLogger("tutor.requests")
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 HISTORY_KEPT = 200  # most recent answers a user's history returns
 EXPORTS_KEPT_SECONDS = 3600  # an export is downloaded at once; older ones are removed at the next export
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Keep the server's memory flat: glibc gives threads that allocate at the same time arenas
-    of their own (up to eight a core), and the answering threads fragmented them. In a probe of 8
-    concurrent users, resident memory grew 7.5% over 56 answers and was still growing; with two
-    arenas it was flat after the first round. MALLOC_ARENA_MAX in the environment wins; off
-    glibc this does nothing."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        return
 
 
 def _now() -> str:
@@ -170,10 +153,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class Ops:
-    """The log line, the metrics and the records of each question, for the API and the page alike."""
+class Recorder:
+    """What each question leaves behind, for every front end alike: its log line, the metrics, and
+    the records (feedback and the user's history)."""
 
-    def __init__(self, settings: Any, waiting: Callable[[], int], busy: Callable[[], int]) -> None:
+    def __init__(self, settings: Settings, waiting: Callable[[], int], busy: Callable[[], int]) -> None:
         self.log_questions = bool(settings.log_questions)
         self.metrics = Metrics(waiting, busy)
         self.records = Records(settings.data_dir)

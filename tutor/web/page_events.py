@@ -1,0 +1,317 @@
+"""The page's events: what happens on the server when a question is sent, answered, rated,
+exported or compared. `ChatEvents` and `CompareEvents` hold what every event needs (the tutor, the
+recorder, the settings); each event is a method that Gradio calls. Gradio is imported at the top:
+it reads the handlers' type hints (gr.Request, gr.SelectData, gr.LikeData) from this module.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from ..answer import COMPARE_MAX_TOKENS, COMPARE_WAYS, Answered, Explained, Token, Tutor, check_question
+from ..config import Settings
+from ..errors import TutorError
+from ..gate import Queued
+from ..prompts import NO_PRESET
+from ..records import Recorder
+from .guard import request_user
+from .render import EMPTY_PANEL, compare_html, ends_a_sentence, panel_html
+from .transcript import (
+    BUSY_PREFIX,
+    busy_text,
+    chat_messages,
+    chat_turns,
+    export_markdown,
+    last_conversation,
+    marked_answer,
+    recent_questions,
+    unlinked,
+)
+
+Answers = list[dict[str, Any]]  # the answers of a conversation, as their JSON (tutor.contract)
+
+
+def _notice(message: str) -> Any:
+    return gr.update(value=f"⚠️ {message}", visible=True)
+
+
+def no_notice() -> Any:
+    return gr.update(value="", visible=False)
+
+
+def _ask_idle() -> Any:
+    return gr.update(value="Ask")
+
+
+def _ask_busy() -> Any:
+    return gr.update(value="Add to queue")
+
+
+def _user(request: gr.Request | None) -> str | None:
+    """The user the server's Guard named from a trusted SSO header, if any."""
+    return request_user(request.headers if request is not None else None)
+
+
+class Line:
+    """One page's questions: the one being answered and those sent while it is written, answered
+    in order. Kept in a gr.State (one per browser session, shared by that session's events), so
+    that a question sent during a stream is queued in view instead of being dropped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[str, str, bool, int]] = []
+        self.current: tuple[str, str] | None = None
+        self.running = False
+        self.conversation = uuid.uuid4().hex  # recorded with each answer: what a reload restores
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Line:
+        return Line()  # each session gets a fresh line (gr.State copies its initial value)
+
+    def questions(self) -> list[str]:
+        return [item[0] for item in self.waiting]
+
+
+class ChatEvents:
+    """The chat's events, for the full page or the embedded chat (`embed`: each answer ends with
+    its sources and layer shares, since there is no panel)."""
+
+    def __init__(self, tutor: Tutor, recorder: Recorder, *, embed: bool = False) -> None:
+        self.tutor = tutor
+        self.recorder = recorder
+        self.settings: Settings = tutor.settings
+        self.embed = embed
+        self.min_score = float(self.settings.min_score)
+        self.front_end = "embed" if embed else "page"
+
+    def view(self, answers: Answers, line: Line) -> list[dict[str, str]]:
+        with line.lock:
+            current, waiting = line.current, line.questions()
+        return chat_messages(answers, embed=self.embed, current=current, waiting=waiting, min_score=self.min_score)
+
+    def send(
+        self, question: str, line: Line, answers: Answers, preset: str, retrieval: bool, k: int
+    ) -> tuple[Any, ...]:
+        """Queue the question (answered at once when nothing else is); a question that cannot be
+        asked stays in the box with the reason beside it."""
+        try:
+            check_question(question, self.settings.max_question_chars)
+        except TutorError as exc:
+            return gr.skip(), gr.skip(), _notice(str(exc)), gr.skip()
+        with line.lock:
+            line.waiting.append((str(question), preset, bool(retrieval), int(k) if k else 0))
+        return "", self.view(answers, line), no_notice(), _ask_busy()
+
+    def drain(self, line: Line, answers: Answers, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        """Answer the session's waiting questions one after another; a second drain of the same
+        session leaves them to the one already running."""
+        user = _user(request)
+        with line.lock:
+            if line.running:
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return
+            line.running = True
+        answers = list(answers)
+        try:
+            while True:
+                with line.lock:
+                    if not line.waiting:
+                        line.running, line.current = False, None
+                        break
+                    question, preset, retrieval, k = line.waiting.pop(0)
+                    line.current = (question, "")
+                yield from self._answer_one(question, preset, retrieval, k, line, answers, user)  # appends
+        finally:
+            with line.lock:
+                line.running, line.current = False, None
+        with line.lock:  # another drain may have started meanwhile: the label follows the line
+            label = _ask_busy() if line.running or line.waiting else _ask_idle()
+        yield self.view(answers, line), gr.skip(), gr.skip(), gr.skip(), label
+
+    def _answer_one(
+        self,
+        question: str,
+        preset: str,
+        retrieval: bool,
+        k: int,
+        line: Line,
+        answers: Answers,
+        user: str | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        started, turn = time.perf_counter(), len(answers) + 1
+        text, explained = "", None
+
+        def show(current_text: str) -> list[dict[str, str]]:
+            with line.lock:
+                line.current = (question, current_text)
+            return self.view(answers, line)
+
+        try:
+            stream = self.tutor.stream(
+                question, chat_turns(answers), preset=preset, retrieval=retrieval, k=k or None, explain=True
+            )
+            for event in stream:
+                match event:
+                    case Answered(answer=answer):  # its attribution follows
+                        shown = answer.to_dict()
+                        panel = panel_html(shown, turn, self.min_score)
+                        yield show(marked_answer(shown)), panel, gr.skip(), gr.skip(), _ask_busy()
+                    case Explained(answer=answer):
+                        explained = answer.to_dict()
+                    case Queued(ahead=ahead):
+                        yield show(busy_text(ahead)), gr.skip(), gr.skip(), gr.skip(), _ask_busy()
+                    case Token(text=piece):
+                        text += piece
+                        yield show(text), gr.skip(), gr.skip(), gr.skip(), _ask_busy()
+        except TutorError as exc:
+            self.recorder.question_done(self.front_end, started=started, error=exc, user=user, question=question)
+            with line.lock:
+                line.current = None
+            yield self.view(answers, line), gr.skip(), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
+            return
+        assert explained is not None
+        self.recorder.question_done(
+            self.front_end,
+            started=started,
+            answer={**explained, "conversation": line.conversation},
+            user=user,
+            question=question,
+        )
+        answers.append(explained)
+        with line.lock:
+            line.current = None
+        yield (
+            self.view(answers, line),
+            panel_html(explained, turn, self.min_score),
+            list(answers),
+            gr.skip(),
+            _ask_busy(),
+        )
+
+    def show_turn(self, answers: Answers, event: gr.SelectData) -> Any:
+        turn = event.index // 2 if isinstance(event.index, int) else 0
+        return panel_html(answers[turn], turn + 1, self.min_score) if 0 <= turn < len(answers) else gr.skip()
+
+    def rate(self, answers: Answers, event: gr.LikeData, request: gr.Request) -> Any:
+        turn = event.index // 2 if isinstance(event.index, int) else -1
+        if not 0 <= turn < len(answers):
+            return gr.skip()
+        answer = answers[turn]
+        self.recorder.records.feedback(
+            {
+                "question": answer["question"],
+                "answer": answer["answer"],
+                "liked": bool(event.liked),
+                "preset": answer.get("preset"),
+                "attribution": answer.get("attribution"),
+                "corpus_version": answer.get("corpus_version"),
+            },
+            _user(request),
+        )
+        return gr.update(value="Thank you: your rating is saved.", visible=True)
+
+    def comment(self, text: str, answers: Answers, request: gr.Request) -> tuple[Any, Any]:
+        if not text.strip():
+            return gr.skip(), gr.update(value="⚠️ Write a comment first.", visible=True)
+        last = answers[-1] if answers else {}
+        self.recorder.records.feedback(
+            {
+                "question": last.get("question"),
+                "answer": last.get("answer"),
+                "liked": None,
+                "comment": text.strip()[:2000],
+            },
+            _user(request),
+        )
+        return "", gr.update(value="Thank you: your comment is saved.", visible=True)
+
+    def export(self, answers: Answers) -> Any:
+        if not answers:
+            return gr.update(value=None)
+        paths = self.recorder.records.export(
+            {
+                "conversation.md": export_markdown(answers),
+                "conversation.json": json.dumps(answers, ensure_ascii=False, indent=1),
+            }
+        )
+        return gr.update(value=[str(path) for path in paths], visible=True)
+
+    def restore(self, line: Line, request: gr.Request) -> tuple[Any, ...]:
+        """A signed-in user's earlier questions, and their last conversation back in the chat."""
+        history = self.recorder.records.history(_user(request))
+        if not history:
+            return gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)
+        conversation, answers = last_conversation(history)
+        samples = gr.update(samples=recent_questions(history), visible=not self.embed)  # no room in a frame
+        if not answers or conversation is None:
+            return gr.skip(), gr.skip(), gr.skip(), samples
+        line.conversation = conversation
+        turn = len(answers)
+        return answers, self.view(answers, line), panel_html(answers[-1], turn, self.min_score), samples
+
+    def new_conversation(self, line: Line) -> tuple[Any, ...]:
+        """The chat's clear button: the server forgets the conversation too (a new one starts)."""
+        with line.lock:
+            line.waiting.clear()
+            line.conversation = uuid.uuid4().hex
+        return [], EMPTY_PANEL
+
+
+class CompareEvents:
+    """The compare view's events: one question answered four ways, a layer added at a time."""
+
+    def __init__(self, tutor: Tutor, recorder: Recorder) -> None:
+        self.tutor = tutor
+        self.recorder = recorder
+        self.min_score = float(tutor.settings.min_score)
+
+    def is_cut(self, text: str) -> bool:
+        """Stopped by the token cap rather than by the model: no sentence end, and about the cap long."""
+        if ends_a_sentence(text):
+            return False
+        try:
+            return self.tutor.chat.count_tokens(text) >= COMPARE_MAX_TOKENS * 0.8
+        except Exception:  # noqa: BLE001 (a remote engine may not count; the missing full stop says enough)
+            return True
+
+    def compare(self, question: str, preset: str, k: int, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        started, user = time.perf_counter(), _user(request)
+        labels = [label for label, _, _ in COMPARE_WAYS]
+        texts = [""] * len(labels)
+        done: list[dict[str, Any] | None] = [None] * len(labels)
+        cut = [False] * len(labels)
+
+        def columns() -> tuple[str, ...]:
+            return tuple(
+                compare_html(labels[i], texts[i], done[i], i, cut=cut[i], min_score=self.min_score)
+                for i in range(len(labels))
+            )
+
+        try:
+            chosen = preset if preset != NO_PRESET.name else None
+            for way, event in self.tutor.compare(question, preset=chosen, k=int(k)):
+                match event:
+                    case Answered(answer=answer) | Explained(answer=answer):
+                        finished = answer.to_dict()
+                        texts[way], done[way] = unlinked(marked_answer(finished)), finished
+                        cut[way] = self.is_cut(str(finished["answer"]))
+                    case Queued(ahead=ahead):
+                        texts[way] = busy_text(ahead)
+                    case Token(text=piece):
+                        texts[way] = ("" if texts[way].startswith(BUSY_PREFIX) else texts[way]) + piece
+                yield (*columns(), no_notice())
+        except TutorError as exc:
+            self.recorder.question_done("compare", started=started, error=exc, user=user, question=question)
+            yield (*(gr.skip() for _ in labels), _notice(str(exc)))
+            return
+        if done[-1] is not None:
+            self.recorder.question_done("compare", started=started, answer=done[-1], user=user, question=question)
+
+    def reset_compare(self) -> tuple[Any, ...]:
+        return (*(compare_html(label, "", None, i) for i, (label, _, _) in enumerate(COMPARE_WAYS)), no_notice())
