@@ -46,6 +46,7 @@ def written_by_hand(answer: Answer) -> dict[str, Any]:
                 "support": s.support,
                 "layers": s.layers.to_dict() if s.layers else None,
                 **({"replaced": s.replaced} if s.replaced else {}),
+                **({"quoted": True} if s.quoted else {}),
             }
             for s in answer.sentences
         ],
@@ -92,6 +93,8 @@ def test_to_dict_is_the_json_written_before(fake_tutor: tuple[Tutor, FakeChat]) 
     assert "attribution_error" not in answers[0].to_dict() and answers[4].to_dict()["attribution_error"]
     sentences = answers[5].to_dict()["sentences"]
     assert sentences[0]["replaced"] == "RLHF took 400 years." and "replaced" not in sentences[-1]
+    assert any(s.quoted for s in answers[0].sentences)  # the guides' sentence quoted under the answer
+    assert sentences[-1]["quoted"] is True and "quoted" not in sentences[0]
 
 
 def test_the_json_validates_against_the_contract(fake_tutor: tuple[Tutor, FakeChat]) -> None:
