@@ -24,7 +24,7 @@ from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.index_server import ChromaServerStore
 from tutor.llm import Message
-from tutor.models import resolve_model_path
+from tutor.model_files import resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

@@ -9,7 +9,7 @@ import pytest
 from tutor import Tutor
 from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Token, compose_messages
 from tutor.errors import PresetError, QuestionError
-from tutor.models import PACKAGED_MODELS
+from tutor.model_files import PACKAGED_MODELS
 from tutor.prompts import load_presets
 
 from .conftest import ROOT, FakeChat

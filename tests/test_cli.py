@@ -15,7 +15,7 @@ from tutor import IndexStore
 from tutor.cli import run
 from tutor.config import load_settings
 from tutor.errors import ChecksumError
-from tutor.models import (
+from tutor.model_files import (
     PACKAGED_MODELS,
     join_default_model,
     join_packaged_model,

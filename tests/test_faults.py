@@ -28,7 +28,7 @@ from tutor.errors import IndexMissingError, ModelError
 from tutor.index import chunk_guide, ingest
 from tutor.index_server import ChromaServerStore
 from tutor.llm import OpenAIChat
-from tutor.models import resolve_model_path
+from tutor.model_files import resolve_model_path
 
 from .conftest import CORPUS, ROOT, free_port, wait_for_http
 

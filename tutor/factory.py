@@ -13,7 +13,7 @@ from .gate import ModelGate
 from .index import IndexStore, IngestReport, Store, ingest
 from .index_server import ChromaServerStore
 from .llm import ChatModel, LlamaCppChat, OpenAIChat
-from .models import resolve_embed_model, resolve_model_path
+from .model_files import resolve_embed_model, resolve_model_path
 from .prompts import load_presets
 from .retrieve import Retriever
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from .errors import ModelError
+from .llama_shim import LlamaInternals, check_version
 
 Message = dict[str, str]
 TokenLogprobs = list[tuple[str, float]]  # each answer token's text and its log-probability
@@ -107,10 +108,12 @@ class LlamaCppChat:
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         try:
+            import llama_cpp
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise ModelError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+        check_version(str(getattr(llama_cpp, "__version__", "unknown")))  # before the model takes seconds to load
         # llama-cpp-python generates on half the cores by default (prefill uses all): on 2 cores
         # one thread decoded 17 tokens/s, two 25 (benchmarks, README).
         n_threads = n_threads or os.cpu_count() or 1
@@ -129,9 +132,10 @@ class LlamaCppChat:
             eos_token=self._llm.detokenize([self._llm.token_eos()]).decode("utf-8", "replace"),
             bos_token=self._llm.detokenize([self._llm.token_bos()]).decode("utf-8", "replace"),
         )
+        self._main = LlamaInternals(self._llm)  # checked now: an untested llama-cpp-python stops here
         self.name = path.stem
         self._lock = threading.Lock()  # one generation or scoring at a time
-        self._plain: Any = None  # a second context, for the messages without passages (opened when needed)
+        self._plain: LlamaInternals | None = None  # a second context, for the messages without passages
 
     def _prompt_tokens(self, messages: list[Message]) -> list[int]:
         """The prompt's tokens: the template's own markup as special tokens, every message's content
@@ -159,8 +163,6 @@ class LlamaCppChat:
         generation: Generation | None = None,
         contrast: list[Message] | None = None,
     ) -> Iterator[str]:
-        import llama_cpp
-
         with self._lock:
             prompt = self._prompt_tokens(messages)
             if len(prompt) + max_tokens > self._llm.n_ctx():
@@ -176,10 +178,10 @@ class LlamaCppChat:
                 prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
             )
             for token in generator:
-                if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token) or len(tokens) >= max_tokens:
+                if self._main.is_end(token) or len(tokens) >= max_tokens:
                     break
                 # The logits that chose this token are still the context's last output.
-                logprobs.append(log_softmax_at(_last_logits(self._llm), token))
+                logprobs.append(log_softmax_at(self._main.last_logits(), token))
                 tokens.append(token)
                 piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
                 if piece:
@@ -203,27 +205,25 @@ class LlamaCppChat:
         that time to first token stays that of one prompt; its log-probabilities are those the
         attribution needs for that context, so they are kept.
         """
-        import llama_cpp
-
         if self._plain is None:
-            self._plain = self._open_context()
+            self._plain = LlamaInternals(self._open_context())
+        main, second = self._main, self._plain
         plain_prompt = self._prompt_tokens(contrast)
-        vocab = self._llm._model.vocab
-        _feed(self._llm, prompt)
+        main.feed(prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         tokens: list[int] = []
         logprobs: list[float] = []
         plain_logprobs: list[float] = []
         text = ""
-        full = _last_logits(self._llm)
+        full = main.last_logits()
         plain: np.ndarray | None = None
         while len(tokens) < max_tokens:
             token = int(np.argmax(full)) if plain is None else contrastive_choice(full, plain)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
+            if main.is_end(token):
                 break
             if plain is None:  # the first token: now read the question without the passages
-                _feed(self._plain, plain_prompt)
-                plain = _last_logits(self._plain)
+                second.feed(plain_prompt)
+                plain = second.last_logits()
             logprobs.append(log_softmax_at(full, token))
             plain_logprobs.append(log_softmax_at(plain, token))
             tokens.append(token)
@@ -235,9 +235,9 @@ class LlamaCppChat:
                 yield piece
             if len(tokens) >= max_tokens:
                 break
-            self._llm.eval([token])
-            self._plain.eval([token])
-            full, plain = _last_logits(self._llm), _last_logits(self._plain)
+            main.llm.eval([token])
+            second.llm.eval([token])
+            full, plain = main.last_logits(), second.last_logits()
         self._fill(generation, prompt, tokens, logprobs, contrast, plain_logprobs)
 
     def _fill(
@@ -286,41 +286,19 @@ class LlamaCppChat:
 
     def _score(self, prompt: list[int], tokens: list[int]) -> list[float]:
         """log p(tokens | prompt), reusing the cached prefix and asking llama.cpp only for needed logits."""
-        llm = self._llm
+        main, n_batch = self._main, self._llm.n_batch
         sequence = prompt + tokens
-        if len(sequence) > llm.n_ctx():
-            raise ModelError(f"{len(sequence)} tokens do not fit the context ({llm.n_ctx()})")
-        cached = 0
-        for a, b in zip(llm._input_ids, sequence, strict=False):
-            if a != b:
-                break
-            cached += 1
-        start = min(cached, len(prompt) - 1)  # the logits before the first answer token are needed
-        llm._ctx.kv_cache_seq_rm(0, start, -1)
-        llm.n_tokens = start
+        if len(sequence) > self._llm.n_ctx():
+            raise ModelError(f"{len(sequence)} tokens do not fit the context ({self._llm.n_ctx()})")
+        start = min(main.cached_prefix(sequence), len(prompt) - 1)  # the logits before the first answer token
+        main.forget_from(start)
         logprobs: list[float] = []
-        n_vocab = llm.n_vocab()
-        for begin in range(start, len(sequence) - 1, llm.n_batch):
-            chunk = sequence[begin : min(begin + llm.n_batch, len(sequence) - 1)]
-            batch = llm._batch.batch
-            batch.n_tokens = len(chunk)
-            outputs = []
-            for i, token in enumerate(chunk):
-                position = begin + i
-                batch.token[i] = token
-                batch.pos[i] = position
-                batch.seq_id[i][0] = 0
-                batch.n_seq_id[i] = 1
-                wanted = position >= len(prompt) - 1
-                batch.logits[i] = wanted
-                if wanted:
-                    outputs.append((i, sequence[position + 1]))
-            llm._ctx.decode(llm._batch)
-            for i, target in outputs:
-                logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(n_vocab,))
-                logprobs.append(log_softmax_at(logits, target))
-            llm.input_ids[begin : begin + len(chunk)] = chunk
-            llm.n_tokens = begin + len(chunk)
+        for begin in range(start, len(sequence) - 1, n_batch):
+            chunk = sequence[begin : min(begin + n_batch, len(sequence) - 1)]
+            wanted = [begin + i >= len(prompt) - 1 for i in range(len(chunk))]
+            main.decode(chunk, begin, wanted)
+            for i in (i for i, want in enumerate(wanted) if want):
+                logprobs.append(log_softmax_at(main.output_logits(i), sequence[begin + i + 1]))
         return logprobs
 
 
@@ -338,23 +316,6 @@ def contrastive_choice(full: np.ndarray, plain: np.ndarray) -> int:
     scores = (1 + weight) * full - weight * plain
     scores[p_full < PLAUSIBLE * p_full.max()] = -np.inf
     return int(np.argmax(scores))
-
-
-def _feed(llm: Any, tokens: list[int]) -> None:
-    """Evaluate a prompt in a llama.cpp context, reusing the longest prefix it already holds (as
-    `Llama.generate` does), so the system prompt is prefilled once."""
-    cached = 0
-    for a, b in zip(llm._input_ids, tokens, strict=False):
-        if a != b:
-            break
-        cached += 1
-    llm.n_tokens = min(cached, len(tokens) - 1)  # the last token is evaluated again for its logits
-    llm.eval(tokens[llm.n_tokens :])
-
-
-def _last_logits(llm: Any) -> np.ndarray:
-    """The next-token logits after the context's last evaluated token (a copy)."""
-    return np.array(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)), dtype=np.float64)
 
 
 def _token_pairs(choice: dict[str, Any]) -> list[tuple[str, Any]]:
