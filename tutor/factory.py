@@ -55,7 +55,7 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     )
     chat: ChatModel
     if settings.llm_url:
-        chat = OpenAIChat(settings.llm_url, model=settings.llm_model)
+        chat = OpenAIChat(settings.llm_url, model=settings.llm_model, tokenizer=settings.llm_server_tokenizer)
     else:
         model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
         chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,8 @@ import numpy as np
 
 from .errors import ModelError
 from .llama_shim import LlamaInternals, check_version
+
+LOG = logging.getLogger("tutor.llm")
 
 Message = dict[str, str]
 TokenLogprobs = list[tuple[str, float]]  # each answer token's text and its log-probability
@@ -331,6 +336,138 @@ def chatml(messages: list[Message]) -> str:
     return turns + "<|im_start|>assistant\n"
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens a text costs when the server cannot say: about 4 characters a token."""
+    return len(text) // 4 + 1
+
+
+@dataclass(frozen=True)
+class TokenizerRoute:
+    """A server route that counts a text's tokens with the model's own tokenizer."""
+
+    name: str
+    path: str  # from the server's root (the URL without its /v1)
+    body: Any  # (text, model) -> the JSON body
+
+
+TOKENIZER_ROUTES = (
+    # llama-cpp-python's server: {"input"} -> {"count"}, so no token list crosses the wire.
+    TokenizerRoute("llama-cpp-python", "/extras/tokenize/count", lambda text, model: {"input": text, "model": model}),
+    # llama.cpp's server (llama-server): {"content"} -> {"tokens": [...]}.
+    TokenizerRoute("llama.cpp", "/tokenize", lambda text, model: {"content": text, "add_special": False}),
+    # vLLM: {"model", "prompt"} -> {"count", "tokens"}.
+    TokenizerRoute(
+        "vLLM", "/tokenize", lambda text, model: {"model": model, "prompt": text, "add_special_tokens": False}
+    ),
+)
+
+
+class TokenizerError(Exception):
+    """A tokenizer route answered something that is not a token count."""
+
+
+class ServerTokenizer:
+    """Counts tokens with the LLM server's own tokenizer, so that passage_token_budget means the same
+    number of model tokens as with the in-process model.
+
+    The route is found once, when the tutor starts (the first of TOKENIZER_ROUTES that counts a probe
+    text plausibly); counts are cached by text, since the same passages come back question after
+    question, so a question costs a few loopback requests the first time and none after. A route that
+    fails later, or answers something that is not a count, is not trusted for a minute: the estimate
+    (4 characters a token) stands in, with a warning, and the answer goes on.
+    """
+
+    PROBE = "How many tokens does the server's tokenizer find in this sentence?"
+    CACHE = 4096  # texts remembered
+    TIMEOUT = 5.0  # seconds; counting must never hold an answer long
+    PAUSE = 60.0  # seconds without asking after a failure
+
+    def __init__(self, http: Any, url: str, model: str) -> None:
+        self._http, self._url, self._model = http, url, model
+        self._root = url.removesuffix("/v1")
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self.route: TokenizerRoute | None = None
+        self._baseline = 0  # tokens the route adds to any text (a BOS token), taken off every count
+        tried = []
+        for route in TOKENIZER_ROUTES:
+            try:
+                self._baseline = 0
+                baseline = self._ask(route, "")
+                self._baseline = baseline
+                if self._ask(route, self.PROBE) > 0:
+                    self.route = route
+                    break
+            except TokenizerError as exc:
+                tried.append(f"{route.name}: {exc}")
+        if self.route is None:
+            LOG.warning(
+                "the LLM server at %s has no tokenizer route the tutor knows (%s); passage_token_budget is "
+                "counted as 4 characters a token there",
+                url,
+                "; ".join(tried),
+            )
+
+    def _ask(self, route: TokenizerRoute, text: str) -> int:
+        """The route's count of the text's tokens, or TokenizerError: no answer is taken on trust."""
+        import httpx
+
+        limit = 4096 + 16 * len(text.encode("utf-8"))  # a token list several times the text's size is no count
+        try:
+            body = route.body(text, self._model)
+            with self._http.stream("POST", self._root + route.path, json=body, timeout=self.TIMEOUT) as reply:
+                if reply.status_code != 200:
+                    raise TokenizerError(f"answered {reply.status_code}")
+                data = b""
+                for piece in reply.iter_bytes():
+                    data += piece
+                    if len(data) > limit:
+                        raise TokenizerError(f"answered more than {limit} bytes")
+        except httpx.HTTPError as exc:
+            raise TokenizerError(f"not reachable ({type(exc).__name__})") from None
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise TokenizerError("answered something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise TokenizerError("answered JSON that is not an object")
+        count = body.get("count")
+        tokens = body.get("tokens")
+        if isinstance(tokens, list) and all(type(t) is int for t in tokens) and (count is None or count == len(tokens)):
+            count = len(tokens)
+        if type(count) is not int:
+            raise TokenizerError("answered neither a count nor a list of token ids")
+        count -= self._baseline
+        if not 0 <= count <= len(text.encode("utf-8")) + 1:  # a token is at least a byte of the text
+            raise TokenizerError(f"answered an implausible count ({count + self._baseline})")
+        return count
+
+    def count(self, text: str) -> int:
+        with self._lock:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                return self._cache[text]
+        if self.route is None or time.monotonic() < self._paused_until:
+            return estimate_tokens(text)
+        try:
+            count = self._ask(self.route, text)
+        except TokenizerError as exc:
+            self._paused_until = time.monotonic() + self.PAUSE
+            LOG.warning(
+                "the LLM server's tokenizer (%s) %s; tokens are estimated as 4 characters each for %.0f s",
+                self.route.name,
+                exc,
+                self.PAUSE,
+            )
+            return estimate_tokens(text)
+        with self._lock:
+            self._cache[text] = count
+            while len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
+        return count
+
+
 class OpenAIChat:
     """A model behind an OpenAI-compatible server: llama.cpp's server, llama-cpp-python's, vLLM.
 
@@ -342,13 +479,17 @@ class OpenAIChat:
     log-probabilities (llama-cpp-python's: `--logits_all true`).
     """
 
-    def __init__(self, url: str, *, model: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, *, model: str | None = None, timeout: float = 120.0, tokenizer: str = "auto"
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
         self._model = model or self._first_model()
         self.name = Path(self._model).stem or self._model
+        # "auto": the server's own tokenizer where it has a known route; "estimate": 4 characters a token.
+        self.tokenizer = ServerTokenizer(self._http, self.url, self._model) if tokenizer == "auto" else None
         self._scoring: str | None = None  # "echo" or "forced", chosen on the first answer scored
         self._scoring_error: ModelError | None = None  # why neither can be trusted, once found
 
@@ -421,8 +562,9 @@ class OpenAIChat:
             generation.complete = True
 
     def count_tokens(self, text: str) -> int:
-        """An estimate (4 characters a token): asking the server would cost a request per passage."""
-        return len(text) // 4 + 1
+        """The server's count of the text's tokens (cached), or the estimate where it cannot say. Markup
+        is counted as the visible text it is sent as."""
+        return self.tokenizer.count(neutralise_markup(text)) if self.tokenizer else estimate_tokens(text)
 
     def token_logprobs(
         self, messages: list[Message], answer: str, *, generation: Generation | None = None
