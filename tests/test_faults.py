@@ -92,7 +92,9 @@ def test_ingest_killed_at_random_points_never_breaks_the_index(
         if manifest is None:  # killed before the very first version was published
             assert run == 0 or outcomes["finished"] == 0
             continue
-        client, collection, _ = store.open_collection()
+        opened = store.open_version()
+        client, collection = opened.client, opened.collection
+        opened.words.close()
         ids = collection.get(include=[])["ids"]
         client.close()
         assert len(ids) == len(set(ids)) == manifest["chunks"], run  # no chunk twice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from tutor.embed import Embedder
 from tutor.errors import IndexMissingError, IngestBusyError, TutorError
 from tutor.index import Store, chunk_guide, ingest
 from tutor.index_server import STAGING_PREFIX, ChromaServerStore
+from tutor.lexical import lexical_tokens
 
 from .conftest import CORPUS
 
@@ -71,7 +73,8 @@ def _ingest(folder: Path, store: Store, embedder: Embedder):  # type: ignore[no-
 
 
 def _chunks_by_path(store: Store) -> dict[str, list[str]]:
-    client, collection, _ = store.open_collection()
+    opened = store.open_version()
+    client, collection = opened.client, opened.collection
     data = collection.get(include=["metadatas"])
     if isinstance(store, IndexStore):  # a server store keeps its one client
         client.close()
@@ -172,6 +175,11 @@ def test_incremental_ingest(small_corpus: Path, store: Store, embedder: Embedder
     assert report.corpus_version != first.corpus_version
     assert retriever.search("A brand new paragraph about tokens", 1)[0].text.endswith("about tokens.")
     assert retriever.corpus_version == report.corpus_version and retriever.chunk_count == report.chunks_total
+    opened = store.open_version()  # the word index followed every change: the new words, none of the removed guide's
+    assert opened.words.chunk_count == report.chunks_total
+    found = opened.words.search(lexical_tokens("brand new paragraph"), 50)
+    assert found[0] in glossary_ids and set(found) <= set(opened.collection.get(include=[])["ids"])
+    opened.words.close()
     assert not _staging_left(store)
     if isinstance(store, ChromaServerStore):  # the current version, one previous, the pointer
         names = sorted(c.name for c in store.client().list_collections())
@@ -253,8 +261,39 @@ def test_second_ingest_is_refused_while_one_runs(small_corpus: Path, tmp_path: P
 def test_missing_or_broken_index_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
     store = IndexStore(tmp_path / "index")
     with pytest.raises(IndexMissingError, match="run `tutor ingest` first"):
-        store.open_collection()
+        store.open_version()
     store.root.mkdir()
     (store.root / "CURRENT").write_text("v-gone")
     with pytest.raises(IndexMissingError):
         Retriever(store, embedder=embedder)
+
+
+def test_a_replica_of_a_server_index_builds_its_word_index_once(
+    small_corpus: Path, server_store: ChromaServerStore, embedder: Embedder
+) -> None:
+    _ingest(small_corpus, server_store, embedder)
+    first = Retriever(server_store, embedder=embedder, lexical_weight=0.4)
+    built = list((server_store.lock_dir / "words").glob("*.sqlite"))
+    assert [p.stem for p in built] == [server_store.current_version()]
+    stamp = built[0].stat().st_mtime_ns
+    second = Retriever(server_store, embedder=embedder, lexical_weight=0.4)
+    assert built[0].stat().st_mtime_ns == stamp  # read, not built again
+    # RLHF is a word MiniLM does not know; the word index finds the glossary's line for it
+    assert any("RLHF" in p.text for p in second.search("RLHF", 3))
+    first.close()
+    second.close()
+
+
+def test_an_index_of_the_previous_format_is_rebuilt(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    store = IndexStore(tmp_path / "index")
+    first = _ingest(small_corpus, store, embedder)
+    folder = store.current_dir()
+    assert folder is not None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))  # as an older tutor left it
+    (folder / "lexical.sqlite").unlink()
+    with pytest.raises(IndexMissingError, match="run `tutor ingest`"):
+        Retriever(store, embedder=embedder)
+    again = _ingest(small_corpus, store, embedder)
+    assert again.chunks_embedded == again.chunks_total == first.chunks_total
+    assert Retriever(store, embedder=embedder).search("RLHF", 1)

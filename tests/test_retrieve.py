@@ -12,7 +12,8 @@ import pytest
 from tutor import IndexStore, Retriever, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
-from tutor.retrieve import Passage, join_overlapping, lexical_tokens, select_for_prompt, standalone_query
+from tutor.lexical import lexical_tokens
+from tutor.retrieve import Passage, join_overlapping, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .lexical import lexical_tokens
 from .llm import TokenLogprobs
 from .markers import CITATION_MARKERS, OPEN_CITATION
-from .retrieve import Passage, lexical_tokens
+from .retrieve import Passage
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
 SUPPORT_NEAR_BEST = 0.10  # a second passage is cited only if nearly as supportive as the best

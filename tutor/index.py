@@ -2,7 +2,8 @@
 
 Layout of the index folder:
     CURRENT        the name of the version folder that answers questions
-    v-<ns>/        a complete Chroma store plus manifest.json (files, hashes, corpus version)
+    v-<ns>/        a complete Chroma store (the vectors), lexical.sqlite (the words, tutor.lexical)
+                   and manifest.json (files, hashes, corpus version)
     .staging-<ns>/ an ingest in progress; never read, removed by the next ingest
     .lock          held by the ingest that is running
 
@@ -27,10 +28,12 @@ from typing import Any, Protocol
 from .corpus import Guide
 from .embed import Embedder
 from .errors import IndexMissingError, IngestBusyError, TutorError
+from .lexical import LexicalIndex, chunk_words
 
 COLLECTION = "guides"
 MANIFEST = "manifest.json"
-FORMAT = 1
+LEXICAL = "lexical.sqlite"
+FORMAT = 2  # 2: the words in lexical.sqlite; an index of format 1 is rebuilt by the next ingest
 
 
 def text_to_embed(guide: str, section: str, text: str) -> str:
@@ -120,6 +123,17 @@ def _chroma_client(path: Path) -> Any:
 
 
 @dataclass(frozen=True)
+class OpenedVersion:
+    """One index version opened for reading: vectors and texts in Chroma, words in SQLite."""
+
+    name: str
+    client: Any
+    collection: Any
+    manifest: dict[str, Any]
+    words: LexicalIndex
+
+
+@dataclass(frozen=True)
 class IngestReport:
     """What one ingest did."""
 
@@ -152,16 +166,17 @@ def ingest_lock(folder: Path) -> Iterator[None]:
 class Store(Protocol):
     """Where the index versions live: a folder (IndexStore) or a Chroma server (ChromaServerStore).
 
-    Readers use `current_version`, `read_manifest` and `open_collection`; an ingest holds `lock`,
-    fills a staging version and publishes it in one atomic step, or discards it.
+    Readers use `current_version`, `read_manifest` and `open_version`; an ingest holds `lock`,
+    fills a staging version (its collection, and its word index where the store keeps one) and
+    publishes it in one atomic step, or discards it.
     """
 
     def current_version(self) -> str | None: ...
     def read_manifest(self) -> dict[str, Any] | None: ...
-    def open_collection(self) -> tuple[Any, Any, dict[str, Any]]: ...
+    def open_version(self) -> OpenedVersion: ...
     def lock(self) -> AbstractContextManager[None]: ...
     def new_staging(self, copy_current: bool) -> Any: ...
-    def open_staging(self, staging: Any) -> AbstractContextManager[Any]: ...
+    def open_staging(self, staging: Any) -> AbstractContextManager[tuple[Any, LexicalIndex | None]]: ...
     def discard(self, staging: Any) -> None: ...
     def publish(self, staging: Any, manifest: dict[str, Any]) -> Any: ...
 
@@ -195,15 +210,16 @@ class IndexStore:
             return None
         return manifest if manifest.get("format") == FORMAT else None
 
-    def open_collection(self) -> tuple[Any, Any, dict[str, Any]]:
-        """(client, collection, manifest) of the current version, for reading."""
+    def open_version(self) -> OpenedVersion:
+        """The current version, for reading."""
         folder = self.current_dir()
         manifest = self.read_manifest()
         if folder is None or manifest is None:
             raise IndexMissingError(f"no index in {self.root}: run `tutor ingest` first")
         try:
+            words = LexicalIndex(folder / LEXICAL)
             client = _chroma_client(folder)
-            return client, client.get_collection(COLLECTION), manifest
+            return OpenedVersion(folder.name, client, client.get_collection(COLLECTION), manifest, words)
         except Exception as exc:  # chromadb raises many kinds for a damaged store
             raise IndexMissingError(f"the index in {folder} cannot be opened ({exc}): run `tutor ingest`") from None
 
@@ -226,12 +242,15 @@ class IndexStore:
         return staging
 
     @contextmanager
-    def open_staging(self, staging: Path) -> Iterator[Any]:
-        """The staging version's collection, for writing."""
+    def open_staging(self, staging: Path) -> Iterator[tuple[Any, LexicalIndex]]:
+        """The staging version's collection and word index, for writing."""
         client = _chroma_client(staging)
+        words = LexicalIndex(staging / LEXICAL, writable=True)
         try:
-            yield client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
+            yield client.get_or_create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}}), words
+            words.finish()
         finally:
+            words.close()
             client.close()
 
     def discard(self, staging: Path) -> None:
@@ -296,8 +315,8 @@ def ingest(
         staging = None
         try:
             staging = store.new_staging(copy_current=compatible)  # a full disk can fail the copy here
-            with store.open_staging(staging) as collection:
-                total = _apply(collection, new_chunks, changed + removed, embedder, progress)
+            with store.open_staging(staging) as (collection, words):
+                total = _apply(collection, words, new_chunks, changed + removed, embedder, progress)
             version = corpus_version(files)
             store.publish(
                 staging,
@@ -329,9 +348,19 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def _apply(collection: Any, chunks: list[Chunk], stale_paths: Sequence[str], embedder: Embedder, progress: bool) -> int:
+def _apply(
+    collection: Any,
+    words: LexicalIndex | None,
+    chunks: list[Chunk],
+    stale_paths: Sequence[str],
+    embedder: Embedder,
+    progress: bool,
+) -> int:
     for path in stale_paths:
         collection.delete(where={"path": path})
+    if words is not None:
+        words.remove_paths(stale_paths)
+        words.add((c.id, c.path, chunk_words(c.guide, c.section, c.text)) for c in chunks)
     # A bar only where there is a wait worth watching.
     vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
     batch = 256

@@ -4,6 +4,9 @@ The same versions as the folder index, as collections: an ingest fills `staging_
 (a copy of the current version plus what changed), renames it `guides_v<ns>` and then points the
 `tutor_current` collection's metadata at it, with the manifest, in one request: readers see the
 old version or the new one, never a mix. One previous version is kept for readers still on it.
+
+The server keeps vectors and texts; the word index (tutor.lexical) is a file on each machine,
+built once per version from the server's texts, a page at a time, and kept in `lock_dir/words/`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import IndexMissingError, IngestBusyError
-from .index import FORMAT, ingest_lock
+from .index import FORMAT, OpenedVersion, ingest_lock
+from .lexical import LexicalIndex, build_from_collection
 
 POINTER = "tutor_current"
 VERSION_PREFIX = "guides_v"
@@ -78,15 +82,29 @@ class ChromaServerStore:
             return None
         return manifest if manifest.get("format") == FORMAT else None
 
-    def open_collection(self) -> tuple[Any, Any, dict[str, Any]]:
+    def open_version(self) -> OpenedVersion:
         pointer = self._pointer()
         manifest = self.read_manifest()
-        if not pointer.get("current") or manifest is None:
+        name = pointer.get("current")
+        if not name or manifest is None:
             raise IndexMissingError(f"no index on the Chroma server at {self.url}: run `tutor ingest` first")
         try:
-            return self.client(), self.client().get_collection(pointer["current"]), manifest
+            collection = self.client().get_collection(name)
+            return OpenedVersion(name, self.client(), collection, manifest, self._words(name, collection))
         except Exception as exc:
             raise IndexMissingError(f"the index on {self.url} cannot be opened ({exc}): run `tutor ingest`") from None
+
+    def _words(self, version: str, collection: Any) -> LexicalIndex:
+        """This machine's word index of a version, built from the server's texts the first time."""
+        folder = self.lock_dir / "words"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{version}.sqlite"
+        if path.is_file():
+            return LexicalIndex(path)
+        for old in folder.glob(f"{VERSION_PREFIX}*.sqlite"):  # versions the server no longer serves
+            if old.stem not in (version, self._pointer().get("previous")):
+                old.unlink(missing_ok=True)
+        return build_from_collection(collection, path, page=COPY_PAGE)
 
     def lock(self) -> AbstractContextManager[None]:
         return ingest_lock(self.lock_dir)
@@ -113,8 +131,9 @@ class ChromaServerStore:
         return staging
 
     @contextmanager
-    def open_staging(self, staging: str) -> Iterator[Any]:
-        yield self.client().get_collection(staging)
+    def open_staging(self, staging: str) -> Iterator[tuple[Any, None]]:
+        """The staging collection; its word index is built by each reader from the published version."""
+        yield self.client().get_collection(staging), None
 
     def discard(self, staging: str) -> None:
         with contextlib.suppress(Exception):  # the server may be the reason the ingest failed

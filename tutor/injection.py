@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from .retrieve import lexical_tokens
+from .lexical import lexical_tokens
 
 _TARGET = r"(instructions?|question|prompt|rules|guidelines|above|previous|everything)"
 _READER = r"(ai|assistant|model|llm|chatbot|bot|agent|summari[sz]er|language model)s?"

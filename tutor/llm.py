@@ -479,9 +479,7 @@ class OpenAIChat:
     log-probabilities (llama-cpp-python's: `--logits_all true`).
     """
 
-    def __init__(
-        self, url: str, *, model: str | None = None, timeout: float = 120.0, tokenizer: str = "auto"
-    ) -> None:
+    def __init__(self, url: str, *, model: str | None = None, timeout: float = 120.0, tokenizer: str = "auto") -> None:
         import httpx
 
         self.url = url.rstrip("/")

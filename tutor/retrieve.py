@@ -12,34 +12,9 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import Store, text_to_embed
+from .index import OpenedVersion, Store, text_to_embed
+from .lexical import chunk_words, lexical_tokens
 from .markers import CITATION_MARKERS, NOT_COVERED_SAID
-
-_STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
-    "them then there these they this to was we what when which who why will with you your".split()
-)
-
-
-_per_thread = threading.local()
-
-
-def _stemmer() -> Any:
-    """One stemmer a thread: a snowball stemmer keeps the word it works on in itself, and two
-    threads sharing one broke each other's words (an IndexError under load)."""
-    stemmer = getattr(_per_thread, "stemmer", None)
-    if stemmer is None:
-        import snowballstemmer
-
-        stemmer = _per_thread.stemmer = snowballstemmer.stemmer("english")
-    return stemmer
-
-
-def lexical_tokens(text: str) -> list[str]:
-    """Stemmed lower-case words for BM25; "pre-training" matches "pretraining", and
-    "backpropagation" matches "Backpropagates"."""
-    words = re.findall(r"[a-z0-9]+", text.lower().replace("-", ""))
-    return list(_stemmer().stemWords([w for w in words if w not in _STOPWORDS]))
 
 
 @dataclass(frozen=True)
@@ -102,99 +77,124 @@ _REFERS_BACK = re.compile(
 _FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s)|$)", re.DOTALL)
 
 
+@dataclass(frozen=True, eq=False)  # one object a chunk: compared by identity
+class _Chunk:
+    """A chunk as the store holds it."""
+
+    id: str
+    text: str
+    meta: dict[str, Any]
+    vector: np.ndarray | None = None
+
+    @property
+    def words(self) -> list[str]:
+        return chunk_words(str(self.meta["guide"]), str(self.meta["section"]), self.text)
+
+    def neighbour_id(self, step: int) -> str:
+        """Chunk ids are `<file hash>-<position>` (tutor.index.chunk_guide): the next one is known."""
+        prefix, _, position = self.id.rpartition("-")
+        return f"{prefix}-{int(position) + step:04d}"
+
+
 class Retriever:
-    """Hybrid search over the current index version; reloads when a new version is published."""
+    """Hybrid search over the current index version; reloads when a new version is published.
+
+    Nothing of the index is held in memory: Chroma ranks the vectors (on the server when there
+    is one) and hands back the texts of the candidates, SQLite's FTS5 finds those with the
+    question's words, and only the candidates are scored. bench_scale, 100,000 chunks: the
+    earlier copy of every vector, text and BM25 table in each replica took minutes to load.
+    """
 
     def __init__(self, store: Store, *, embedder: Embedder, lexical_weight: float = 0.4) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
-        self._version: str | None = None
         self._lock = threading.Lock()  # searches come from several request threads
-        self._load()
+        self._opened: OpenedVersion = store.open_version()
 
-    def _load(self) -> None:
-        client, collection, manifest = self.store.open_collection()
-        data = collection.get(include=["documents", "metadatas", "embeddings"])
-        self._client, self._collection = client, collection
-        self.corpus_version: str = manifest["corpus_version"]
-        self.chunk_count = len(data["ids"])
-        self._ids: list[str] = list(data["ids"])
-        self._texts: list[str] = list(data["documents"] or [])
-        self._metas: list[dict[str, Any]] = [dict(m) for m in data["metadatas"] or []]
-        self._vectors = np.asarray(data["embeddings"], dtype=np.float32).reshape(self.chunk_count, -1)
-        self._row = {chunk_id: row for row, chunk_id in enumerate(self._ids)}
-        self._at = {(m["path"], int(m["position"])): row for row, m in enumerate(self._metas)}
-        from rank_bm25 import BM25Okapi
+    @property
+    def corpus_version(self) -> str:
+        return str(self._opened.manifest["corpus_version"])
 
-        documents = [
-            lexical_tokens(f"{m['guide']} {m['section']} {t}") for m, t in zip(self._metas, self._texts, strict=True)
-        ]
-        self._bm25 = BM25Okapi(documents) if documents else None
-        self._terms = [set(document) for document in documents]
-        self._version = self.store.current_version()
+    @property
+    def chunk_count(self) -> int:
+        return int(self._opened.manifest["chunks"])
 
     def refresh(self) -> None:
         """Switch to the newest published index version, if there is one."""
-        if self.store.current_version() != self._version:
-            old = self._client
-            self._load()
-            if old is not self._client:  # a server store keeps one client
-                old.close()
+        if self.store.current_version() != self._opened.name:
+            old = self._opened
+            self._opened = self.store.open_version()
+            old.words.close()
+            if old.client is not self._opened.client:  # a server store keeps one client
+                old.client.close()
 
     def search(self, query: str, limit: int = 8) -> list[Passage]:
         """The best `limit` passages for the query, best first.
 
         Chroma ranks by cosine similarity; BM25 adds exact-word evidence that MiniLM misses. A
         weighted sum of the two beat reciprocal-rank fusion on the eval sets (hit@3 0.90 vs 0.80).
+        Candidates are the best `fetch` of each; each is then scored by both.
         """
         query_vector = np.asarray(self.embedder.embed_one(query), dtype=np.float32)
+        terms = lexical_tokens(query)
         with self._lock:
             try:
                 self.refresh()
                 if not self.chunk_count:
                     return []
                 fetch = min(self.chunk_count, max(4 * limit, 20))
-                found = self._collection.query(query_embeddings=[query_vector.tolist()], n_results=fetch, include=[])
+                found = self._opened.collection.query(
+                    query_embeddings=[query_vector.tolist()],
+                    n_results=fetch,
+                    include=["documents", "metadatas", "embeddings"],
+                )
+                candidates = _chunks(
+                    found["ids"][0], found["documents"][0], found["metadatas"][0], found["embeddings"][0]
+                )
+                if self.lexical_weight:
+                    known = {c.id for c in candidates}
+                    more = [i for i in self._opened.words.search(terms, fetch) if i not in known]
+                    candidates += self._get(more, vectors=True)
+                lexical = self._opened.words.scores(terms, [c.words for c in candidates]) if self.lexical_weight else []
             except IndexMissingError:
                 raise
             except Exception as exc:  # a Chroma server that went away, a store deleted under us
                 raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
-            return self._rank(query, query_vector, found["ids"][0], limit, fetch)
+        return self._rank(terms, query_vector, candidates, lexical, limit)
+
+    def _get(self, ids: list[str], *, vectors: bool = False) -> list[_Chunk]:
+        if not ids:
+            return []
+        include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
+        got = self._opened.collection.get(ids=ids, include=include)
+        return _chunks(got["ids"], got["documents"], got["metadatas"], got["embeddings"] if vectors else None)
 
     def _rank(
-        self, query: str, query_vector: np.ndarray, found_ids: list[str], limit: int, fetch: int
+        self, terms: list[str], query_vector: np.ndarray, candidates: list[_Chunk], lexical: list[float], limit: int
     ) -> list[Passage]:
-        candidates = {self._row[chunk_id] for chunk_id in found_ids}
-        similarity = self._vectors @ query_vector
-        lexical = np.zeros(self.chunk_count)
-        if self.lexical_weight and self._bm25 is not None:
-            raw = np.asarray(self._bm25.get_scores(lexical_tokens(query)))
-            if raw.max() > 0:
-                lexical = raw / raw.max()
-                candidates.update(int(row) for row in np.argsort(-raw)[:fetch] if raw[row] > 0)
-        combined = similarity + self.lexical_weight * lexical
-        best = sorted(candidates, key=lambda row: -combined[row])[:limit]
-        terms = set(lexical_tokens(query))
+        similarity = np.asarray([float(c.vector @ query_vector) for c in candidates])  # type: ignore[operator]
+        words = np.asarray(lexical) if lexical else np.zeros(len(candidates))
+        if words.size and words.max() > 0:
+            words = words / words.max()  # the best candidate is the best chunk: FTS5 brought it in
+        combined = similarity + self.lexical_weight * words
+        wanted = set(terms)
         return [
-            self._passage(row, float(similarity[row]), float(lexical[row]), float(combined[row]), terms) for row in best
+            Passage(
+                id=candidates[i].id,
+                text=candidates[i].text,
+                guide=str(candidates[i].meta["guide"]),
+                path=str(candidates[i].meta["path"]),
+                section=str(candidates[i].meta["section"]),
+                position=int(candidates[i].meta["position"]),
+                score=round(max(float(similarity[i]), 0.0), 4),
+                lexical=round(float(words[i]), 4),
+                rank_score=round(float(combined[i]), 4),
+                has_all_terms=bool(wanted) and wanted <= set(candidates[i].words),
+                embedding=tuple(float(x) for x in candidates[i].vector),  # type: ignore[union-attr]
+            )
+            for i in sorted(range(len(candidates)), key=lambda i: -combined[i])[:limit]
         ]
-
-    def _passage(self, row: int, score: float, lexical: float, rank_score: float, terms: set[str]) -> Passage:
-        meta = self._metas[row]
-        return Passage(
-            id=self._ids[row],
-            text=self._texts[row],
-            guide=str(meta["guide"]),
-            path=str(meta["path"]),
-            section=str(meta["section"]),
-            position=int(meta["position"]),
-            score=round(max(score, 0.0), 4),
-            lexical=round(lexical, 4),
-            rank_score=round(rank_score, 4),
-            has_all_terms=bool(terms) and terms <= self._terms[row],
-            embedding=tuple(float(x) for x in self._vectors[row]),
-        )
 
     def widen(
         self, chosen: Sequence[Passage], *, token_budget: int, count_tokens: Callable[[str], int]
@@ -209,75 +209,103 @@ class Retriever:
         (0.71 -> 0.94) but lowered the own set's (0.80 -> 0.78) and pushed first token past 1.5 s:
         the 0.5B model loses its way in three long passages.
         """
+        if not chosen:
+            return []
         with self._lock:
-            if not chosen or any(passage.id not in self._row for passage in chosen):  # none, or a newer version came in
+            ids = [p.id for p in chosen]
+            around = [_Chunk(i, "", {}).neighbour_id(step) for i in ids for step in (-1, 1)]
+            try:
+                near = {c.id: c for c in self._get(list(dict.fromkeys(ids + around)))}
+            except Exception:  # the version went away: the passages as they are
                 return list(chosen)
-            runs = self._runs(chosen, token_budget, count_tokens)
-            joined = [(self._joined(run), "+".join(self._ids[r] for r in run), self._metas[run[0]]) for run, _ in runs]
-        # Embedded outside the lock: other questions' searches need not wait for it.
+        if any(i not in near for i in ids):  # a newer version came in
+            return list(chosen)
+        runs = _runs(chosen, near, token_budget, count_tokens)
         passages = []
-        for (run, leader), (text, ids, first) in zip(runs, joined, strict=True):
+        for run, leader in runs:
             if len(run) == 1:
                 passages.append(leader)
                 continue
-            vector = self.embedder.embed_one(text_to_embed(first["guide"], first["section"], text))
+            first, text = run[0], _joined(run)
+            vector = self.embedder.embed_one(text_to_embed(first.meta["guide"], first.meta["section"], text))
             passages.append(
-                replace(leader, id=ids, text=text, position=int(first["position"]), embedding=tuple(vector))
+                replace(
+                    leader,
+                    id="+".join(c.id for c in run),
+                    text=text,
+                    position=int(first.meta["position"]),
+                    embedding=tuple(vector),
+                )
             )
         return passages
 
-    def _runs(
-        self, chosen: Sequence[Passage], token_budget: int, count_tokens: Callable[[str], int]
-    ) -> list[tuple[list[int], Passage]]:
-        """Rows of one section in order, each with the best chosen passage in it; the first holds the best."""
-        runs: list[tuple[list[int], Passage]] = []
-        for passage in chosen:
-            row = self._row[passage.id]
-            touching = next((run for run, _ in runs if self._next_to(run, row)), None)
-            if touching is None:
-                runs.append(([row], passage))
-            elif row == self._neighbour(touching[0], -1):
-                touching.insert(0, row)
-            else:
-                touching.append(row)
-        used = sum(count_tokens(self._joined(run)) for run, _ in runs)
-        top = runs[0][0]
-        for step in (1, -1):
-            neighbour = self._neighbour(top[-1] if step == 1 else top[0], step)
-            if neighbour is None or any(neighbour in run for run, _ in runs):
-                continue
-            widened = [*top, neighbour] if step == 1 else [neighbour, *top]
-            cost = count_tokens(self._joined(widened)) - count_tokens(self._joined(top))
-            if used + cost <= token_budget:
-                top[:] = widened
-                used += cost
-        return runs
-
-    def _neighbour(self, row: int, step: int) -> int | None:
-        meta = self._metas[row]
-        other = self._at.get((meta["path"], int(meta["position"]) + step))
-        if other is None or self._metas[other]["section"] != meta["section"]:
-            return None
-        return other
-
-    def _next_to(self, run: list[int], row: int) -> bool:
-        return row in (self._neighbour(run[0], -1), self._neighbour(run[-1], 1))
-
-    def _joined(self, run: list[int]) -> str:
-        text = self._texts[run[0]]
-        for row in run[1:]:
-            text = join_overlapping(text, self._texts[row])
-        return text
-
     def chunks(self) -> list[tuple[dict[str, Any], str]]:
-        """Every chunk of the current version as (metadata, text): the guides as indexed, for the
-        MCP server's resources, which show them without reading any file."""
+        """Every chunk of the current version as (metadata, text), a page at a time: the guides
+        as indexed, for the MCP server's resources, which show them without reading any file."""
         with self._lock:
             self.refresh()
-            return list(zip(self._metas, self._texts, strict=True))
+            collection, found = self._opened.collection, []
+            for offset in range(0, collection.count(), 1000):
+                page = collection.get(include=["documents", "metadatas"], limit=1000, offset=offset)
+                found += [(dict(m), t) for m, t in zip(page["metadatas"], page["documents"], strict=True)]
+            return found
 
     def close(self) -> None:
-        self._client.close()
+        self._opened.words.close()
+        self._opened.client.close()
+
+
+def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
+    return [
+        _Chunk(
+            chunk_id,
+            text,
+            dict(meta),
+            None if vectors is None else np.asarray(vectors[i], dtype=np.float32),
+        )
+        for i, (chunk_id, text, meta) in enumerate(zip(ids, texts, metas, strict=True))
+    ]
+
+
+def _runs(
+    chosen: Sequence[Passage], near: dict[str, _Chunk], token_budget: int, count_tokens: Callable[[str], int]
+) -> list[tuple[list[_Chunk], Passage]]:
+    """Chunks of one section in order, each run with the best chosen passage in it; the first
+    run holds the best passage, and takes its neighbours while the budget lasts."""
+
+    def neighbour(chunk: _Chunk, step: int) -> _Chunk | None:
+        other = near.get(chunk.neighbour_id(step))
+        return other if other is not None and other.meta["section"] == chunk.meta["section"] else None
+
+    runs: list[tuple[list[_Chunk], Passage]] = []
+    for passage in chosen:
+        chunk = near[passage.id]
+        touching = next((run for run, _ in runs if chunk in (neighbour(run[0], -1), neighbour(run[-1], 1))), None)
+        if touching is None:
+            runs.append(([chunk], passage))
+        elif chunk == neighbour(touching[0], -1):
+            touching.insert(0, chunk)
+        else:
+            touching.append(chunk)
+    used = sum(count_tokens(_joined(run)) for run, _ in runs)
+    top = runs[0][0]
+    for step in (1, -1):
+        extra = neighbour(top[-1] if step == 1 else top[0], step)
+        if extra is None or any(extra in run for run, _ in runs):
+            continue
+        widened = [*top, extra] if step == 1 else [extra, *top]
+        cost = count_tokens(_joined(widened)) - count_tokens(_joined(top))
+        if used + cost <= token_budget:
+            top[:] = widened
+            used += cost
+    return runs
+
+
+def _joined(run: list[_Chunk]) -> str:
+    text = run[0].text
+    for chunk in run[1:]:
+        text = join_overlapping(text, chunk.text)
+    return text
 
 
 def join_overlapping(first: str, second: str) -> str:

@@ -1,0 +1,173 @@
+"""Word search over the chunks: an SQLite FTS5 table on disk beside the vectors, scored as BM25.
+
+Chroma ranks by vectors; exact words (acronyms, "backpropagation") need a word index. Chroma
+1.5's own sparse BM25 index is refused by the local store ("Sparse vector indexing is not
+enabled in local"), so the words live in SQLite's FTS5, which every Python has: a replica reads
+from disk what a question needs, instead of holding every text (bench_scale: at 100,000 chunks
+the in-memory BM25 took minutes to load and most of a gigabyte).
+
+FTS5 finds the candidates; they are then scored with Okapi BM25 as rank_bm25 scores it (k1 1.5,
+b 0.75, a term in more than half of the chunks weighted by a quarter of the mean idf), the
+formula the ranking's weights were tuned with. FTS5's own bm25() uses k1 1.2 and gives such
+common words no weight at all, which moved 44-chunk rankings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+K1 = 1.5
+B = 0.75
+EPSILON = 0.25
+
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its of on or so that the their "  # noqa: SIM905
+    "them then there these they this to was we what when which who why will with you your".split()
+)
+_per_thread = threading.local()
+
+
+def _stemmer() -> Any:
+    """One stemmer a thread: a snowball stemmer keeps the word it works on in itself, and two
+    threads sharing one broke each other's words (an IndexError under load)."""
+    stemmer = getattr(_per_thread, "stemmer", None)
+    if stemmer is None:
+        import snowballstemmer
+
+        stemmer = _per_thread.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Stemmed lower-case words for BM25; "pre-training" matches "pretraining", and
+    "backpropagation" matches "Backpropagates"."""
+    words = re.findall(r"[a-z0-9]+", text.lower().replace("-", ""))
+    return list(_stemmer().stemWords([w for w in words if w not in _STOPWORDS]))
+
+
+def chunk_words(guide: str, section: str, text: str) -> list[str]:
+    """The words a chunk is found by: its guide's title and section travel with its text."""
+    return lexical_tokens(f"{guide} {section} {text}")
+
+
+_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(words, id UNINDEXED, path UNINDEXED, length UNINDEXED);
+CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5vocab(chunks, row);
+"""
+
+
+class LexicalIndex:
+    """The word index of one index version (a file); written by an ingest, read by replicas."""
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
+        self.path = path
+        if writable:
+            self._db = sqlite3.connect(path, check_same_thread=False)
+            self._db.executescript(_SCHEMA)
+        else:
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._stats: tuple[int, float, float] | None = None
+
+    # Writing (an ingest holds the only writer).
+
+    def add(self, rows: Iterable[tuple[str, str, list[str]]]) -> None:
+        """Rows of (chunk id, guide path, words)."""
+        self._db.executemany(
+            "INSERT INTO chunks (words, id, path, length) VALUES (?, ?, ?, ?)",
+            ((" ".join(words), chunk_id, path, len(words)) for chunk_id, path, words in rows),
+        )
+
+    def remove_paths(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            self._db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+
+    def finish(self) -> None:
+        """Commit and merge FTS5's segments, so that reads touch one b-tree."""
+        self._db.execute("INSERT INTO chunks (chunks) VALUES ('optimize')")
+        self._db.commit()
+
+    # Reading.
+
+    def search(self, terms: Sequence[str], limit: int) -> list[str]:
+        """Ids of up to `limit` chunks holding any of the terms, FTS5's best first."""
+        unique = sorted(set(terms))
+        if not unique or limit <= 0:
+            return []
+        match = " OR ".join(f'"{term}"' for term in unique)  # terms are [a-z0-9]+: nothing to escape
+        rows = self._db.execute(
+            "SELECT id FROM chunks WHERE chunks MATCH ? ORDER BY rank LIMIT ?", (match, limit)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def scores(self, terms: Sequence[str], documents: Sequence[Sequence[str]]) -> list[float]:
+        """Okapi BM25 of each document's words for the query terms, with the whole index's
+        statistics; a term asked twice counts twice, as in rank_bm25."""
+        count, mean_length, mean_idf = self._statistics()
+        idf = self._idf(set(terms), count, mean_idf)
+        scores = []
+        for words in documents:
+            frequency = Counter(words)
+            norm = K1 * (1 - B + B * len(words) / mean_length) if mean_length else K1
+            scores.append(sum(idf[t] * frequency[t] * (K1 + 1) / (frequency[t] + norm) for t in terms if frequency[t]))
+        return scores
+
+    @property
+    def chunk_count(self) -> int:
+        return self._statistics()[0]
+
+    def _statistics(self) -> tuple[int, float, float]:
+        """(chunks, mean words a chunk, mean idf over the vocabulary): fixed for a version."""
+        if self._stats is None:
+            count, total = self._db.execute("SELECT count(*), coalesce(sum(length), 0) FROM chunks").fetchone()
+            idfs = [_raw_idf(count, df) for (df,) in self._db.execute("SELECT doc FROM terms")]
+            self._stats = (count, total / count if count else 0.0, sum(idfs) / len(idfs) if idfs else 0.0)
+        return self._stats
+
+    def _idf(self, terms: set[str], count: int, mean_idf: float) -> dict[str, float]:
+        idf = dict.fromkeys(terms, 0.0)
+        if terms:
+            marks = ",".join("?" * len(terms))
+            for term, df in self._db.execute(f"SELECT term, doc FROM terms WHERE term IN ({marks})", sorted(terms)):
+                raw = _raw_idf(count, df)
+                idf[term] = raw if raw >= 0 else EPSILON * mean_idf
+        return idf
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _raw_idf(count: int, df: int) -> float:
+    return math.log(count - df + 0.5) - math.log(df + 0.5)
+
+
+def build_from_collection(collection: Any, path: Path, page: int = 1000) -> LexicalIndex:
+    """A word index for a collection that has none (a Chroma server's version, read once per
+    machine), written beside `path` and moved into place whole."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.unlink(missing_ok=True)
+    index = LexicalIndex(partial, writable=True)
+    try:
+        for offset in range(0, collection.count(), page):
+            got = collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            index.add(
+                (chunk_id, str(meta["path"]), chunk_words(str(meta["guide"]), str(meta["section"]), text))
+                for chunk_id, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+            )
+        index.finish()
+        index.close()
+        os.replace(partial, path)
+    except BaseException:
+        index.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return LexicalIndex(path)
