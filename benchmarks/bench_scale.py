@@ -89,10 +89,10 @@ class RandomVectors:
 
 def build_large(folder: Path, chunks: int) -> float:
     """The synthetic index in `folder` (kept between runs); returns the seconds the build took."""
-    from tutor import IndexStore, load_settings
+    from tutor import FolderStore, load_settings
     from tutor.index import ingest
 
-    store = IndexStore(folder)
+    store = FolderStore(folder)
     manifest = store.read_manifest()
     if manifest and manifest["chunks"] >= chunks:
         return 0.0
@@ -109,14 +109,14 @@ def replica(index_dir: Path) -> dict[str, float]:
     """Run in a child process: open the index as a replica does and search it."""
     import chromadb  # noqa: F401  (imported before timing: its import is the same for any index)
 
-    from tutor import IndexStore, Retriever, build_embedder, load_settings
+    from tutor import FolderStore, Retriever, build_embedder, load_settings
 
     embedder = build_embedder(load_settings())
     embedder.embed_one("warm up")
     questions = [json.loads(line)["question"] for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()]
     before = rss_mb()
     started = time.perf_counter()
-    retriever = Retriever(IndexStore(index_dir), embedder=embedder)
+    retriever = Retriever(FolderStore(index_dir), embedder=embedder)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     retriever.search(questions[0], 16)

@@ -282,11 +282,11 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def tutor_with(chat: Any, index: Path, embedder: Embedder) -> Tutor:
     """A Tutor on a real index and the real embedder, with `chat` (a fake) in place of the model."""
-    from tutor import IndexStore, Retriever
+    from tutor import FolderStore, Retriever
     from tutor.prompts import load_presets
 
     return Tutor(
-        retriever=Retriever(IndexStore(index), embedder=embedder),
+        retriever=Retriever(FolderStore(index), embedder=embedder),
         chat=chat,
         embedder=embedder,
         presets=load_presets(ROOT / "prompts"),

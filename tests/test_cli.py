@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore
+from tutor import FolderStore
 from tutor.cli import run
 from tutor.config import load_settings
 from tutor.errors import ChecksumError
@@ -56,13 +56,13 @@ def test_bad_input_without_an_index(
 def test_unreadable_guide_leaves_the_index_untouched(
     capsys: pytest.CaptureFixture[str], index_copy: Path, tmp_path: Path
 ) -> None:
-    before = IndexStore(index_copy).current_dir()
+    before = FolderStore(index_copy).current_dir()
     guides = tmp_path / "guides"
     guides.mkdir()
     (guides / "good.md").write_text("# Good\n\nFine text.\n")
     (guides / "bad.md").write_bytes(b"\xff\xfe broken")
     _fails(capsys, ["ingest", str(guides)], "bad.md: not valid UTF-8 text")
-    assert IndexStore(index_copy).current_dir() == before
+    assert FolderStore(index_copy).current_dir() == before
     assert not list(index_copy.glob(".staging-*"))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import FolderStore, Retriever, Tutor, load_settings
 from tutor.answer import Token
 from tutor.cli import run as tutor_cli
 from tutor.corpus import read_guides
@@ -52,7 +52,7 @@ def test_ingest_killed_at_random_points_never_breaks_the_index(
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
     environment |= {"TUTOR_INDEX_DIR": str(tmp_path / "index"), "TUTOR_CORPUS_DIR": str(guides)}
     command = [sys.executable, "-c", "from tutor.cli import main; main()", "ingest", "--quiet"]
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     versions: dict[str, set[str]] = {}  # file sha -> the chunk ids of that version of the guide
     rng = random.Random(20261123)
     outcomes = {"killed": 0, "killed mid-ingest": 0, "finished": 0}
@@ -178,7 +178,7 @@ def test_the_index_deleted_or_damaged_while_serving(
     index_copy: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A clear message while it is gone, and `tutor ingest` repairs it under the running retriever."""
-    store = IndexStore(index_copy)
+    store = FolderStore(index_copy)
     retriever = Retriever(store, embedder=embedder)
     assert retriever.search("What is RLHF?", 3)
     (index_copy / "CURRENT").write_text("v-that-does-not-exist")
@@ -208,7 +208,7 @@ def test_answers_stay_consistent_while_ingest_publishes_new_versions(
     # Both variants under one path, swapped in place, as an editor would change the guides.
     guides = tmp_path / "guides"
     ids_of: dict[str, set[str]] = {}
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     for name in ("b", "a"):
         shutil.rmtree(guides, ignore_errors=True)
         shutil.copytree(variants[name], guides)
@@ -258,7 +258,7 @@ def test_a_full_disk_during_ingest_leaves_the_previous_index(
     guides = tmp_path / "guides"
     shutil.copytree(CORPUS, guides)
     (guides / "glossary-training.md").write_text((guides / "glossary-training.md").read_text() + "\n\nMore text.\n")
-    store = IndexStore(index_copy)
+    store = FolderStore(index_copy)
     before, chunks = store.current_version(), store.read_manifest()["chunks"]  # type: ignore[index]
     database = (store.current_dir() or index_copy) / "chroma.sqlite3"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}

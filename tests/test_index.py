@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Retriever, read_guide
+from tutor import FolderStore, Retriever, read_guide
 from tutor.corpus import Guide, read_guides
 from tutor.embed import Embedder
 from tutor.errors import IndexMissingError, IngestBusyError, TutorError
@@ -47,13 +47,13 @@ class CountingEmbedder(Embedder):
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """Each ingest test runs on the index folder and on a real Chroma server."""
     if request.param == "folder":
-        return IndexStore(tmp_path / "index")
+        return FolderStore(tmp_path / "index")
     server_store: Store = request.getfixturevalue("server_store")
     return server_store
 
 
 def _staging_left(store: Store) -> list[str]:
-    if isinstance(store, IndexStore):
+    if isinstance(store, FolderStore):
         return [p.name for p in store.root.glob(".staging-*")]
     assert isinstance(store, ChromaServerStore)
     return [c.name for c in store.client().list_collections() if c.name.startswith(STAGING_PREFIX)]
@@ -76,7 +76,7 @@ def _chunks_by_path(store: Store) -> dict[str, list[str]]:
     opened = store.open_version()
     client, collection = opened.client, opened.collection
     data = collection.get(include=["metadatas"])
-    if isinstance(store, IndexStore):  # a server store keeps its one client
+    if isinstance(store, FolderStore):  # a server store keeps its one client
         client.close()
     by_path: dict[str, list[str]] = {}
     for chunk_id, meta in zip(data["ids"], data["metadatas"] or [], strict=True):
@@ -211,7 +211,7 @@ def test_failed_ingest_leaves_the_previous_index(
 KILLED_INGEST = """
 import sys, time
 from pathlib import Path
-from tutor import IndexStore, build_embedder, load_settings
+from tutor import FolderStore, build_embedder, load_settings
 from tutor.embed import Embedder
 from tutor.corpus import read_guides
 from tutor.index import ingest
@@ -223,13 +223,13 @@ class Slow(Embedder):
         return super().embed(texts, progress)
 
 real = build_embedder(load_settings())
-ingest(read_guides([Path(sys.argv[1])]), IndexStore(Path(sys.argv[2])), embedder=Slow(real.name),
+ingest(read_guides([Path(sys.argv[1])]), FolderStore(Path(sys.argv[2])), embedder=Slow(real.name),
              chunk_size=400, chunk_overlap=60)
 """
 
 
 def test_killed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     first = _ingest(small_corpus, store, embedder)
     before = store.current_dir()
     (small_corpus / "glossary-training.md").write_text("# Changed\n\nEntirely different text.\n")
@@ -250,7 +250,7 @@ def test_killed_ingest_leaves_the_previous_index(small_corpus: Path, tmp_path: P
 
 
 def test_second_ingest_is_refused_while_one_runs(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     started = time.monotonic()
     with store.lock(), pytest.raises(IngestBusyError, match="another ingest is running"):
         _ingest(small_corpus, store, embedder)
@@ -259,7 +259,7 @@ def test_second_ingest_is_refused_while_one_runs(small_corpus: Path, tmp_path: P
 
 
 def test_missing_or_broken_index_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     with pytest.raises(IndexMissingError, match="run `tutor ingest` first"):
         store.open_version()
     store.root.mkdir()
@@ -285,7 +285,7 @@ def test_a_replica_of_a_server_index_builds_its_word_index_once(
 
 
 def test_an_index_of_the_previous_format_is_rebuilt(small_corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
-    store = IndexStore(tmp_path / "index")
+    store = FolderStore(tmp_path / "index")
     first = _ingest(small_corpus, store, embedder)
     folder = store.current_dir()
     assert folder is not None

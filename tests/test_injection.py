@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import FolderStore, Retriever, Tutor, load_settings
 from tutor.corpus import read_guides
 from tutor.embed import Embedder
 from tutor.index import chunk_guide, ingest
@@ -94,7 +94,7 @@ def planted_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
     (folder / "guides" / "tokenizers.md").write_text(PLANTED_GUIDE)
     ingest(
         read_guides([folder / "guides"]),
-        IndexStore(folder / "index"),
+        FolderStore(folder / "index"),
         embedder=embedder,
         chunk_size=400,
         chunk_overlap=60,
@@ -104,7 +104,7 @@ def planted_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
 
 def _tutor(index: Path, embedder: Embedder, chat: object) -> Tutor:
     return Tutor(
-        retriever=Retriever(IndexStore(index), embedder=embedder),
+        retriever=Retriever(FolderStore(index), embedder=embedder),
         chat=chat,  # type: ignore[arg-type]
         embedder=embedder,
         presets=load_presets(ROOT / "prompts"),

@@ -13,7 +13,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from tutor import IndexStore, Retriever, Tutor, load_settings
+from tutor import FolderStore, Retriever, Tutor, load_settings
 from tutor.embed import Embedder
 from tutor.errors import ModelError
 from tutor.prompts import load_presets
@@ -226,7 +226,7 @@ def guarded_app(index_copy: Path, embedder: Embedder) -> TestClient:
     """The whole app in-process with a token and a fake model: the Guard's logic, in milliseconds."""
     settings = load_settings(auth_token=TOKEN)
     tutor = Tutor(
-        retriever=Retriever(IndexStore(index_copy), embedder=embedder),
+        retriever=Retriever(FolderStore(index_copy), embedder=embedder),
         chat=FakeChat(),
         embedder=embedder,
         presets=load_presets(ROOT / "prompts"),

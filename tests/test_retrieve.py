@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor import IndexStore, Retriever, load_settings
+from tutor import FolderStore, Retriever, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens
@@ -20,7 +20,7 @@ from .conftest import CORPUS
 
 @pytest.fixture
 def retriever(index_copy: Path, embedder: Embedder) -> Retriever:
-    return Retriever(IndexStore(index_copy), embedder=embedder)
+    return Retriever(FolderStore(index_copy), embedder=embedder)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_out_of_scope_question_scores_below_the_threshold(retriever: Retriever) 
 
 def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder) -> None:
     question = "What does Clever Ops recommend instead of full training?"
-    hybrid = Retriever(IndexStore(index_copy), embedder=embedder, lexical_weight=0.4).search(question, 1)[0]
+    hybrid = Retriever(FolderStore(index_copy), embedder=embedder, lexical_weight=0.4).search(question, 1)[0]
     assert "Clever Ops" in hybrid.section and hybrid.lexical == 1.0
 
 
@@ -83,7 +83,7 @@ def test_lexical_tokens_join_hyphens_and_drop_stopwords() -> None:
 
 
 def test_retriever_follows_a_new_index_version(index_copy: Path, embedder: Embedder, tmp_path: Path) -> None:
-    retriever = Retriever(IndexStore(index_copy), embedder=embedder)
+    retriever = Retriever(FolderStore(index_copy), embedder=embedder)
     guides = tmp_path / "guides"
     shutil.copytree(CORPUS, guides)
     (guides / "zebra.md").write_text("---\ntitle: Zebras\n---\n# Zebras\n\nZebras are striped horses of Africa.\n")

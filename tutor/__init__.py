@@ -5,7 +5,7 @@ from .config import Settings, load_settings
 from .corpus import Guide, find_guide_files, read_guide
 from .errors import TutorError
 from .factory import build_embedder, build_tutor
-from .index import IndexStore, ingest
+from .index import FolderStore, ingest
 from .retrieve import Passage, Retriever
 
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "Event",
     "Explained",
     "Guide",
-    "IndexStore",
+    "FolderStore",
     "Passage",
     "Retriever",
     "Settings",

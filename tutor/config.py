@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     llm_url: str | None = Field(None, description="An OpenAI-compatible server (…/v1) to generate and score with, instead of the in-process model; it must return logprobs.")
     llm_model: str | None = Field(None, description="The model name to ask llm_url for; default: the first it lists.")
     llm_server_tokenizer: Literal["auto", "estimate"] = Field("auto", description="How tokens are counted for llm_url (passage and history budgets): auto asks the server's own tokenizer (llama-cpp-python's /extras/tokenize/count, llama.cpp's or vLLM's /tokenize), found once at start, else estimates; estimate counts 4 characters a token.")
+    llm_template: str = Field("chatml", description="How prompts are written for llm_url: chatml (the Qwen models this tutor ships), or the path of the GGUF file the server runs, whose own chat template and end-of-turn token are then used.")
     n_ctx: int = Field(4096, ge=512, description="Context window of the chat model, in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for the chat model; default: all cores.")
 

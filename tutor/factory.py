@@ -10,7 +10,7 @@ from .config import Settings
 from .corpus import read_guides
 from .embed import Embedder
 from .gate import ModelGate
-from .index import IndexStore, IngestReport, Store, ingest
+from .index import FolderStore, IngestReport, Store, ingest
 from .index_server import ChromaServerStore
 from .llm import ChatModel, LlamaCppChat, OpenAIChat
 from .model_files import resolve_embed_model, resolve_model_path
@@ -27,7 +27,7 @@ def index_store(settings: Settings) -> Store:
     """The configured index: on a Chroma server, or in the index folder."""
     if settings.chroma_url:
         return ChromaServerStore(settings.chroma_url, lock_dir=settings.index_dir)
-    return IndexStore(settings.index_dir)
+    return FolderStore(settings.index_dir)
 
 
 def ingest_from_settings(
@@ -55,7 +55,12 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     )
     chat: ChatModel
     if settings.llm_url:
-        chat = OpenAIChat(settings.llm_url, model=settings.llm_model, tokenizer=settings.llm_server_tokenizer)
+        chat = OpenAIChat(
+            settings.llm_url,
+            model=settings.llm_model,
+            tokenizer=settings.llm_server_tokenizer,
+            template=settings.llm_template,
+        )
     else:
         model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
         chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)

@@ -164,7 +164,7 @@ def ingest_lock(folder: Path) -> Iterator[None]:
 
 
 class Store(Protocol):
-    """Where the index versions live: a folder (IndexStore) or a Chroma server (ChromaServerStore).
+    """Where the index versions live: a folder (FolderStore) or a Chroma server (ChromaServerStore).
 
     Readers use `current_version`, `read_manifest` and `open_version`; an ingest holds `lock`,
     fills a staging version (its collection, and its word index where the store keeps one) and
@@ -181,7 +181,7 @@ class Store(Protocol):
     def publish(self, staging: Any, manifest: dict[str, Any]) -> Any: ...
 
 
-class IndexStore:
+class FolderStore:
     """The versioned index folder: which version answers, and how a new one is published."""
 
     def __init__(self, root: Path) -> None:

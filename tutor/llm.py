@@ -336,6 +336,47 @@ def chatml(messages: list[Message]) -> str:
     return turns + "<|im_start|>assistant\n"
 
 
+class ServerPromptFormat:
+    """How prompts are written for an LLM server: ChatML, or the chat template of the GGUF file
+    the server runs (read from its metadata; no weights are loaded). The server tokenizes the
+    whole prompt, so markup inside a message is made visible text first."""
+
+    def __init__(self, template: str = "chatml") -> None:
+        self.stop = ["<|im_end|>"]
+        self._format: Any = None
+        self._bos = ""
+        if template == "chatml":
+            return
+        path = Path(template)
+        if path.suffix.lower() != ".gguf" or not path.is_file():
+            raise ModelError(f"llm_template must be chatml or the path of a GGUF file, not {template!r}")
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            vocabulary = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except (ImportError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot read the chat template of {path}: {exc}") from None
+        chat_template = vocabulary.metadata.get("tokenizer.chat_template")
+        if not chat_template:
+            raise ModelError(f"{path} has no chat template in its metadata")
+
+        def piece(token: int) -> str:
+            return str(vocabulary.detokenize([token], special=True).decode("utf-8", "replace"))
+
+        eos, self._bos = piece(vocabulary.token_eos()), piece(vocabulary.token_bos())
+        self._format = Jinja2ChatFormatter(template=chat_template, eos_token=eos, bos_token=self._bos)
+        self.stop = [eos]
+
+    def __call__(self, messages: list[Message]) -> str:
+        if self._format is None:
+            return chatml(messages)
+        visible = [{**m, "content": neutralise_markup(m["content"])} for m in messages]
+        prompt = str(self._format(messages=cast(Any, visible)).prompt)
+        # The server puts the model's BOS token in front itself; a template's own would be a second.
+        return prompt.removeprefix(self._bos) if self._bos else prompt
+
+
 def estimate_tokens(text: str) -> int:
     """Tokens a text costs when the server cannot say: about 4 characters a token."""
     return len(text) // 4 + 1
@@ -471,7 +512,8 @@ class ServerTokenizer:
 class OpenAIChat:
     """A model behind an OpenAI-compatible server: llama.cpp's server, llama-cpp-python's, vLLM.
 
-    Both generating and scoring use /v1/completions with a prompt formatted here (ChatML), so that
+    Both generating and scoring use /v1/completions with a prompt formatted here (ChatML, or the
+    template of the GGUF file the server runs: `llm_template`), so that
     they see the same tokens: the log-probabilities of a generated answer come with its tokens.
     An answer is scored under another prompt by sending prompt + answer with `echo` and `logprobs`
     (vLLM), or, where echoed log-probabilities are wrong, by generating it again under a grammar
@@ -479,9 +521,18 @@ class OpenAIChat:
     log-probabilities (llama-cpp-python's: `--logits_all true`).
     """
 
-    def __init__(self, url: str, *, model: str | None = None, timeout: float = 120.0, tokenizer: str = "auto") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str | None = None,
+        timeout: float = 120.0,
+        tokenizer: str = "auto",
+        template: str = "chatml",
+    ) -> None:
         import httpx
 
+        self.prompt = ServerPromptFormat(template)
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
         self._model = model or self._first_model()
@@ -527,7 +578,7 @@ class OpenAIChat:
     ) -> Iterator[str]:
         import httpx
 
-        prompt = chatml(messages)
+        prompt = self.prompt(messages)
         body = {
             "model": self._model,
             "prompt": prompt,
@@ -535,7 +586,7 @@ class OpenAIChat:
             "temperature": temperature,
             "logprobs": 1,
             "stream": True,
-            "stop": ["<|im_end|>"],
+            "stop": self.prompt.stop,
         }
         text, scored = "", []
         try:
@@ -570,9 +621,9 @@ class OpenAIChat:
         own = generation.logprobs_for(messages, answer) if generation else None
         if own is not None:
             if self._scoring is None:
-                self._pick_scoring((chatml(messages), answer, own))
+                self._pick_scoring((self.prompt(messages), answer, own))
             return own
-        prompt = chatml(messages)
+        prompt = self.prompt(messages)
         return self._echoed(prompt, answer) if self._scoring == "echo" else self._forced(prompt, answer)
 
     def _pick_scoring(self, generated: tuple[str, str, TokenLogprobs]) -> None:
