@@ -96,23 +96,11 @@ def test_cli_through_the_server_and_with_the_server_down(
     assert re.fullmatch(r"error: the LLM server at \S+ is not reachable: .*\n", capsys.readouterr().err)
 
 
-class _EchoingServer(BaseHTTPRequestHandler):
-    """An OpenAI-compatible /v1 that echoes the prompt with correct log-probabilities: one word a token,
-    log p = -0.1 for words of the answer that appear in the prompt before it, -3.0 otherwise."""
+class _JsonServer(BaseHTTPRequestHandler):
+    """A loopback server answering JSON, quietly."""
 
-    def do_GET(self) -> None:
-        self._send({"data": [{"id": "fake-model"}]})
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        words = re.findall(r"\S+\s*", body["prompt"])
-        values = [-0.1 if w.strip() in "".join(words[:j]) else -3.0 for j, w in enumerate(words)]
-        self._send({"choices": [{"text": body["prompt"], "logprobs": {"tokens": words, "token_logprobs": values}}],
-                    "usage": {"prompt_tokens": len(words)}})  # fmt: skip
-
-    def _send(self, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(200)
+    def _send(self, status: int, data: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -120,6 +108,24 @@ class _EchoingServer(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class _EchoingServer(_JsonServer):
+    """An OpenAI-compatible /v1 that echoes the prompt with correct log-probabilities: one word a token,
+    log p = -0.1 for words of the answer that appear in the prompt before it, -3.0 otherwise."""
+
+    def do_GET(self) -> None:
+        self._send_json({"data": [{"id": "fake-model"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        words = re.findall(r"\S+\s*", body["prompt"])
+        values = [-0.1 if w.strip() in "".join(words[:j]) else -3.0 for j, w in enumerate(words)]
+        self._send_json({"choices": [{"text": body["prompt"], "logprobs": {"tokens": words, "token_logprobs": values}}],
+                    "usage": {"prompt_tokens": len(words)}})  # fmt: skip
+
+    def _send_json(self, payload: dict[str, Any]) -> None:
+        self._send(200, json.dumps(payload).encode())
 
 
 def test_scoring_reads_back_only_the_answers_tokens() -> None:
@@ -162,7 +168,7 @@ def test_tokens_are_counted_as_the_in_process_model_counts_them(real_tutor: Tuto
     assert OpenAIChat(llm_server, tokenizer="estimate").count_tokens(texts[0]) == estimate_tokens(texts[0])
 
 
-class _HostileTokenizer(BaseHTTPRequestHandler):
+class _HostileTokenizer(_JsonServer):
     """An OpenAI-compatible /v1/models whose tokenizer routes answer what `mode` says."""
 
     mode = "good"
@@ -199,15 +205,6 @@ class _HostileTokenizer(BaseHTTPRequestHandler):
         else:
             self._send(200, json.dumps(replies[self.mode]).encode())
 
-    def _send(self, status: int, data: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 HOSTILE = ["string count", "boolean count", "float count", "negative count", "too many", "strings as tokens",
