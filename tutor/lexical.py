@@ -59,13 +59,20 @@ def chunk_words(guide: str, section: str, text: str) -> list[str]:
 
 
 _SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(words, id UNINDEXED, path UNINDEXED, length UNINDEXED);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(words, length UNINDEXED);
 CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5vocab(chunks, row);
+CREATE TABLE IF NOT EXISTS chunk_rows (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunk_rows_by_path ON chunk_rows (path);
+CREATE TABLE IF NOT EXISTS statistics (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
 
 class LexicalIndex:
-    """The word index of one index version (a file); written by an ingest, read by replicas."""
+    """The word index of one index version (a file); written by an ingest, read by replicas.
+
+    `chunks` holds each chunk's stemmed words (FTS5), `chunk_rows` maps its row to the chunk id
+    and guide path, `statistics` the figures BM25 needs, computed once when the ingest finishes.
+    """
 
     def __init__(self, path: Path, *, writable: bool = False) -> None:
         self.path = path
@@ -82,18 +89,29 @@ class LexicalIndex:
 
     def add(self, rows: Iterable[tuple[str, str, list[str]]]) -> None:
         """Rows of (chunk id, guide path, words)."""
+        (last,) = self._db.execute("SELECT coalesce(max(row), 0) FROM chunk_rows").fetchone()
+        numbered = [(last + n, chunk_id, path, words) for n, (chunk_id, path, words) in enumerate(rows, 1)]
         self._db.executemany(
-            "INSERT INTO chunks (words, id, path, length) VALUES (?, ?, ?, ?)",
-            ((" ".join(words), chunk_id, path, len(words)) for chunk_id, path, words in rows),
+            "INSERT INTO chunks (rowid, words, length) VALUES (?, ?, ?)",
+            ((row, " ".join(words), len(words)) for row, _, _, words in numbered),
+        )
+        self._db.executemany(
+            "INSERT INTO chunk_rows (row, id, path) VALUES (?, ?, ?)", ((r, i, p) for r, i, p, _ in numbered)
         )
 
     def remove_paths(self, paths: Sequence[str]) -> None:
         for path in paths:
-            self._db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+            self._db.execute("DELETE FROM chunks WHERE rowid IN (SELECT row FROM chunk_rows WHERE path = ?)", (path,))
+            self._db.execute("DELETE FROM chunk_rows WHERE path = ?", (path,))
 
     def finish(self) -> None:
-        """Commit and merge FTS5's segments, so that reads touch one b-tree."""
+        """Merge FTS5's segments (reads then touch one b-tree), keep the statistics, commit."""
         self._db.execute("INSERT INTO chunks (chunks) VALUES ('optimize')")
+        self._stats = None
+        self._db.executemany(
+            "INSERT OR REPLACE INTO statistics (name, value) VALUES (?, ?)",
+            zip(("count", "mean_length", "mean_idf"), self._computed_statistics(), strict=True),
+        )
         self._db.commit()
 
     # Reading.
@@ -104,10 +122,26 @@ class LexicalIndex:
         if not unique or limit <= 0:
             return []
         match = " OR ".join(f'"{term}"' for term in unique)  # terms are [a-z0-9]+: nothing to escape
-        rows = self._db.execute(
-            "SELECT id FROM chunks WHERE chunks MATCH ? ORDER BY rank LIMIT ?", (match, limit)
-        ).fetchall()
-        return [row[0] for row in rows]
+        rows = [
+            r
+            for (r,) in self._db.execute(
+                "SELECT rowid FROM chunks WHERE chunks MATCH ? ORDER BY rank LIMIT ?", (match, limit)
+            )
+        ]
+        ids = dict(self._db.execute(f"SELECT row, id FROM chunk_rows WHERE row IN ({','.join('?' * len(rows))})", rows))
+        return [ids[r] for r in rows if r in ids]
+
+    def words(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """The stored words of these chunks, as they were indexed: no text is stemmed again."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(ids), 500):  # within SQLite's limit on bound values
+            part = list(ids[start : start + 500])
+            query = (
+                "SELECT r.id, c.words FROM chunk_rows AS r JOIN chunks AS c ON c.rowid = r.row "
+                f"WHERE r.id IN ({','.join('?' * len(part))})"
+            )
+            found.update((chunk_id, words.split()) for chunk_id, words in self._db.execute(query, part))
+        return found
 
     def scores(self, terms: Sequence[str], documents: Sequence[Sequence[str]]) -> list[float]:
         """Okapi BM25 of each document's words for the query terms, with the whole index's
@@ -126,12 +160,20 @@ class LexicalIndex:
         return self._statistics()[0]
 
     def _statistics(self) -> tuple[int, float, float]:
-        """(chunks, mean words a chunk, mean idf over the vocabulary): fixed for a version."""
+        """(chunks, mean words a chunk, mean idf over the vocabulary): fixed for a version, kept
+        by `finish` (at 100,000 chunks reading the vocabulary took over a second)."""
         if self._stats is None:
-            count, total = self._db.execute("SELECT count(*), coalesce(sum(length), 0) FROM chunks").fetchone()
-            idfs = [_raw_idf(count, df) for (df,) in self._db.execute("SELECT doc FROM terms")]
-            self._stats = (count, total / count if count else 0.0, sum(idfs) / len(idfs) if idfs else 0.0)
+            stored = dict(self._db.execute("SELECT name, value FROM statistics"))
+            if len(stored) == 3:
+                self._stats = (int(stored["count"]), stored["mean_length"], stored["mean_idf"])
+            else:  # a writer that has not finished
+                self._stats = self._computed_statistics()
         return self._stats
+
+    def _computed_statistics(self) -> tuple[int, float, float]:
+        count, total = self._db.execute("SELECT count(*), coalesce(sum(length), 0) FROM chunks").fetchone()
+        idfs = [_raw_idf(count, df) for (df,) in self._db.execute("SELECT doc FROM terms")]
+        return (count, total / count if count else 0.0, sum(idfs) / len(idfs) if idfs else 0.0)
 
     def _idf(self, terms: set[str], count: int, mean_idf: float) -> dict[str, float]:
         idf = dict.fromkeys(terms, 0.0)

@@ -156,12 +156,14 @@ class Retriever:
                     known = {c.id for c in candidates}
                     more = [i for i in self._opened.words.search(terms, fetch) if i not in known]
                     candidates += self._get(more, vectors=True)
-                lexical = self._opened.words.scores(terms, [c.words for c in candidates]) if self.lexical_weight else []
+                stored = self._opened.words.words([c.id for c in candidates])
+                words = [stored.get(c.id) or c.words for c in candidates]
+                lexical = self._opened.words.scores(terms, words) if self.lexical_weight else []
             except IndexMissingError:
                 raise
             except Exception as exc:  # a Chroma server that went away, a store deleted under us
                 raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
-        return self._rank(terms, query_vector, candidates, lexical, limit)
+        return self._rank(terms, query_vector, candidates, words, lexical, limit)
 
     def _get(self, ids: list[str], *, vectors: bool = False) -> list[_Chunk]:
         if not ids:
@@ -171,13 +173,19 @@ class Retriever:
         return _chunks(got["ids"], got["documents"], got["metadatas"], got["embeddings"] if vectors else None)
 
     def _rank(
-        self, terms: list[str], query_vector: np.ndarray, candidates: list[_Chunk], lexical: list[float], limit: int
+        self,
+        terms: list[str],
+        query_vector: np.ndarray,
+        candidates: list[_Chunk],
+        words: list[list[str]],
+        lexical: list[float],
+        limit: int,
     ) -> list[Passage]:
         similarity = np.asarray([float(c.vector @ query_vector) for c in candidates])  # type: ignore[operator]
-        words = np.asarray(lexical) if lexical else np.zeros(len(candidates))
-        if words.size and words.max() > 0:
-            words = words / words.max()  # the best candidate is the best chunk: FTS5 brought it in
-        combined = similarity + self.lexical_weight * words
+        relative = np.asarray(lexical) if lexical else np.zeros(len(candidates))
+        if relative.size and relative.max() > 0:
+            relative = relative / relative.max()  # the best candidate is the best chunk: FTS5 brought it in
+        combined = similarity + self.lexical_weight * relative
         wanted = set(terms)
         return [
             Passage(
@@ -188,9 +196,9 @@ class Retriever:
                 section=str(candidates[i].meta["section"]),
                 position=int(candidates[i].meta["position"]),
                 score=round(max(float(similarity[i]), 0.0), 4),
-                lexical=round(float(words[i]), 4),
+                lexical=round(float(relative[i]), 4),
                 rank_score=round(float(combined[i]), 4),
-                has_all_terms=bool(wanted) and wanted <= set(candidates[i].words),
+                has_all_terms=bool(wanted) and wanted <= set(words[i]),
                 embedding=tuple(float(x) for x in candidates[i].vector),  # type: ignore[union-attr]
             )
             for i in sorted(range(len(candidates)), key=lambda i: -combined[i])[:limit]
