@@ -8,6 +8,11 @@ from typing import Any
 
 from .errors import ModelError
 
+# Chunks encoded at a time. On 2 cores MiniLM encoded 400-character chunks at 97-103 a second in
+# batches of 16, 88-90 in sentence-transformers' default 32, 68 in 128 (less padding, smaller
+# matrices that stay in cache).
+BATCH_SIZE = 16
+
 
 class Embedder:
     """Normalised sentence embeddings, so that a dot product is a cosine similarity."""
@@ -44,7 +49,7 @@ class Embedder:
             return []
         vectors = self._load().encode(
             texts,
-            batch_size=32,
+            batch_size=BATCH_SIZE,
             normalize_embeddings=True,
             show_progress_bar=progress,
             convert_to_numpy=True,

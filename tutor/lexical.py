@@ -36,13 +36,14 @@ _per_thread = threading.local()
 
 
 def _stemmer() -> Any:
-    """One stemmer a thread: a snowball stemmer keeps the word it works on in itself, and two
-    threads sharing one broke each other's words (an IndexError under load)."""
+    """One Snowball English stemmer a thread (PyStemmer, the C one: 0.4 µs a word where the pure
+    Python snowballstemmer took 42, a tenth of an ingest's time). A stemmer keeps the word it
+    works on in itself, and two threads sharing one broke each other's words under load."""
     stemmer = getattr(_per_thread, "stemmer", None)
     if stemmer is None:
-        import snowballstemmer
+        import Stemmer
 
-        stemmer = _per_thread.stemmer = snowballstemmer.stemmer("english")
+        stemmer = _per_thread.stemmer = Stemmer.Stemmer("english")
     return stemmer
 
 
