@@ -206,7 +206,6 @@ class _HostileTokenizer(_JsonServer):
             self._send(200, json.dumps(replies[self.mode]).encode())
 
 
-
 HOSTILE = ["string count", "boolean count", "float count", "negative count", "too many", "strings as tokens",
            "nested tokens", "huge array", "list", "null", "disagreeing", "not json", "error", "hang up"]  # fmt: skip
 
