@@ -81,7 +81,7 @@ def main() -> None:
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
             vector = embedder.embed_one(q["question"])
-            retriever._collection.query(query_embeddings=[vector], n_results=8)
+            retriever.collection.query(query_embeddings=[vector], n_results=8)
             raw.append(time.perf_counter() - started)
     retrieval = (p50(ours), p50(raw))
 

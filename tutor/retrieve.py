@@ -120,6 +120,11 @@ class Retriever:
     def chunk_count(self) -> int:
         return int(self._opened.manifest["chunks"])
 
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection of the version searched now (bench_core queries it raw, as a baseline)."""
+        return self._opened.collection
+
     def refresh(self) -> None:
         """Switch to the newest published index version, if there is one."""
         if self.store.current_version() != self._opened.name:
