@@ -40,7 +40,7 @@ test-fast: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check tutor tests benchmarks
-	$(BIN)/mypy tutor
+	$(BIN)/mypy tutor benchmarks
 
 bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_core.py

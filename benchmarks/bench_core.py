@@ -17,16 +17,17 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def p50(values: list[float]) -> float:
+def p50(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def p95(values: list[float]) -> float:
+def p95(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
@@ -87,14 +88,18 @@ def main() -> None:
 
     # First token and answer time, against raw prefill of the very same prompt.
     llm = tutor.chat._llm  # type: ignore[attr-defined]
-    first_token, prefill, total, prompt_tokens = [], [], [], []
+    first_token: list[float] = []
+    prefill: list[float] = []
+    total: list[float] = []
+    prompt_tokens: list[int] = []
     for q in questions:
         tutor.warm_up()
         answer = tutor.ask(q["question"])
-        if answer.timings["first_token_s"] is None:
+        first_token_s, total_s = answer.timings["first_token_s"], answer.timings["total_s"]
+        if first_token_s is None or total_s is None:
             continue
-        first_token.append(answer.timings["first_token_s"])
-        total.append(answer.timings["total_s"])
+        first_token.append(first_token_s)
+        total.append(total_s)
         tokens = tutor.chat._prompt_tokens(list(answer.prompt))  # type: ignore[attr-defined]
         tutor.warm_up()
         started = time.perf_counter()

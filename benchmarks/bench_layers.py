@@ -63,9 +63,9 @@ def main() -> None:
         single.append(time.perf_counter() - started)
         tutor.warm_up()
         started = time.perf_counter()
-        explained = [e.answer for _, e in tutor.compare(question) if isinstance(e, Explained) and e.answer.attribution]
+        attributed = [e.answer for _, e in tutor.compare(question) if isinstance(e, Explained) and e.answer.attribution]
         compared.append(time.perf_counter() - started)
-        assert len(explained) == 4
+        assert len(attributed) == 4
 
     median = statistics.median
     print(f"model: {tutor.chat.name}; {args.questions} questions; answer generation p50 {median(generation):.2f} s")
