@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tutor import Tutor, load_settings
-from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Explained, is_fixed_reply
+from tutor.answer import COMPARE_MAX_TOKENS, OUT_OF_SCOPE_ANSWER, Answered, Explained, is_fixed_reply
 from tutor.embed import Embedder
 from tutor.explain import evidence_sentence, guide_quote
 from tutor.injection import INSTRUCTIONS_REPLY
@@ -17,7 +17,7 @@ from tutor.retrieve import Passage, refers_back
 from tutor.web.render import verdict
 from tutor.web.transcript import UNBACKED_MARK, chat_messages
 
-from .conftest import FakeChat
+from .conftest import ROOT, FakeChat
 
 FINE_TUNING = [
     ("Is it worth teaching a model our own jargon with extra training?", "Fine-tuning adapts a model to a domain."),
@@ -80,6 +80,56 @@ def test_a_figure_the_passages_contradict_is_repaired_or_flagged(fake_tutor: tup
     if "The guides say:" not in flagged.answer:  # no passage stated a duration: flagged instead
         assert not flagged.sentences[-1].supported_by
         assert any("(year)" in w and "none of its passages" in w for w in flagged.warnings), flagged.warnings
+
+
+def test_a_cost_given_as_the_lines_other_figure_is_repaired(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """Issue 12's "+ both" target: "Prompting costs seconds." passes the passage-wide figure check
+    ("seconds" is in the passage) but misreads the line "Prompting: … (seconds, cheap)"; the
+    guides' line replaces it, and the answer says so."""
+    tutor, chat = fake_tutor
+    chat.replies.append(["Prompting costs seconds."])
+    answer = tutor.ask("How much does prompting cost?", explain=False, quote=False)
+    assert re.search(r"The guides say: “Prompting: .*cheap\)”\[\d\]", answer.answer), answer.answer
+    assert answer.sentences[0].replaced == "Prompting costs seconds."
+    assert any("duration or cost other than its guide line" in w for w in answer.warnings), answer.warnings
+    chat.replies.append(["Prompting is cheap and takes seconds."])  # the line's own figures stay the model's
+    kept = tutor.ask("How much does prompting cost?", explain=False, quote=False)
+    assert kept.answer.startswith("Prompting is cheap and takes seconds.") and not kept.warnings, kept.answer
+
+
+def test_plus_both_gives_a_layers_cost_not_its_duration(real_tutor: Tutor) -> None:
+    """Asked the way compare's "+ both" column asks (prompt, passages, its token cap, no quote), the
+    real reader's answer gives the guides' cost; "Prompting costs seconds." would be repaired."""
+    for question, cost in (("How much does prompting cost?", r"cheap"), ("What does RAG cost?", r"low cost|cheap")):
+        answer = real_tutor.ask(question, explain=False, max_tokens=COMPARE_MAX_TOKENS, quote=False)
+        assert re.search(cost, answer.answer, re.IGNORECASE), answer.answer
+        assert not re.search(r"\bcosts? (?:\w+ )?(?:seconds|minutes)\b", answer.answer), answer.answer
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "misread"),
+    [
+        ("RAG typically costs minutes.", "What does RAG cost?", True),  # a duration given as the cost
+        ("Preference optimization is costly.", "Is preference optimization costly?", True),  # moderate
+        ("Preference optimization takes months.", "How long is preference optimization?", True),  # weeks
+        ("It costs seconds.", "How much does prompting cost?", True),  # the subject is the question's
+        ("Preference optimization takes weeks.", "How long is preference optimization?", False),
+        ("Pre-training costs millions of dollars.", "How expensive is pre-training?", False),  # an amount
+        ("RAG is cheaper than fine-tuning.", "Which is cheaper?", False),  # two lines: a comparison
+        ("Prompting is not expensive.", "Is prompting expensive?", False),  # negated: not checked
+        ("Pre-training creates the foundational model.", "What is pre-training?", False),  # no figure
+    ],
+)
+def test_which_sentences_misread_their_guide_line(sentence: str, question: str, misread: bool) -> None:
+    from tutor.explain import misread_figure_line
+
+    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
+    start = guide.index("1. Pre-training:")
+    passage = Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
+    found = misread_figure_line(sentence, [passage], question)
+    assert (found is not None) is misread, found
+    if found:
+        assert found[0] == 1 and "(" in found[1] and not found[1][0].isdigit()  # the line, its number off
 
 
 def test_the_verdict_rests_on_support_not_on_shares(fake_tutor: tuple[Tutor, FakeChat]) -> None:

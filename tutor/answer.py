@@ -23,6 +23,7 @@ from .explain import (
     evidence_sentence,
     guide_quote,
     guide_sentence_for,
+    misread_figure_line,
     stated_kinds,
     unbacked_figures,
 )
@@ -139,10 +140,12 @@ def repair_figures(
     text: str, sentences: list[SentenceSupport], passages: Sequence[Passage], question: str
 ) -> tuple[str, list[SentenceSupport], list[str]]:
     """Sentences stating a duration, an amount or a number that their passages (nor the question) do
-    not give are replaced by the passage sentence that gives that kind of figure, quoted, and said so.
+    not give, or that misstate the duration or cost of the guide line they are about, are replaced
+    by the guides' sentence, quoted, and said so.
 
     A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
-    compute"); the guides' sentence is what the staff should read instead. A sentence with no such
+    compute"), or the other figure of the same line ("Prompting costs seconds." beside "(seconds,
+    cheap)"); the guides' sentence is what the staff should read instead. A sentence with no such
     passage sentence stays, uncited, and the warning says which figure is not the guides'.
     """
     warnings: list[str] = []
@@ -150,24 +153,26 @@ def repair_figures(
         # Its figures must be those of the passages it rests on; with none, of any passage.
         backing = [passages[n - 1] for n in sentence.supported_by] or passages
         wrong = unbacked_figures(sentence.text, " ".join([question, *(p.text for p in backing)]))
-        if not wrong:
-            continue
-        replacement = guide_sentence_for(sentence.text, passages)
-        said = ", ".join(sorted(wrong))
-        if replacement is None:
-            sentences[i] = replace(sentence, supported_by=())
-            warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
-            continue
+        if wrong:
+            said = ", ".join(sorted(wrong))
+            replacement = guide_sentence_for(sentence.text, passages)
+            if replacement is None:
+                sentences[i] = replace(sentence, supported_by=())
+                warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
+                continue
+            warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; "
+        else:
+            replacement = misread_figure_line(sentence.text, passages, question)
+            if replacement is None:
+                continue
+            warning = "A sentence of this answer gave a duration or cost other than its guide line's; "
         n, guide_sentence = replacement
         quoted = f"The guides say: “{guide_sentence}”"
         said_at = re.search(re.escape(sentence.text) + r"(\[\d+\])*", text)
         if said_at:
             text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
         sentences[i] = SentenceSupport(quoted, (n,), 1.0, replaced=sentence.text)
-        warnings.append(
-            f"A sentence of this answer gave a figure ({said}) that its passages do not; "
-            "it was replaced by the guides' own sentence."
-        )
+        warnings.append(warning + "it was replaced by the guides' own sentence.")
     return text, sentences, warnings
 
 

@@ -282,6 +282,91 @@ def guide_sentence_for(sentence: str, passages: Sequence[Passage]) -> tuple[int,
     return (best[1], best[2]) if best and best[0] > 0 else None
 
 
+# --- A duration or cost against the guide line that gives both ------------------------------
+
+# Ordered: "moderately expensive" is a moderate cost, not a high one.
+_COST_LEVELS = (
+    ("moderate", re.compile(r"\bmoderate(?:ly)?\b", re.IGNORECASE)),
+    (
+        "low",
+        re.compile(
+            r"\b(?:cheap\w*|inexpensive|low[- ](?:cost|price)\w*)|\b(?:cost|price)s? (?:is |are )?low\b", re.IGNORECASE
+        ),
+    ),
+    ("high", re.compile(r"\b(?:expensive|costly|pricey|high[- ](?:cost|price)\w*)", re.IGNORECASE)),
+)
+_NEGATED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't)\b", re.IGNORECASE)
+_COST_VERB = re.compile(r"\bcosts?\b", re.IGNORECASE)
+# Words that give a figure rather than name what the line is about.
+_FIGURE_WORDS = set(
+    lexical_tokens(" ".join([*_UNITS, "cost costs costly expensive cheap low moderate price takes typically"]))
+)
+
+
+def cost_level(text: str) -> str | None:
+    """The one cost level a text gives (low, moderate, high), or None: none, several, or negated."""
+    if _NEGATED.search(text):
+        return None
+    for level, says in _COST_LEVELS:
+        if says.search(text):
+            return level
+    return None
+
+
+def _subject(text: str) -> set[str]:
+    return set(lexical_tokens(text)) - _FIGURE_WORDS
+
+
+def _figure_lines(passages: Sequence[Passage]) -> list[tuple[int, str]]:
+    """The passage lines that give a duration and a cost together, such as a list item
+    "Prompting: … (seconds, cheap)"."""
+    return [
+        (n, _LIST_ITEM.sub("", line).strip())
+        for n, passage in enumerate(passages, start=1)
+        for line in split_sentences(passage.text)
+        if any(_kind(f) == "time" for f in figures(line)) and cost_level(line)
+    ]
+
+
+def misread_figure_line(sentence: str, passages: Sequence[Passage], question: str = "") -> tuple[int, str] | None:
+    """The guide line whose duration or cost this sentence misstates, or None.
+
+    The passage-wide figure check passes "Prompting costs seconds." and "Preference optimization is
+    costly." beside the five layers' list: "seconds" and "expensive" are in the passage, on other
+    items or as the other figure. Here the sentence is held to the one line it is about (the only
+    line sharing most of its subject words, or the question's when the sentence names none): its
+    duration must be the line's, its cost level the line's, and a cost must not be given as a time.
+    """
+    kinds = stated_kinds(sentence)
+    if not kinds:
+        return None
+    lines = _figure_lines(passages)
+    best: tuple[int, str] | None = None
+    for words in (_subject(sentence), _subject(question)):
+        overlaps = sorted(((len(words & _subject(line)), n, line) for n, line in lines), reverse=True)
+        if overlaps and overlaps[0][0] > 0:
+            if len(overlaps) > 1 and overlaps[1][0] == overlaps[0][0]:
+                return None  # about two lines (a comparison): not one line's figures to check
+            best = overlaps[0][1:]
+            break
+    if best is None:
+        return None
+    line = best[1]
+    times = {f for f in figures(sentence) if _kind(f) == "time"}
+    line_times = {f for f in figures(line) if _kind(f) == "time"}
+    level = cost_level(sentence)
+    wrong_time = bool(times) and not times & line_times
+    wrong_level = level is not None and level != cost_level(line)
+    # "Prompting costs seconds.": a cost given as a duration, with no cost level or amount beside it.
+    time_as_cost = (
+        bool(times)
+        and bool(_COST_VERB.search(sentence))
+        and level is None
+        and not any(_kind(f) == "amount" for f in figures(sentence))
+    )
+    return best if wrong_time or wrong_level or time_as_cost else None
+
+
 # --- Layer attribution -------------------------------------------------------------------------
 
 FIXED_REPLY_METHOD = "fixed reply: no passage passed the relevance threshold, so the model was not asked"
