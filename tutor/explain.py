@@ -297,14 +297,15 @@ _COST_LEVELS = (
 )
 _NEGATED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't)\b", re.IGNORECASE)
 _COST_VERB = re.compile(r"\bcosts?\b", re.IGNORECASE)
-# Words that give a figure rather than name what the line is about.
+# Words that give a figure, or the verbs that carry one, rather than name what a line is about.
 _FIGURE_WORDS = set(
     lexical_tokens(" ".join([*_UNITS, "cost costs costly expensive cheap low moderate price takes typically"]))
 )
 
 
 def cost_level(text: str) -> str | None:
-    """The one cost level a text gives (low, moderate, high), or None: none, several, or negated."""
+    """The cost level a text gives (low, moderate, high; the first found in that order of
+    _COST_LEVELS), or None when it gives none or is negated."""
     if _NEGATED.search(text):
         return None
     for level, says in _COST_LEVELS:
@@ -340,10 +341,10 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     kinds = stated_kinds(sentence)
     if not kinds:
         return None
-    lines = _figure_lines(passages)
+    lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
     best: tuple[int, str] | None = None
     for words in (_subject(sentence), _subject(question)):
-        overlaps = sorted(((len(words & _subject(line)), n, line) for n, line in lines), reverse=True)
+        overlaps = sorted(((len(words & subject), n, line) for n, line, subject in lines), reverse=True)
         if overlaps and overlaps[0][0] > 0:
             if len(overlaps) > 1 and overlaps[1][0] == overlaps[0][0]:
                 return None  # about two lines (a comparison): not one line's figures to check
@@ -352,17 +353,15 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     if best is None:
         return None
     line = best[1]
-    times = {f for f in figures(sentence) if _kind(f) == "time"}
+    stated = figures(sentence)
+    times = {f for f in stated if _kind(f) == "time"}
     line_times = {f for f in figures(line) if _kind(f) == "time"}
     level = cost_level(sentence)
     wrong_time = bool(times) and not times & line_times
     wrong_level = level is not None and level != cost_level(line)
     # "Prompting costs seconds.": a cost given as a duration, with no cost level or amount beside it.
     time_as_cost = (
-        bool(times)
-        and bool(_COST_VERB.search(sentence))
-        and level is None
-        and not any(_kind(f) == "amount" for f in figures(sentence))
+        bool(times) and bool(_COST_VERB.search(sentence)) and level is None and not stated - times  # no amount
     )
     return best if wrong_time or wrong_level or time_as_cost else None
 
