@@ -118,6 +118,11 @@ def test_plus_both_gives_a_layers_cost_not_its_duration(real_tutor: Tutor) -> No
         ("RAG is cheaper than fine-tuning.", "Which is cheaper?", False),  # two lines: a comparison
         ("Prompting is not expensive.", "Is prompting expensive?", False),  # negated: not checked
         ("Pre-training creates the foundational model.", "What is pre-training?", False),  # no figure
+        ("Fine-tuning runs into millions of dollars.", "What is the budget for fine-tuning?", True),  # moderate
+        ("Pre-training costs $10M or more.", "What would pre-training set us back?", False),  # high: expensive
+        ("It is a big expense.", "Is fine tuning a big spend?", True),  # moderate, the question's subject
+        ("You pay for prompting in seconds.", "What would a prompt set us back?", True),  # a cost as a time
+        ("Prompting takes seconds.", "How quick and cheap is prompting?", False),  # time was asked too
     ],
 )
 def test_which_sentences_misread_their_guide_line(sentence: str, question: str, misread: bool) -> None:
@@ -130,6 +135,42 @@ def test_which_sentences_misread_their_guide_line(sentence: str, question: str, 
     assert (found is not None) is misread, found
     if found:
         assert found[0] == 1 and "(" in found[1] and not found[1][0].isdigit()  # the line, its number off
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("Could a small charity afford to pre-train?", {"cost"}),
+        ("What do we spend on retrieval?", {"cost"}),
+        ("Dollars aside, what does RAG give us?", {"cost"}),
+        ("What's the turnaround on a fine-tune?", {"time"}),
+        ("How many days is preference optimization?", {"time"}),
+        ("Prompting: seconds or minutes?", {"time"}),
+        ("What does pre-training produce?", set()),
+        ("Who wrote the guides over the years?", set()),
+    ],
+)
+def test_the_figure_a_question_asks_for(question: str, kinds: set[str]) -> None:
+    """Staff ask for a cost or a duration in many words; the passage that gives it is ranked up and
+    the guides' line is checked only when the question asks for one."""
+    from tutor.explain import asked_kinds
+
+    assert asked_kinds(question) == kinds
+
+
+def test_a_figure_is_replaced_only_by_a_sentence_about_the_same_thing() -> None:
+    """The glossary's "Cost: $10M-$100M+ for frontier models" sits under "Training requirements for
+    LLMs": it is the cost of training from scratch, never a fine-tuning sentence's replacement."""
+    from tutor.explain import guide_sentence_for
+
+    glossary = (ROOT / "corpus" / "glossary-training.md").read_text()
+    start = glossary.index("Training requirements for LLMs")
+    text = glossary[start : glossary.index("\n\n", glossary.index("- Cost:"))]
+    passage = Passage("g", text, "Glossary", "corpus/glossary-training.md", "Training", 0, 0.5)
+    assert guide_sentence_for("Fine-tuning costs several million dollars.", [passage]) is None
+    assert guide_sentence_for("It costs $5M.", [passage], "How much does a fine-tune cost?") is None
+    found = guide_sentence_for("Training a frontier model costs $5M.", [passage])
+    assert found is not None and "$10M-$100M+" in found[1]
 
 
 def test_the_verdict_rests_on_support_not_on_shares(fake_tutor: tuple[Tutor, FakeChat]) -> None:

@@ -153,16 +153,18 @@ def repair_figures(
         # Its figures must be those of the passages it rests on; with none, of any passage.
         backing = [passages[n - 1] for n in sentence.supported_by] or passages
         wrong = unbacked_figures(sentence.text, " ".join([question, *(p.text for p in backing)]))
+        # The guide line the sentence is about, when it gives that line's duration or cost otherwise.
+        misread_line = misread_figure_line(sentence.text, passages, question)
         if wrong:
             said = ", ".join(sorted(wrong))
-            replacement = guide_sentence_for(sentence.text, passages)
+            replacement = misread_line or guide_sentence_for(sentence.text, passages, question)
             if replacement is None:
                 sentences[i] = replace(sentence, supported_by=())
                 warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
                 continue
             warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; "
         else:
-            replacement = misread_figure_line(sentence.text, passages, question)
+            replacement = misread_line
             if replacement is None:
                 continue
             warning = "A sentence of this answer gave a duration or cost other than its guide line's; "

@@ -175,11 +175,21 @@ def evidence_sentence(
 
 
 ASKED_KIND_BONUS = 0.3  # about the gap between what answers and what is only on the topic
-_ASKS_TIME = re.compile(r"\bhow (?:long|quick|fast|soon)\b|\bhow much time\b|\b(?:quick|fast|slow)\b", re.IGNORECASE)
-_ASKS_COST = re.compile(
-    r"\b(?:cost|costs|price|expensive|cheap|pay|budget|money)\b|\bhow much\b(?! time)", re.IGNORECASE
+_UNIT_WORDS = r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)"
+_ASKS_TIME = re.compile(
+    r"\bhow (?:long|quick(?:ly)?|fast|soon)\b|\bhow much time\b|\b(?:quick(?:ly)?|fast|slow)\b"
+    r"|\b(?:timeline|timescale|duration|turnaround)s?\b"
+    r"|\bhow many " + _UNIT_WORDS + r"|\b" + _UNIT_WORDS + r" or \w+\b",
+    re.IGNORECASE,
 )
-_STATES_COST = re.compile(r"\b(?:cost|costs|costly|expensive|cheap|price|budget)\b|\$\s?\d", re.IGNORECASE)
+_ASKS_COST = re.compile(
+    r"\b(?:costs?|costly|pric(?:e|es|ey|y|ing)|expens\w*|cheap\w*|pay|budget|money|afford\w*|spend\w*|spent|dollars?)\b"
+    r"|\bhow much\b(?! time)|\bset (?:us|me|you|them|a team) back\b",
+    re.IGNORECASE,
+)
+_STATES_COST = re.compile(
+    r"\b(?:costs?|costly|expens\w*|cheap\w*|pric(?:e|es|ey|y)|budget|afford\w*|dollars?)\b|\$\s?\d", re.IGNORECASE
+)
 
 
 def asked_kinds(question: str) -> set[str]:
@@ -266,17 +276,20 @@ def unbacked_figures(sentence: str, evidence: str) -> set[str]:
     return figures(sentence) - figures(evidence)
 
 
-def guide_sentence_for(sentence: str, passages: Sequence[Passage]) -> tuple[int, str] | None:
+def guide_sentence_for(sentence: str, passages: Sequence[Passage], question: str = "") -> tuple[int, str] | None:
     """The passage sentence that states the figure this answer sentence got wrong: the one sharing
-    most words with it among those that state a figure of the same kind (a time, an amount)."""
+    most subject words with it (or with the question, when the sentence names none) among those
+    that state a figure of the same kind (a time, an amount). A candidate's section heading counts
+    as its subject: "Cost: $10M-$100M+" under "Training requirements" is not fine-tuning's cost,
+    and a sentence about fine-tuning gets no replacement from it."""
     kinds = {_kind(f) for f in figures(sentence)}
-    words = set(lexical_tokens(sentence))
+    words = _subject(sentence) or _subject(question)
     best: tuple[float, int, str] | None = None
     for n, passage in enumerate(passages, start=1):
         for candidate in split_sentences(passage.text):
             if not kinds & {_kind(f) for f in figures(candidate)}:
                 continue
-            overlap = len(words & set(lexical_tokens(candidate))) / max(len(words), 1)
+            overlap = len(words & _subject(f"{passage.section} {candidate}")) / max(len(words), 1)
             if best is None or overlap > best[0]:
                 best = (overlap, n, candidate)
     return (best[1], best[2]) if best and best[0] > 0 else None
@@ -293,13 +306,28 @@ _COST_LEVELS = (
             r"\b(?:cheap\w*|inexpensive|low[- ](?:cost|price)\w*)|\b(?:cost|price)s? (?:is |are )?low\b", re.IGNORECASE
         ),
     ),
-    ("high", re.compile(r"\b(?:expensive|costly|pricey|high[- ](?:cost|price)\w*)", re.IGNORECASE)),
+    (
+        "high",
+        re.compile(
+            r"\b(?:expensive|costly|pric(?:e)?y|high[- ](?:cost|price)\w*|(?:big|major|large) expense)"
+            r"|\b(?:millions?|billions?) of dollars|\$\s?\d[\d,.]*\s?(?:m|b|million|billion)\b",
+            re.IGNORECASE,
+        ),
+    ),
 )
 _NEGATED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't)\b", re.IGNORECASE)
 _COST_VERB = re.compile(r"\bcosts?\b", re.IGNORECASE)
 # Words that give a figure, or the verbs that carry one, rather than name what a line is about.
 _FIGURE_WORDS = set(
-    lexical_tokens(" ".join([*_UNITS, "cost costs costly expensive cheap low moderate price takes typically"]))
+    lexical_tokens(
+        " ".join(
+            [
+                *_UNITS,
+                "cost costs costly expensive expense cheap low moderate price pricey afford affordable spend",
+                "dollars million millions billion billions thousands several takes requires typically",
+            ]
+        )
+    )
 )
 
 
@@ -359,10 +387,10 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     level = cost_level(sentence)
     wrong_time = bool(times) and not times & line_times
     wrong_level = level is not None and level != cost_level(line)
-    # "Prompting costs seconds.": a cost given as a duration, with no cost level or amount beside it.
-    time_as_cost = (
-        bool(times) and bool(_COST_VERB.search(sentence)) and level is None and not stated - times  # no amount
-    )
+    # "Prompting costs seconds.", or "We would spend seconds." for "What would we spend?": a cost given
+    # as a duration, with no cost level or amount beside it.
+    asked_cost = bool(_COST_VERB.search(sentence)) or asked_kinds(question) == {"cost"}
+    time_as_cost = bool(times) and asked_cost and level is None and not stated - times  # no amount
     return best if wrong_time or wrong_level or time_as_cost else None
 
 

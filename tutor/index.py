@@ -33,7 +33,9 @@ from .lexical import LexicalIndex, chunk_words
 COLLECTION = "guides"
 MANIFEST = "manifest.json"
 LEXICAL = "lexical.sqlite"
-FORMAT = 2  # 2: the words in lexical.sqlite; an index of format 1 is rebuilt by the next ingest
+# 2: the words in lexical.sqlite; 3: British endings written the American way (tutor.lexical).
+# An index of an older format is rebuilt by the next ingest.
+FORMAT = 3
 
 
 def text_to_embed(guide: str, section: str, text: str) -> str:

@@ -47,11 +47,30 @@ def _stemmer() -> Any:
     return stemmer
 
 
+# British endings written the American way before stemming, on both sides of a search: the guides
+# write "specialisation" and "behaviour", staff type "optimisation" or "optimization".
+_BRITISH = (
+    (re.compile(r"is(ation|ations|e|ed|es|er|ers|ing)$"), r"iz\1"),
+    (re.compile(r"ys(e|ed|es|ing)$"), r"yz\1"),
+    (re.compile(r"(?<=[iblvnm])our(s|ed|ing)?$"), r"or\1"),
+)
+
+
+def _american(word: str) -> str:
+    for ending, american in _BRITISH:
+        word = ending.sub(american, word)
+    return word
+
+
+# "fine tuning", "fine-tuning" and "finetuning" are one word, as are "pre training" and "pretraining".
+_JOINED_PREFIX = re.compile(r"\b(pre|post|fine|multi|non|self|sub|co) +(?=[a-z])")
+
+
 def lexical_tokens(text: str) -> list[str]:
-    """Stemmed lower-case words for BM25; "pre-training" matches "pretraining", and
-    "backpropagation" matches "Backpropagates"."""
-    words = re.findall(r"[a-z0-9]+", text.lower().replace("-", ""))
-    return list(_stemmer().stemWords([w for w in words if w not in _STOPWORDS]))
+    """Stemmed lower-case words for BM25; "pre-training" matches "pre training" and "pretraining",
+    "backpropagation" matches "Backpropagates" and "optimisation" matches "optimization"."""
+    words = re.findall(r"[a-z0-9]+", _JOINED_PREFIX.sub(r"\1", text.lower().replace("-", "")))
+    return list(_stemmer().stemWords([_american(w) for w in words if w not in _STOPWORDS]))
 
 
 def chunk_words(guide: str, section: str, text: str) -> list[str]:
