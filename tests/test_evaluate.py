@@ -160,10 +160,11 @@ def test_eval_prints_both_halves_and_all(
     assert rows["recall per question"] == ["0.500", "0.333", "0.444"]  # (1 + 0 + 1/3) / 3
     assert rows["out of scope flagged"] == ["0/0", "2/2", "2/2"]
     assert rows["in scope refused"] == ["0/2", "0/1", "0/3"]
-    assert rows["answer words p50"] == ["6", "6", "6"]  # "[1]" is not a word
+    # "[1]" is not a word; q01's duration, given for a cost, is replaced by the guide line (10 words)
+    assert rows["answer words p50"] == ["8", "6", "6"]
     assert set(rows) >= {"source hit (questions)", "first token p50 / p95 s", "answer p50 / p95 s"}
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["id"], r["half"], r["words"]) for r in records][:2] == [("p01", "tune", 6), ("q01", "tune", 6)]
+    assert [(r["id"], r["half"], r["words"]) for r in records][:2] == [("p01", "tune", 6), ("q01", "tune", 10)]
     assert len(echo_tutor.questions) == 3  # the two off-topic questions never reach the model
 
 
