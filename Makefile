@@ -54,3 +54,5 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/questions.jsonl --half $(HALF) --out eval/out-questions.jsonl
 	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --half $(HALF) --out eval/out-dev.jsonl
 	$(BIN)/tutor eval ../shared/eval/paraphrase_questions.jsonl --half $(HALF) --out eval/out-paraphrase.jsonl
+	$(BIN)/tutor eval eval/staff_questions.jsonl --half $(HALF) --out eval/out-staff.jsonl
+	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out eval/out-scope.jsonl

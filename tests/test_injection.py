@@ -57,6 +57,8 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "questions.jsonl",
             SHARED_GUIDES.parent / "eval" / "dev_questions.jsonl",
             SHARED_GUIDES.parent / "eval" / "paraphrase_questions.jsonl",
+            ROOT / "eval" / "staff_questions.jsonl",
+            ROOT / "eval" / "scope_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]

@@ -51,6 +51,53 @@ def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder)
     assert "Clever Ops" in hybrid.section and hybrid.lexical == 1.0
 
 
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        ("Which layers do not alter the model at all?", "Only the first three"),
+        ("why isn't the base model good enough on its own", "output is not usable"),
+        ("Can a base model be used as an assistant straight away?", "output is not usable"),
+    ],
+)
+def test_the_answering_sentence_lifts_its_chunk(
+    index_copy: Path, embedder: Embedder, question: str, phrase: str
+) -> None:
+    """A chunk's vector blurs the one sentence in it that answers; its best sentence's cosine counts too."""
+    by_chunks = Retriever(FolderStore(index_copy), embedder=embedder, sentence_weight=0.0).search(question, 3)
+    by_sentences = Retriever(FolderStore(index_copy), embedder=embedder, sentence_weight=0.3).search(question, 3)
+    assert not any(phrase in p.text for p in by_chunks)
+    assert any(phrase in p.text for p in by_sentences), [p.text[:60] for p in by_sentences]
+    # The score that decides scope is still the whole chunk's cosine.
+    chunk_scores = {p.id: p.score for p in Retriever(FolderStore(index_copy), embedder=embedder).search(question, 40)}
+    assert all(p.score == chunk_scores[p.id] for p in by_sentences)
+
+
+def test_sentence_vectors_are_made_once_per_chunk(index_copy: Path, embedder: Embedder) -> None:
+    embedded: list[str] = []
+
+    class Counting(Embedder):
+        def embed(self, texts: list[str], progress: bool = False) -> list[list[float]]:
+            embedded.extend(texts)
+            return embedder.embed(texts, progress)
+
+    retriever = Retriever(FolderStore(index_copy), embedder=Counting(embedder.name), sentence_weight=0.3)
+    first = retriever.search("How long does fine-tuning take?", 5)
+    made = len(embedded)
+    assert made > 5  # the query, then the candidates' sentences
+    assert len(Retriever(FolderStore(index_copy), embedder=Counting(embedder.name)).search("RLHF", 3)) == 3
+    assert len(embedded) == made + 1  # off by default: the query alone, no sentence
+    made = len(embedded)
+    second = retriever.search("How long does fine-tuning take?", 5)
+    assert len(embedded) == made + 1  # the query alone
+    assert [p.id for p in first] == [p.id for p in second]
+
+    warmed = Retriever(FolderStore(index_copy), embedder=Counting(embedder.name), sentence_weight=0.3)
+    warmed.warm_up()  # `tutor serve` does this before the first question: every chunk of a small corpus
+    made = len(embedded)
+    assert [p.id for p in warmed.search("How long does fine-tuning take?", 5)] == [p.id for p in first]
+    assert warmed.search("What is RLHF short for?", 5) and len(embedded) == made + 2  # the two queries alone
+
+
 def test_follow_up_query_carries_the_topic() -> None:
     assert standalone_query("Why?", []) == "Why?"
     history = [("What is RAG?", "RAG retrieves passages [1]. It adds them to the prompt [2].")]

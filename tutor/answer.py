@@ -603,8 +603,11 @@ class Tutor:
                 yield way, item
 
     def warm_up(self, preset: str | None = None) -> None:
-        """Prefill a preset's system prompt now, so that the first question does not pay for it."""
+        """Prefill a preset's system prompt and make the passages' sentence vectors now, so that the first
+        question does not pay for them."""
         self.embedder.embed_one("warm up")  # loads the embedder too
+        if self.retriever is not None:
+            self.retriever.warm_up()
         system = pick_preset(self.presets, preset or self.settings.preset).system_prompt
         messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}]
         contrast = messages if self.settings.context_aware_decoding else None  # warms the second context

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # Retrieval.
     k: int = Field(3, ge=K_MIN, le=K_MAX, description="Most passages put in the prompt.")
     lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
+    sentence_weight: float = Field(0.0, ge=0.0, le=1.0, description="Share of a passage's ranking similarity taken from its best sentence's cosine to the question, the rest from the whole chunk's; 0 ranks by chunks alone.")
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")

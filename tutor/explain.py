@@ -19,15 +19,12 @@ import numpy as np
 
 from .lexical import lexical_tokens
 from .llm import TokenLogprobs
-from .markers import CITATION_MARKERS, OPEN_CITATION
+from .markers import CITATION_MARKERS, OPEN_CITATION, SENTENCE_END, split_sentences
 from .retrieve import Passage
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
 SUPPORT_NEAR_BEST = 0.10  # a second passage is cited only if nearly as supportive as the best
 MAX_CITATIONS = 2
-
-# A sentence ends at . ! ? after a letter, a bracket or a quote (not "1." in a list), or at a line end.
-_SENTENCE_END = re.compile(r"((?<=[A-Za-z)\"'’%*][.!?])\s+|\n+)")
 
 
 @dataclass(frozen=True)
@@ -40,12 +37,6 @@ class SentenceSupport:
     layers: LayerShares | None = field(default=None, compare=False)
     replaced: str | None = None  # the model's own sentence, when a figure in it was not the guides'
     quoted: bool = False  # the guides' sentence quoted under the answer, not the model's
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of an answer, without citation markers."""
-    clean = CITATION_MARKERS.sub("", text)
-    return [s.strip() for s in _SENTENCE_END.split(clean) if s.strip()]
 
 
 class SupportScorer:
@@ -119,7 +110,7 @@ class CitingStream:
         # sentence whose last letter came in the previous piece.
         context = self._sentence[-1:]
         out, position = [], 0
-        for match in _SENTENCE_END.finditer(context + held):
+        for match in SENTENCE_END.finditer(context + held):
             start, end = max(match.start() - len(context), 0), match.end() - len(context)
             if end <= start:
                 continue

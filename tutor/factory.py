@@ -49,7 +49,12 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     presets = load_presets(settings.prompts_dir)
     embedder = build_embedder(settings)
     retriever = (
-        Retriever(index_store(settings), embedder=embedder, lexical_weight=settings.lexical_weight)
+        Retriever(
+            index_store(settings),
+            embedder=embedder,
+            lexical_weight=settings.lexical_weight,
+            sentence_weight=settings.sentence_weight,
+        )
         if retrieval
         else None
     )

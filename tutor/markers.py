@@ -11,9 +11,18 @@ CITATION_MARKERS = re.compile(r"\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
 OPEN_CITATION = re.compile(r"\s*\[[\d,;\s]*$")  # a marker that the next token may close
 TRAILING_CITATIONS = re.compile(r"(\s*\[\d+\])+\s*$")
 
+# A sentence ends at . ! ? after a letter, a bracket or a quote (not "1." in a list), or at a line end.
+SENTENCE_END = re.compile(r"((?<=[A-Za-z)\"'’%*][.!?])\s+|\n+)")
+
 NOT_COVERED = "The guides do not cover this."
 NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 
 # Control characters other than tab and newlines, and the lone surrogates that Python makes of
 # bytes that are not UTF-8: a text with these is binary data, not text.
 NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items of a text (an answer, a passage), without citation markers."""
+    clean = CITATION_MARKERS.sub("", text)
+    return [s.strip() for s in SENTENCE_END.split(clean) if s.strip()]

@@ -14,7 +14,7 @@ from .embed import Embedder
 from .errors import IndexMissingError
 from .index import OpenedVersion, Store, text_to_embed
 from .lexical import chunk_words, lexical_tokens
-from .markers import CITATION_MARKERS, NOT_COVERED_SAID
+from .markers import CITATION_MARKERS, NOT_COVERED_SAID, split_sentences
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Passage:
     position: int
     score: float  # cosine similarity of question and passage, 0..1: decides relevance
     lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
-    rank_score: float = 0.0  # what the passages are ordered by: score + lexical_weight * lexical
+    rank_score: float = 0.0  # what the passages are ordered by: score (or its blend with the best sentence's) + BM25
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
     planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
@@ -96,6 +96,9 @@ class _Chunk:
         return f"{prefix}-{int(position) + step:04d}"
 
 
+SENTENCE_CACHE_CHUNKS = 10_000  # sentence vectors kept for this many chunk texts (about 60 MB)
+
+
 class Retriever:
     """Hybrid search over the current index version; reloads when a new version is published.
 
@@ -105,10 +108,14 @@ class Retriever:
     earlier copy of every vector, text and BM25 table in each replica took minutes to load.
     """
 
-    def __init__(self, store: Store, *, embedder: Embedder, lexical_weight: float = 0.4) -> None:
+    def __init__(
+        self, store: Store, *, embedder: Embedder, lexical_weight: float = 0.4, sentence_weight: float = 0.0
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
+        self.sentence_weight = sentence_weight
+        self._sentence_vectors: dict[str, np.ndarray] = {}  # a chunk's text -> its sentences' vectors
         self._lock = threading.Lock()  # searches come from several request threads
         self._opened: OpenedVersion = store.open_version()
 
@@ -191,6 +198,14 @@ class Retriever:
         if relative.size and relative.max() > 0:
             relative = relative / relative.max()  # the best candidate is the best chunk: FTS5 brought it in
         combined = similarity + self.lexical_weight * relative
+        ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
+        if self.sentence_weight and candidates:
+            # The leaders are scored again with their best sentence, and only they can be returned:
+            # a chunk's sentences are embedded the first time it is a leader, not for every candidate.
+            ranked = ranked[: max(2 * limit, 16)]
+            best = self._best_sentence_similarity([candidates[i] for i in ranked], query_vector)
+            combined[ranked] += self.sentence_weight * (best - similarity[ranked])
+            ranked.sort(key=lambda i: -combined[i])
         wanted = set(terms)
         return [
             Passage(
@@ -206,8 +221,40 @@ class Retriever:
                 has_all_terms=bool(wanted) and wanted <= set(words[i]),
                 embedding=tuple(float(x) for x in candidates[i].vector),  # type: ignore[union-attr]
             )
-            for i in sorted(range(len(candidates)), key=lambda i: -combined[i])[:limit]
+            for i in ranked[:limit]
         ]
+
+    def _best_sentence_similarity(self, candidates: list[_Chunk], query_vector: np.ndarray) -> np.ndarray:
+        """Each candidate's best cosine between one of its sentences and the query.
+
+        A 400-character chunk's vector blurs the one sentence that answers: "Why it matters:
+        Understanding these layers is crucial for making informed decisions …" sat in a chunk of
+        the five layers' list, and ranked 4th for "why would I need to understand these layers?"."""
+        cache = self._sentence_vectors_of([c.text for c in candidates])
+        return np.asarray([float((cache[c.text] @ query_vector).max()) for c in candidates])
+
+    def _sentence_vectors_of(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The cache, holding the sentence vectors of these chunk texts (made for those it lacks;
+        bounded: the texts of a large index do not all stay)."""
+        missing = list(dict.fromkeys(text for text in texts if text not in self._sentence_vectors))
+        if missing:
+            split = [[s for s in split_sentences(text) if len(s.split()) >= 3] or [text] for text in missing]
+            vectors = np.asarray(self.embedder.embed([s for sentences in split for s in sentences]), dtype=np.float32)
+            if len(self._sentence_vectors) + len(missing) > SENTENCE_CACHE_CHUNKS:
+                self._sentence_vectors = {}
+            start = 0
+            for text, sentences in zip(missing, split, strict=True):
+                self._sentence_vectors[text] = vectors[start : start + len(sentences)]
+                start += len(sentences)
+        return self._sentence_vectors
+
+    def warm_up(self, max_chunks: int = 500) -> None:
+        """Make the sentence vectors of the first `max_chunks` chunks now (all of a small corpus,
+        in about a second), so that the first questions asked do not wait for them."""
+        if self.sentence_weight:
+            with self._lock:
+                texts = self._opened.collection.get(limit=max_chunks, include=["documents"])["documents"]
+            self._sentence_vectors_of(list(texts or []))
 
     def widen(
         self, chosen: Sequence[Passage], *, token_budget: int, count_tokens: Callable[[str], int]
