@@ -46,6 +46,38 @@ def test_an_off_topic_follow_up_is_refused(real_tutor: Tutor) -> None:
         assert answer.model == ""  # the model was not asked
 
 
+def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A passage reaches the cosine threshold for these (0.27, 0.29), but they are not about the
+    guides: the model says so. A question in the same band that the guides answer is answered."""
+    for question in (
+        "Which laptop should I buy to run a language model locally?",
+        "Can you suggest a data model for our HR records?",
+    ):
+        answer = real_tutor.ask(question, explain=False)
+        assert answer.in_scope is False and answer.answer == OUT_OF_SCOPE_ANSWER, answer.answer
+    answer = real_tutor.ask("Why can't the raw output of a base model be used yet?", explain=False)
+    assert answer.in_scope is True and answer.sources, answer.answer
+    # Without the judgement the cosine check alone lets the laptop question in.
+    monkeypatch.setattr(real_tutor, "settings", real_tutor.settings.model_copy(update={"scope_judge_below": 0.0}))
+    assert real_tutor.prepare("Which laptop should I buy to run a language model locally?").in_scope is True
+
+
+def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    tutor, chat = fake_tutor
+    chat.replies += [["no"], ["Yes"], ["A base model predicts the next word."]]
+    assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is False
+    assert chat.prompts[-1][0]["content"].startswith("You sort questions")
+    assert chat.prompts[-1][1]["content"] == "Can you suggest a data model for our HR records?"
+    answer = tutor.ask("Why can't the raw output of a base model be used yet?", explain=False)
+    assert answer.in_scope is True and answer.answer.startswith("A base model predicts")
+    asked = len(chat.prompts)
+    assert tutor.prepare("How long does pre-training take?").in_scope is True  # cosine 0.6: not asked
+    assert tutor.prepare("Who won the football world cup in 2010?").in_scope is False  # under 0.20: not asked
+    history = [("What is fine-tuning?", "Fine-tuning adapts a model.")]
+    assert tutor.prepare("How long does it take?", history).in_scope is True  # a follow-up: not asked
+    assert len(chat.prompts) == asked and not chat.replies
+
+
 def test_an_on_topic_question_after_a_refusal_is_answered(real_tutor: Tutor) -> None:
     history = [("Who won the football world cup in 2018?", OUT_OF_SCOPE_ANSWER)]
     answer = real_tutor.ask("Does supervised fine-tuning change the weights of a model?", history, explain=False)
@@ -87,12 +119,13 @@ def test_a_cost_given_as_the_lines_other_figure_is_repaired(fake_tutor: tuple[Tu
     ("seconds" is in the passage) but misreads the line "Prompting: … (seconds, cheap)"; the
     guides' line replaces it, and the answer says so."""
     tutor, chat = fake_tutor
-    chat.replies.append(["Prompting costs seconds."])
+    # Its best passage scores under 0.35: the model is first asked whether it is on the guides' topic.
+    chat.replies += [["yes"], ["Prompting costs seconds."]]
     answer = tutor.ask("How much does prompting cost?", explain=False, quote=False)
     assert re.search(r"The guides say: “Prompting: .*cheap\)”\[\d\]", answer.answer), answer.answer
     assert answer.sentences[0].replaced == "Prompting costs seconds."
     assert any("duration or cost other than its guide line" in w for w in answer.warnings), answer.warnings
-    chat.replies.append(["Prompting is cheap and takes seconds."])  # the line's own figures stay the model's
+    chat.replies += [["yes"], ["Prompting is cheap and takes seconds."]]  # the line's own figures stay the model's
     kept = tutor.ask("How much does prompting cost?", explain=False, quote=False)
     assert kept.answer.startswith("Prompting is cheap and takes seconds.") and not kept.warnings, kept.answer
 

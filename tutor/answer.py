@@ -60,6 +60,14 @@ OUT_OF_SCOPE_ANSWER = (
     f"{NOT_COVERED} I answer questions about how AI language models are trained "
     "(pre-training, fine-tuning, preference optimization, prompting and RAG), from the guides."
 )
+# The model's judgement of a question that some passage only just covers ("which GPU should we buy
+# to run a model in the office?" reaches 0.22 against a passage on training compute).
+SCOPE_JUDGE_PROMPT = (
+    "You sort questions for a tutor whose guides explain how AI language models are trained: pre-training, "
+    "fine-tuning, preference optimization and RLHF, prompting, RAG, training data, base models, and what each "
+    "costs and how long it takes. Reply with one word: yes if the question asks about that, no if it asks "
+    "about anything else."
+)
 
 
 @dataclass(frozen=True)
@@ -357,6 +365,8 @@ class Tutor:
             # A question with a topic of its own is in or out of scope by itself, whatever came before.
             has_own_topic = query != question and not refers_back(question)
             passages, corpus_version = self.retrieve(query, k=k, scope=question if has_own_topic else None)
+            if passages and not (kept and refers_back(question)) and self._judged_off_topic(question):
+                passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
             "it was left out of the prompt."
@@ -377,6 +387,25 @@ class Tutor:
             started=started,
             retrieved_at=time.perf_counter(),
         )
+
+    def _judged_off_topic(self, question: str) -> bool:
+        """The model's judgement, asked only where the cosine check is unsure: the question's best
+        passage under `scope_judge_below` and none holding all its words. Near the guides' topic,
+        cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and an
+        off-topic one 0.275. One short call (two tokens out) under the model's gate."""
+        below = self.settings.scope_judge_below
+        if not below or self.retriever is None:
+            return False
+        alone = self.retriever.search(question, limit=8)
+        if max((p.score for p in alone), default=0.0) >= below or any(p.has_all_terms for p in alone):
+            return False
+        messages: list[Message] = [
+            {"role": "system", "content": SCOPE_JUDGE_PROMPT},
+            {"role": "user", "content": question},
+        ]
+        with self.gate.hold():
+            reply = "".join(self.chat.stream(messages, max_tokens=2, temperature=0.0))
+        return reply.strip().lower().startswith("no")
 
     def messages_for(self, prepared: Prepared) -> list[Message]:
         """The prompt for a prepared question (none when the model is not asked)."""
