@@ -7,6 +7,8 @@
 - first token: the tutor's time to first token vs raw llama-cpp-python prefill of the same prompt,
   both from the same KV-cache state (the system prompt cached, as in a warm server)
 - answer time: p50/p95 of whole answers
+- the scope judgement: first token of questions in the band the model judges (their best passage
+  between min_score and scope_judge_below), with the judgement and without it
 - ingest: full ingest throughput vs raw sentence-transformers encode of the same chunks
 - no-op re-ingest time vs the full ingest
 """
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +34,24 @@ def p50(values: Sequence[float]) -> float:
 def p95(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def band_candidates(root: Path) -> list[dict]:
+    """In-scope first questions of the project's own sets."""
+    questions = []
+    for name in ("questions.jsonl", "staff_questions.jsonl"):
+        lines = (root / "eval" / name).read_text().splitlines()
+        questions += [q for q in map(json.loads, lines) if not q.get("out_of_scope") and not q.get("history")]
+    return questions
+
+
+def in_judge_band(tutor: Any, question: str) -> bool:
+    """Whether the model is asked about this question's scope: its best passage under
+    scope_judge_below but over min_score, and none holding all its words."""
+    found = tutor.retriever.search(question, 8)
+    best = max((p.score for p in found), default=0.0)
+    below, floor = tutor.settings.scope_judge_below, tutor.settings.min_score
+    return floor <= best < below and not any(p.has_all_terms for p in found)
 
 
 def main() -> None:
@@ -110,6 +131,26 @@ def main() -> None:
         prefill.append(time.perf_counter() - started)
         prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
 
+    # The scope judgement: its own prompt evicts the cached system prompt, which the answer then
+    # prefills again. Only questions in the judged band pay it; timed with it and without it.
+    in_band = [q["question"] for q in band_candidates(ROOT) if in_judge_band(tutor, q["question"])][: args.questions]
+    judged: list[float] = []
+    unjudged: list[float] = []
+    settings_judged = tutor.settings
+    settings_unjudged = settings_judged.model_copy(update={"scope_judge_below": 0.0})
+    for question in in_band:
+        pair: list[float | None] = []
+        for settings_now in (settings_judged, settings_unjudged):
+            tutor.settings = settings_now
+            tutor.warm_up()
+            answer = tutor.ask(question)
+            pair.append(answer.timings["first_token_s"] if answer.in_scope else None)
+        with_judge, without = pair
+        if with_judge is not None and without is not None:  # one the model calls off-topic is not timed
+            judged.append(with_judge)
+            unjudged.append(without)
+    tutor.settings = settings_judged
+
     rows = [
         ("retrieval p50 (ms)", retrieval[0] * 1000, "raw Chroma query + embed", retrieval[1] * 1000),
         ("retrieval p50, first pass (ms)", first_pass[0] * 1000, "raw Chroma query + embed", first_pass[1] * 1000),
@@ -125,9 +166,12 @@ def main() -> None:
         ),
         ("no-op re-ingest (s)", noop_s, "full ingest", full_s),
     ]
+    if judged:
+        rows.append(("first token p50, judged (s)", p50(judged), "the same questions, not judged", p50(unjudged)))
     print(
         f"model: {tutor.chat.name}; corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
-        f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached)"
+        f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached); "
+        f"{len(judged)} of the sets' in-scope questions in the judged band"
     )
     print(f"{'figure':24} {'tutor':>10}  {'baseline':>10}  {'ratio':>6}  baseline is")
     for name, value, baseline_name, baseline in rows:

@@ -61,6 +61,7 @@ class FakeChat:
         temperature: float,
         generation: Any = None,
         contrast: Any = None,
+        aside: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(messages)
         yield from self.replies.pop(0)

@@ -44,7 +44,7 @@ def test_an_object_lacking_the_internals_is_refused_naming_each() -> None:
 
 
 def test_a_partial_object_names_only_what_is_missing() -> None:
-    ctx = SimpleNamespace(decode=print, get_logits_ith=print)  # kv_cache_seq_rm is gone
+    ctx = SimpleNamespace(decode=print, get_logits_ith=print, ctx=None)  # kv_cache_seq_rm is gone
     batch = SimpleNamespace(batch=SimpleNamespace(n_tokens=0, token=[], pos=[], seq_id=[], n_seq_id=[]))  # no logits
 
     class Fake:

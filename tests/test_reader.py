@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from tutor import Tutor, load_settings
-from tutor.answer import COMPARE_MAX_TOKENS, OUT_OF_SCOPE_ANSWER, Answered, Explained, is_fixed_reply
+from tutor.answer import (
+    COMPARE_MAX_TOKENS,
+    OUT_OF_SCOPE_ANSWER,
+    SCOPE_JUDGE_PROMPT,
+    Answered,
+    Explained,
+    is_fixed_reply,
+)
 from tutor.embed import Embedder
 from tutor.explain import evidence_sentence, guide_quote
 from tutor.injection import INSTRUCTIONS_REPLY
@@ -60,6 +67,26 @@ def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkey
     # Without the judgement the cosine check alone lets the laptop question in.
     monkeypatch.setattr(real_tutor, "settings", real_tutor.settings.model_copy(update={"scope_judge_below": 0.0}))
     assert real_tutor.prepare("Which laptop should I buy to run a language model locally?").in_scope is True
+
+
+def test_the_scope_judgement_keeps_the_models_cached_prompt(real_tutor: Tutor) -> None:
+    """The judgement has a system prompt of its own; after it the tutor's cached system prompt is
+    still in llama.cpp's cache (the tokens and their KV cells), and the answer that reads it is the
+    one a context whose system prompt was prefilled afresh gives."""
+    real_tutor.warm_up()
+    main = real_tutor.chat._main  # type: ignore[attr-defined]
+    held, tokens = main.llm.n_tokens, list(main.llm.input_ids[: main.llm.n_tokens])
+    assert held > 20  # the system prompt
+    judge = [{"role": "system", "content": SCOPE_JUDGE_PROMPT}, {"role": "user", "content": "whats a foundation model"}]
+    reply = "".join(real_tutor.chat.stream(judge, max_tokens=2, temperature=0.0, aside=True))
+    assert reply.strip().lower().startswith("yes"), reply
+    assert main.llm.n_tokens == held and list(main.llm.input_ids[:held]) == tokens
+    question = [{"role": "system", "content": real_tutor.presets["tutor"].system_prompt}]
+    question.append({"role": "user", "content": "In one sentence, what is a base model?"})
+    after_judgement = "".join(real_tutor.chat.stream(question, max_tokens=16, temperature=0.0))
+    main.forget_from(0)  # nothing cached: the system prompt prefilled afresh, then the question
+    real_tutor.warm_up()
+    assert "".join(real_tutor.chat.stream(question, max_tokens=16, temperature=0.0)) == after_judgement
 
 
 def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(fake_tutor: tuple[Tutor, FakeChat]) -> None:

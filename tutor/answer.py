@@ -392,7 +392,8 @@ class Tutor:
         """The model's judgement, asked only where the cosine check is unsure: the question's best
         passage under `scope_judge_below` and none holding all its words. Near the guides' topic,
         cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and an
-        off-topic one 0.275. One short call (two tokens out) under the model's gate."""
+        off-topic one 0.275. One short call (two tokens out) under the model's gate, aside from
+        the conversation: the model's cached system prompt is kept for the answer."""
         below = self.settings.scope_judge_below
         if not below or self.retriever is None:
             return False
@@ -404,7 +405,7 @@ class Tutor:
             {"role": "user", "content": question},
         ]
         with self.gate.hold():
-            reply = "".join(self.chat.stream(messages, max_tokens=2, temperature=0.0))
+            reply = "".join(self.chat.stream(messages, max_tokens=2, temperature=0.0, aside=True))
         return reply.strip().lower().startswith("no")
 
     def messages_for(self, prepared: Prepared) -> list[Message]:

@@ -74,11 +74,14 @@ class ChatModel(Protocol):
         temperature: float,
         generation: Generation | None = None,
         contrast: list[Message] | None = None,
+        aside: bool = False,
     ) -> Iterator[str]:
         """Yield the reply's text pieces as they are generated, filling `generation` if given.
 
         `contrast` (the messages without the passages) asks for context-aware decoding where the
-        backend has it: each token is chosen for what the passages add to the model's belief."""
+        backend has it: each token is chosen for what the passages add to the model's belief.
+        `aside` marks a short call beside the conversation (the scope judgement): where the backend
+        caches the last prompt, that cache is kept for the next answer."""
         ...
 
     def count_tokens(self, text: str) -> int:
@@ -99,6 +102,27 @@ def log_softmax_at(logits: np.ndarray, token: int) -> float:
     """log p(token) from one row of logits."""
     top = float(logits.max())
     return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+
+
+class _Pieces:
+    """A generation's tokens as text pieces, as they come: a character of several bytes is given
+    once its last byte is there. The text so far is kept in `generation`, when there is one."""
+
+    def __init__(self, llm: Any, prompt: list[int], generation: Generation | None) -> None:
+        self._llm, self._prompt, self._generation = llm, prompt, generation
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tokens: list[int] = []
+        self.text = ""
+
+    def add(self, token: int) -> str:
+        """The new token's text (empty while a character is incomplete)."""
+        previous = self._prompt + self.tokens
+        self.tokens.append(token)
+        piece = self._decoder.decode(self._llm.detokenize([token], prev_tokens=previous))
+        self.text += piece
+        if piece and self._generation is not None:
+            self._generation.text = self.text
+        return piece
 
 
 class LlamaCppChat:
@@ -167,35 +191,41 @@ class LlamaCppChat:
         temperature: float,
         generation: Generation | None = None,
         contrast: list[Message] | None = None,
+        aside: bool = False,
     ) -> Iterator[str]:
         with self._lock:
-            prompt = self._prompt_tokens(messages)
-            if len(prompt) + max_tokens > self._llm.n_ctx():
-                raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
-            if contrast is not None and temperature == 0:
-                yield from self._contrastive(prompt, contrast, max_tokens, generation)
-                return
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            tokens: list[int] = []
-            logprobs: list[float] = []
-            text = ""
-            generator = self._llm.generate(
-                prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
-            )
-            for token in generator:
-                if self._main.is_end(token) or len(tokens) >= max_tokens:
-                    break
-                # The logits that chose this token are still the context's last output.
-                logprobs.append(log_softmax_at(self._main.last_logits(), token))
-                tokens.append(token)
-                piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
-                if piece:
-                    text += piece
-                    if generation is not None:
-                        generation.text = text
-                    yield piece
-            generator.close()
-            self._fill(generation, prompt, tokens, logprobs)
+            if aside:
+                with self._main.kept_cache():
+                    yield from self._stream(messages, max_tokens, temperature, generation, None)
+            else:
+                yield from self._stream(messages, max_tokens, temperature, generation, contrast)
+
+    def _stream(
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        temperature: float,
+        generation: Generation | None,
+        contrast: list[Message] | None,
+    ) -> Iterator[str]:
+        prompt = self._prompt_tokens(messages)
+        if len(prompt) + max_tokens > self._llm.n_ctx():
+            raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
+        if contrast is not None and temperature == 0:
+            yield from self._contrastive(prompt, contrast, max_tokens, generation)
+            return
+        pieces = _Pieces(self._llm, prompt, generation)
+        logprobs: list[float] = []
+        generator = self._llm.generate(prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+        for token in generator:
+            if self._main.is_end(token) or len(pieces.tokens) >= max_tokens:
+                break
+            # The logits that chose this token are still the context's last output.
+            logprobs.append(log_softmax_at(self._main.last_logits(), token))
+            if piece := pieces.add(token):
+                yield piece
+        generator.close()
+        self._fill(generation, prompt, pieces.tokens, logprobs)
 
     def _contrastive(
         self, prompt: list[int], contrast: list[Message], max_tokens: int, generation: Generation | None
@@ -215,11 +245,10 @@ class LlamaCppChat:
         main, second = self._main, self._plain
         plain_prompt = self._prompt_tokens(contrast)
         main.feed(prompt)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        tokens: list[int] = []
+        pieces = _Pieces(self._llm, prompt, generation)
+        tokens = pieces.tokens
         logprobs: list[float] = []
         plain_logprobs: list[float] = []
-        text = ""
         full = main.last_logits()
         plain: np.ndarray | None = None
         while len(tokens) < max_tokens:
@@ -231,12 +260,7 @@ class LlamaCppChat:
                 plain = second.last_logits()
             logprobs.append(log_softmax_at(full, token))
             plain_logprobs.append(log_softmax_at(plain, token))
-            tokens.append(token)
-            piece = decoder.decode(self._llm.detokenize([token], prev_tokens=prompt + tokens[:-1]))
-            if piece:
-                text += piece
-                if generation is not None:
-                    generation.text = text
+            if piece := pieces.add(token):
                 yield piece
             if len(tokens) >= max_tokens:
                 break
@@ -575,6 +599,7 @@ class OpenAIChat:
         temperature: float,
         generation: Generation | None = None,
         contrast: list[Message] | None = None,  # no context-aware decoding on a server: ignored
+        aside: bool = False,  # the server keeps its own caches: ignored
     ) -> Iterator[str]:
         import httpx
 
