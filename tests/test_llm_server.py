@@ -119,6 +119,9 @@ class _EchoingServer(_JsonServer):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self.path.endswith("/completions"):  # no tokenizer route: the tutor estimates instead
+            self._send(404, b'{"error": "not found"}')
+            return
         words = re.findall(r"\S+\s*", body["prompt"])
         values = [-0.1 if w.strip() in "".join(words[:j]) else -3.0 for j, w in enumerate(words)]
         self._send_json({"choices": [{"text": body["prompt"], "logprobs": {"tokens": words, "token_logprobs": values}}],
