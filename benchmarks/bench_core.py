@@ -7,8 +7,8 @@
 - first token: the tutor's time to first token vs raw llama-cpp-python prefill of the same prompt,
   both from the same KV-cache state (the system prompt cached, as in a warm server)
 - answer time: p50/p95 of whole answers
-- the scope judgement: first token of questions in the band the model judges (their best passage
-  between min_score and scope_judge_below), with the judgement and without it
+- the scope judgement: first token of questions whose scope the cosine check is unsure of (their
+  best passage under scope_judge_below), with the judgement and without it
 - ingest: full ingest throughput vs raw sentence-transformers encode of the same chunks
 - no-op re-ingest time vs the full ingest
 """
@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,15 +42,6 @@ def band_candidates(root: Path) -> list[dict]:
         lines = (root / "eval" / name).read_text().splitlines()
         questions += [q for q in map(json.loads, lines) if not q.get("out_of_scope") and not q.get("history")]
     return questions
-
-
-def in_judge_band(tutor: Any, question: str) -> bool:
-    """Whether the model is asked about this question's scope: its best passage under
-    scope_judge_below but over min_score, and none holding all its words."""
-    found = tutor.retriever.search(question, 8)
-    best = max((p.score for p in found), default=0.0)
-    below, floor = tutor.settings.scope_judge_below, tutor.settings.min_score
-    return floor <= best < below and not any(p.has_all_terms for p in found)
 
 
 def main() -> None:
@@ -131,9 +121,10 @@ def main() -> None:
         prefill.append(time.perf_counter() - started)
         prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
 
-    # The scope judgement: its own prompt evicts the cached system prompt, which the answer then
-    # prefills again. Only questions in the judged band pay it; timed with it and without it.
-    in_band = [q["question"] for q in band_candidates(ROOT) if in_judge_band(tutor, q["question"])][: args.questions]
+    # The scope judgement: only questions the cosine check is unsure of pay for it (one model call,
+    # aside from the cached conversation); timed with it and without it. One the cosine check
+    # refuses outright is not answered either way, so not timed.
+    in_band = [q["question"] for q in band_candidates(ROOT) if tutor.scope_is_unsure(q["question"])][: args.questions]
     judged: list[float] = []
     unjudged: list[float] = []
     settings_judged = tutor.settings

@@ -388,17 +388,22 @@ class Tutor:
             retrieved_at=time.perf_counter(),
         )
 
-    def _judged_off_topic(self, question: str) -> bool:
-        """The model's judgement, asked only where the cosine check is unsure: the question's best
-        passage under `scope_judge_below` and none holding all its words. Near the guides' topic,
-        cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and an
-        off-topic one 0.275. One short call (two tokens out) under the model's gate, aside from
-        the conversation: the model's cached system prompt is kept for the answer."""
+    def scope_is_unsure(self, question: str) -> bool:
+        """Whether the cosine check is unsure of this question's scope, so the model is asked: its
+        best passage under `scope_judge_below` and none holding all its words. Near the guides'
+        topic, cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and
+        an off-topic one 0.275."""
         below = self.settings.scope_judge_below
         if not below or self.retriever is None:
             return False
         alone = self.retriever.search(question, limit=8)
-        if max((p.score for p in alone), default=0.0) >= below or any(p.has_all_terms for p in alone):
+        return max((p.score for p in alone), default=0.0) < below and not any(p.has_all_terms for p in alone)
+
+    def _judged_off_topic(self, question: str) -> bool:
+        """The model's judgement, asked only where the cosine check is unsure. One short call (two
+        tokens out) under the model's gate, aside from the conversation: the model's cached system
+        prompt is kept for the answer."""
+        if not self.scope_is_unsure(question):
             return False
         messages: list[Message] = [
             {"role": "system", "content": SCOPE_JUDGE_PROMPT},

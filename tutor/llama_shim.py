@@ -40,6 +40,8 @@ REQUIRED = (
     "eval",
 )
 BATCH_FIELDS = ("n_tokens", "token", "pos", "seq_id", "n_seq_id", "logits")
+# A context's cache copied out: the tokens it holds, llama.cpp's copy of their KV cells, its size.
+SavedCache = tuple[list[int], Any, int]
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -104,7 +106,7 @@ class LlamaInternals:
         self.llm = llm
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._vocab = llm._model.vocab
-        self._aside: tuple[list[int], Any, int] | None = None  # the cache of the last call aside
+        self._aside: SavedCache | None = None  # the cache of the last call aside
 
     def is_end(self, token: int) -> bool:
         """Whether the token ends a generation (end of turn, end of text)."""
@@ -143,7 +145,7 @@ class LlamaInternals:
             self._aside = self._saved_cache()
             self._restore_cache(conversation)
 
-    def _saved_cache(self) -> tuple[list[int], Any, int] | None:
+    def _saved_cache(self) -> SavedCache | None:
         import llama_cpp
 
         llm, ctx = self.llm, self.llm._ctx.ctx
@@ -154,7 +156,7 @@ class LlamaInternals:
         written = llama_cpp.llama_state_seq_get_data(ctx, data, size, 0)
         return (list(llm.input_ids[: llm.n_tokens]), data, written) if written else None
 
-    def _restore_cache(self, saved: tuple[list[int], Any, int] | None) -> None:
+    def _restore_cache(self, saved: SavedCache | None) -> None:
         import llama_cpp
 
         self.forget_from(0)
