@@ -21,7 +21,7 @@ from .explain import (
     asked_kinds,
     attribute,
     evidence_sentence,
-    guide_quote,
+    guide_quotes,
     guide_sentence_for,
     misread_figure_line,
     stated_kinds,
@@ -473,7 +473,7 @@ class Tutor:
         quote: bool = True,
     ) -> tuple[Answer, str]:
         """The Answer from the streamed text, checked (scope said, planted text repeated, links no
-        passage has, figures the passages do not give) and with the guides' sentence quoted under
+        passage has, figures the passages do not give) and with the guides' sentences quoted under
         it; and the text added after streaming, to show."""
         s = self.settings
         passages, question = prepared.passages, prepared.question
@@ -492,15 +492,12 @@ class Tutor:
             text, sentences, repaired = repair_figures(text, sentences, passages, question)
             warnings += repaired
             topic = prepared.query if refers_back(question) else question
-            quoted_sentence = (
-                guide_quote(text, passages, topic, self.embedder.embed) if quote and s.quote_guides else None
-            )
-            if quoted_sentence:  # the guides' own sentence for the question, under the answer
-                n, said = quoted_sentence
-                quoted = f"The guides say: “{said}”"
-                added = f"\n\n{quoted}[{n}]"
-                text += added
+            quotes = guide_quotes(text, passages, topic, self.embedder.embed) if quote and s.quote_guides else []
+            for i, (n, said) in enumerate(quotes):  # the guides' own sentences for the question, under the answer
+                quoted = f"The guides say: “{said}”" if i == 0 else f"“{said}”"
+                added += f"\n\n{quoted}[{n}]" if i == 0 else f" {quoted}[{n}]"
                 sentences.append(SentenceSupport(quoted, (n,), 1.0, quoted=True))
+            text += added
         finished = time.perf_counter()
         started = prepared.started
         answer = Answer(

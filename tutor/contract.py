@@ -54,7 +54,7 @@ class SentenceModel(ContractModel):
     quoted: bool = Field(
         False,
         exclude_if=_absent,
-        description="The guides' own sentence, quoted under the answer: not the model's (present only then).",
+        description="One of the guides' own sentences quoted under the answer: not the model's (present only then).",
     )
 
 

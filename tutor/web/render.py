@@ -68,12 +68,14 @@ def verdict(answer: dict[str, Any]) -> str:
     sentences = [s for s in answer.get("sentences") or [] if not s.get("quoted")]
     unbacked = [s for s in sentences if not s.get("supported_by")]
     if sentences and 2 * len(unbacked) >= len(sentences):
-        quoted = len(sentences) < len(answer.get("sentences") or [])
+        quoted = len(answer.get("sentences") or []) - len(sentences)
         return (
             "Not from the guides: no passage supports "
             + ("this answer" if len(unbacked) == len(sentences) else "most of this answer")
             + ". Read it as the model's own knowledge, whatever its layer shares."
-            + (" The quote under it is the guides' own sentence." if quoted else "")
+            + {0: "", 1: " The quote under it is the guides' own sentence."}.get(
+                quoted, " The quotes under it are the guides' own sentences."
+            )
         )
     if not shares:
         return "Answered from the guides' passages; measuring how much they shaped it…"
