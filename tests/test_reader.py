@@ -334,8 +334,9 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
 
     def embed(texts: list[str]) -> list[list[float]]:
         vectors = []
-        for text in texts:
-            cosine = cosines[text.removeprefix("Stages: ")] if text == "Q?" or text.startswith("Stages: ") else 0.0
+        for text in texts:  # a sentence embedded without its heading is unlike the question
+            heading, _, sentence = text.rpartition(": ")
+            cosine = cosines[sentence] if heading or text.endswith("?") else 0.0
             vectors.append([cosine, (1 - cosine**2) ** 0.5])
         return vectors
 
@@ -344,6 +345,9 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
     assert guide_quotes(close, [passage], "Q?", embed) == [(1, best)]
     cosines[close] = 0.70  # 0.10 behind the best in score
     assert guide_quotes("", [passage], "Q?", embed) == [(1, best)]
+    cosines |= {"Why align it?": 1.0, best: 0.80, close: 0.80}  # the heading's words decide between equals
+    aligning = replace(_passage(2, close), section="Alignment")
+    assert guide_quotes("", [replace(passage, text=best), aligning], "Why align it?", embed)[0] == (2, close)
 
 
 def test_the_guides_sentence_is_quoted_under_a_loose_answer(fake_tutor: tuple[Tutor, FakeChat]) -> None:

@@ -149,8 +149,8 @@ def ranked_evidence(
     """The passages' sentences, best answer to the question first, each with its passage's number
     and its score: the mean of its embedding similarity to the question and the share of the
     question's words it holds (as citations are scored). Sentences planted in a guide are left out.
-    Each sentence is embedded after its section's heading, as chunks are in the index: "Step 3:
-    Reinforcement learning" says what "Usually there is a final stage" is about.
+    Each sentence is read after its section's heading, for both scores, as chunks are in the index:
+    "Step 3: Reinforcement learning" says what "Usually there is a final stage" is about.
 
     Each sentence comes with what it needs to be read alone: a sentence that opens a list (ends in
     a colon) with its list, a short or back-referring one ("Back then it was called …") after the
@@ -167,7 +167,7 @@ def ranked_evidence(
     wanted = set(lexical_tokens(question))
     vectors = np.asarray(embed([question, *(h + s for _, s, _, h in candidates)]), dtype=np.float32)
     similarity = vectors[1:] @ vectors[0]
-    overlap = [len(wanted & set(lexical_tokens(s))) / max(len(wanted), 1) for _, s, _, _ in candidates]
+    overlap = [len(wanted & set(lexical_tokens(h + s))) / max(len(wanted), 1) for _, s, _, h in candidates]
     scores = 0.5 * np.clip(similarity, 0.0, 1.0) + 0.5 * np.asarray(overlap)
     asked = asked_kinds(question)
     if asked:  # "how long …?" is answered by a sentence that gives a duration
