@@ -295,7 +295,7 @@ class Tutor:
         quote: bool = True,
     ) -> Iterator[Event]:
         """Yield Token pieces as the answer is generated, then Answered, then (`explain`) Explained
-        with the attribution. `quote` off leaves out the guides' sentence under the answer
+        with the attribution. `quote` off leaves out the guides' sentences under the answer
         (compare mode shows what the model alone makes of each layer).
 
         Three steps: `prepare` (checks, scope, retrieval: a value), `_generate` (the model, under

@@ -64,7 +64,7 @@ def verdict(answer: dict[str, Any]) -> str:
         if answer.get("preset") == NO_PRESET.name:
             return "The model alone: no passages and only a neutral system prompt."
         return "Retrieval was off: this answer is the model's own knowledge, under the system prompt."
-    # The guides' sentence quoted under the answer is theirs: the verdict is on the model's sentences.
+    # The guides' sentences quoted under the answer are theirs: the verdict is on the model's sentences.
     sentences = [s for s in answer.get("sentences") or [] if not s.get("quoted")]
     unbacked = [s for s in sentences if not s.get("supported_by")]
     if sentences and 2 * len(unbacked) >= len(sentences):
