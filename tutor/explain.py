@@ -158,9 +158,9 @@ def ranked_evidence(
     candidates = []
     for n, passage in enumerate(passages, start=1):
         sentences = split_sentences(passage.text)
+        heading = f"{passage.section}: " if passage.section else ""
         for i, sentence in enumerate(sentences):
             if len(sentence.split()) >= 4 and not any(p in sentence or sentence in p for p in passage.planted):
-                heading = f"{passage.section}: " if passage.section else ""
                 candidates.append((n, sentence, _readable_alone(sentences, i), heading))
     if not candidates:
         return []
@@ -246,11 +246,11 @@ def guide_quotes(
     best = ranked[0]
     runner_up = next((c for c in ranked[1:] if c[1] not in best[1] and best[1] not in c[1]), None)
     chosen = [best] if runner_up is None or best[2] - runner_up[2] > RUNNER_UP_WITHIN else [best, runner_up]
-    asked = set(lexical_tokens(question))
+    question_words = set(lexical_tokens(question))
     said = set(lexical_tokens(answer))
     quotes = []
     for n, sentence, _ in chosen:
-        own = set(lexical_tokens(sentence)) - asked
+        own = set(lexical_tokens(sentence)) - question_words
         if not own or len(own & said) / len(own) < QUOTE_ALREADY_SAID:
             quotes.append((n, sentence))
             said |= own  # the second is weighed against the answer and the first quote
