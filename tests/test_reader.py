@@ -4,6 +4,7 @@ question itself, figures checked against the passages, and a verdict that rests 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -14,13 +15,16 @@ from tutor.answer import (
     COMPARE_MAX_TOKENS,
     OUT_OF_SCOPE_ANSWER,
     SCOPE_JUDGE_PROMPT,
+    STANCE_CHECK_PROMPT,
     Answered,
     Explained,
     is_fixed_reply,
+    repair_stance,
 )
 from tutor.embed import Embedder
-from tutor.explain import evidence_sentence, guide_quotes
+from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes
 from tutor.injection import INSTRUCTIONS_REPLY
+from tutor.llm import Message
 from tutor.retrieve import Passage, refers_back
 from tutor.web.render import verdict
 from tutor.web.transcript import UNBACKED_MARK, chat_messages
@@ -404,3 +408,83 @@ def test_a_real_answer_gets_the_guides_figure_verbatim(real_tutor: Tutor) -> Non
         words = sentence.text.removeprefix("The guides say: ").strip("“”")
         cited = answer.sources[sentence.supported_by[0] - 1].text
         assert " ".join(words.split()) in " ".join(cited.split()), (words, cited)
+
+
+ONLY_THREE = "Only the first three actually change the model. The last two are runtime modifications."
+
+
+def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> None:
+    """check_stance: "Yes, …" where the guides' best sentence for the question, read alone, says no
+    becomes "No. The guides say: “…”", cited, with the model's sentence kept as replaced and a
+    warning; an opening the sentence agrees with, an answer with no Yes or No, and a judge that
+    replies neither stay as they were."""
+    passages = [_passage(1, "RAG brings in outside knowledge on the fly."), _passage(2, ONLY_THREE)]
+    asked: list[list[Message]] = []
+
+    def judge(reply: str) -> Callable[[list[Message]], str]:
+        return lambda messages: asked.append(messages) or reply
+
+    said = "Yes, prompting changes the model."
+    text = f"{said}[1] It guides behavior."
+    sentences = [SentenceSupport(said, (1,), 0.6), SentenceSupport("It guides behavior.", (1,), 0.7)]
+    question = "Does prompting change the model?"
+    fixed, fixed_sentences, warnings = repair_stance(
+        text, list(sentences), passages, question, question, embed=embedder.embed, judge=judge("No")
+    )
+    assert fixed == "No. The guides say: “Only the first three actually change the model.”[2] It guides behavior.", (
+        fixed
+    )
+    assert fixed_sentences[0].replaced == said and fixed_sentences[0].supported_by == (2,)
+    assert fixed_sentences[1] == sentences[1] and len(warnings) == 1 and "opened with “Yes”" in warnings[0]
+    assert asked[0][0]["content"] == STANCE_CHECK_PROMPT and "Passage: Only the first three" in asked[0][1]["content"]
+    for reply in ("Yes", "Maybe"):  # agreement, or no stance: nothing changes
+        assert repair_stance(
+            text, list(sentences), passages, question, question, embed=embedder.embed, judge=judge(reply)
+        ) == (text, sentences, [])
+    calls = len(asked)
+    plain = [SentenceSupport("Prompting guides the model at runtime.", (1,), 0.7)]
+    assert (
+        repair_stance(plain[0].text, plain, passages, question, question, embed=embedder.embed, judge=judge("No"))[2]
+        == []
+        and len(asked) == calls
+    )  # no opening Yes or No: the model is not asked
+
+
+def test_a_real_inverted_opening_is_turned_round(real_tutor: Tutor) -> None:
+    """The real model, reading the guides' sentence alone, answers no where the reader said yes;
+    and leaves a right "Yes" alone."""
+
+    def checked(question: str, opening: str) -> tuple[str, list[SentenceSupport], list[str]]:
+        passages, _ = real_tutor.retrieve(question)
+        sentences = [SentenceSupport(opening, (), 0.0)]
+        return repair_stance(
+            opening, sentences, passages, question, question, embed=real_tutor.embedder.embed, judge=real_tutor._judge
+        )
+
+    wrong = "Yes, a freshly pre-trained model is reliable enough to put in front of users."
+    text, sentences, warnings = checked(
+        "Is a freshly pre-trained model reliable enough to put in front of users?", wrong
+    )
+    assert text.startswith("No. The guides say: “") and sentences[0].replaced == wrong and warnings, text
+    assert re.search(r"not accurate or reliable", text), text
+    right = "Yes, pre-training learns from unlabelled internet text."
+    assert checked("Does pre-training learn from unlabelled text from the internet?", right) == (
+        right,
+        [SentenceSupport(right, (), 0.0)],
+        [],
+    )
+
+
+def test_the_stance_check_runs_in_the_pipeline(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """An answer opening with Yes is checked after it is streamed, with one more short call; the
+    final answer carries the repair, and the setting turns it off."""
+    tutor, chat = fake_tutor
+    tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
+    chat.replies += [["Yes, prompting changes the model."], ["No"]]
+    answer = tutor.ask("Does prompting actually change the model?", explain=False)
+    assert answer.answer.startswith("No. The guides say: “") and answer.sentences[0].replaced, answer.answer
+    assert chat.prompts[-1][0]["content"] == STANCE_CHECK_PROMPT and not chat.replies
+    tutor.settings = tutor.settings.model_copy(update={"check_stance": False})
+    chat.replies += [["Yes, prompting changes the model."]]
+    assert tutor.ask("Does prompting actually change the model?", explain=False).answer.startswith("Yes,")
+    assert not chat.replies

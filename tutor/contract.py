@@ -49,7 +49,10 @@ class SentenceModel(ContractModel):
     replaced: str | None = Field(
         None,
         exclude_if=_absent,
-        description="The model's own sentence, when a figure in it was not the guides' (present only then).",
+        description=(
+            "The model's own sentence, when the guides' sentence replaced it: a figure not the guides', "
+            "or an opening Yes or No the guides contradict (present only then)."
+        ),
     )
     quoted: bool = Field(
         False,

@@ -35,7 +35,7 @@ class SentenceSupport:
     supported_by: tuple[int, ...]
     support: float
     layers: LayerShares | None = field(default=None, compare=False)
-    replaced: str | None = None  # the model's own sentence, when a figure in it was not the guides'
+    replaced: str | None = None  # the model's own sentence, when the guides' replaced it (a figure, an opening Yes/No)
     quoted: bool = False  # the guides' sentence quoted under the answer, not the model's
 
 
