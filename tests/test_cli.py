@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor import FolderStore
+from tutor import FolderStore, Tutor
 from tutor.cli import run
 from tutor.config import load_settings
 from tutor.errors import ChecksumError
@@ -22,6 +22,8 @@ from tutor.model_files import (
     resolve_model_path,
     sha256_file,
 )
+
+from .conftest import FakeChat
 
 DEFAULT, FAST = PACKAGED_MODELS["default"], PACKAGED_MODELS["fast"]
 
@@ -245,3 +247,21 @@ def test_eval_command_scores(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["half"]) for r in records] == [("a", "tune"), ("s01", "holdout")]
     assert records[1]["in_scope"] is False
+
+
+def test_ask_prints_the_answer_corrected_after_streaming(
+    capsys: pytest.CaptureFixture[str], fake_tutor: tuple[Tutor, FakeChat], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An opening the guides contradict is streamed as the model wrote it; the corrected answer
+    follows, with the warning that says what was replaced."""
+    tutor, chat = fake_tutor
+    tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
+    monkeypatch.setattr("tutor.factory.build_tutor", lambda settings, retrieval=True: tutor)
+    chat.replies += [["Yes, prompting changes the model."], ["No"]]
+    assert run(["ask", "Does prompting actually change the model?"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Yes, prompting changes the model.")
+    assert "\nCorrected from the guides:\nNo. The guides say: “" in out and "Warning: This answer opened with" in out
+    chat.replies += [["Prompting guides the model at runtime."]]
+    assert run(["ask", "Does prompting actually change the model?"]) == 0
+    assert "Corrected" not in capsys.readouterr().out

@@ -22,6 +22,7 @@ from tutor.answer import (
     repair_stance,
 )
 from tutor.embed import Embedder
+from tutor.errors import ModelError
 from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.llm import Message
@@ -435,19 +436,38 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
         fixed
     )
     assert fixed_sentences[0].replaced == said and fixed_sentences[0].supported_by == (2,)
-    assert fixed_sentences[1] == sentences[1] and len(warnings) == 1 and "opened with “Yes”" in warnings[0]
+    assert fixed_sentences[1:] == sentences[1:] and warnings == [
+        "This answer opened with “Yes”, but the guides' sentence that answers the question says no: "
+        "the opening was replaced by the guides' own sentence."
+    ]
     assert asked[0][0]["content"] == STANCE_CHECK_PROMPT and "Passage: Only the first three" in asked[0][1]["content"]
     for reply in ("Yes", "Maybe"):  # agreement, or no stance: nothing changes
         assert repair_stance(
             text, list(sentences), passages, question, question, embed=embedder.embed, judge=judge(reply)
         ) == (text, sentences, [])
     calls = len(asked)
-    plain = [SentenceSupport("Prompting guides the model at runtime.", (1,), 0.7)]
-    assert (
-        repair_stance(plain[0].text, plain, passages, question, question, embed=embedder.embed, judge=judge("No"))[2]
-        == []
-        and len(asked) == calls
-    )  # no opening Yes or No: the model is not asked
+    for opening in ("Prompting guides the model at runtime.", "No one retrains the model when prompting."):
+        plain = [SentenceSupport(opening, (1,), 0.7)]
+        checked = repair_stance(opening, plain, passages, question, question, embed=embedder.embed, judge=judge("No"))
+        assert checked == (opening, plain, []) and len(asked) == calls  # no opening Yes or No: the model is not asked
+    bare = [SentenceSupport("Yes.", (), 0.0), SentenceSupport("Prompting changes the model.", (1,), 0.6)]
+    fixed, fixed_sentences, _ = repair_stance(
+        "Yes. Prompting changes the model.[1]",
+        bare,
+        passages,
+        question,
+        question,
+        embed=embedder.embed,
+        judge=judge("No"),
+    )
+    assert fixed == "No. The guides say: “Only the first three actually change the model.”[2]", fixed  # and its claim
+    assert len(fixed_sentences) == 1 and fixed_sentences[0].replaced == "Yes. Prompting changes the model."
+
+    def broken(messages: list[Message]) -> str:
+        raise ModelError("the model server went away")
+
+    kept = repair_stance(text, list(sentences), passages, question, question, embed=embedder.embed, judge=broken)
+    assert kept[:2] == (text, sentences) and "could not be checked (the model server went away)" in kept[2][0]
 
 
 def test_a_real_inverted_opening_is_turned_round(real_tutor: Tutor) -> None:
@@ -482,7 +502,8 @@ def test_the_stance_check_runs_in_the_pipeline(fake_tutor: tuple[Tutor, FakeChat
     tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
     chat.replies += [["Yes, prompting changes the model."], ["No"]]
     answer = tutor.ask("Does prompting actually change the model?", explain=False)
-    assert answer.answer.startswith("No. The guides say: “") and answer.sentences[0].replaced, answer.answer
+    assert answer.answer.startswith("No. The guides say: “"), answer.answer
+    assert answer.sentences[0].replaced == "Yes, prompting changes the model." and len(answer.warnings) == 1
     assert chat.prompts[-1][0]["content"] == STANCE_CHECK_PROMPT and not chat.replies
     tutor.settings = tutor.settings.model_copy(update={"check_stance": False})
     chat.replies += [["Yes, prompting changes the model."]]

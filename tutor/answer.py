@@ -77,7 +77,8 @@ STANCE_CHECK_PROMPT = (
     "You check a question against a passage from a guide. If the passage shows the answer is yes, reply Yes; "
     "if it shows the answer is no, reply No. Reply with one word."
 )
-_OPENING_STANCE = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+# "Yes," "No." "Yes!" as a word of their own: not "No one …", "No-code …" or "No doubt, …".
+_OPENING_STANCE = re.compile(r"^\W*(yes|no)\s*(?=[,.!;:]|[—–-]\s|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -206,41 +207,42 @@ def repair_stance(
     embed: Callable[[list[str]], list[list[float]]],
     judge: Callable[[list[Message]], str],
 ) -> tuple[str, list[SentenceSupport], list[str]]:
-    """An answer that opens with Yes or No is checked against the guides' sentence that best answers
-    the question, read alone by the model (`judge`: one short reply); where they disagree, the
-    opening sentence is replaced by the guides' answer and that sentence, quoted, and said so.
+    """An opening Yes or No the guides' own sentence contradicts is replaced by the guides' answer
+    and that sentence, quoted, and said so.
 
-    The sentence is the best for the question itself ("Does it change the model?" → "Only the first
-    three actually change the model."); the model reads it with `topic`, which says what "it" is.
+    The model (`judge`, a one-word reply) reads the question with only the passages' sentence that
+    best answers it. That sentence is the best for the question itself ("Does it change the model?"
+    → "Only the first three actually change the model."); the model reads it with `topic`, which
+    says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """
     opening = _OPENING_STANCE.match(sentences[0].text) if sentences and not sentences[0].quoted else None
     ranked = ranked_evidence(passages, question, embed) if opening else []
     if not opening or not ranked:
         return text, sentences, []
+    bare = not sentences[0].text[opening.end() :].strip(" ,.!;:") and len(sentences) > 1 and not sentences[1].quoted
+    own = sentences[:2] if bare else sentences[:1]
+    said_at = re.search(r"\s*".join(re.escape(s.text) + r"(?:\[\d+\])*" for s in own), text)
     n, evidence, _ = ranked[0]
-    judged = _OPENING_STANCE.match(
-        judge(
-            [
-                {"role": "system", "content": STANCE_CHECK_PROMPT},
-                {"role": "user", "content": f"Passage: {evidence}\nQuestion: {topic}"},
-            ]
-        )
-    )
-    if not judged or judged.group(1).lower() == opening.group(1).lower():
+    prompt: list[Message] = [
+        {"role": "system", "content": STANCE_CHECK_PROMPT},
+        {"role": "user", "content": f"Passage: {evidence}\nQuestion: {topic}"},
+    ]
+    try:
+        judged = _OPENING_STANCE.match(judge(prompt)) if said_at else None
+    except ModelError as exc:  # the answer stands unchecked
+        return text, sentences, [f"The answer's opening “{opening.group(1)}” could not be checked ({exc})."]
+    if not said_at or not judged or judged.group(1).lower() == opening.group(1).lower():
         return text, sentences, []
     guides = judged.group(1).capitalize()
-    first = sentences[0]
     quoted = f"{guides}. The guides say: “{evidence}”"
-    said_at = re.search(re.escape(first.text) + r"(\[\d+\])*", text)
-    if said_at:
-        text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
-    sentences[0] = SentenceSupport(quoted, (n,), 1.0, replaced=first.text)
+    text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
+    replaced = SentenceSupport(quoted, (n,), 1.0, replaced=" ".join(s.text for s in own))
     warning = (
         f"This answer opened with “{opening.group(1)}”, but the guides' sentence that answers the question "
-        f"says {guides.lower()}: the opening sentence was replaced by the guides' own sentence."
+        f"says {guides.lower()}: the opening was replaced by the guides' own sentence."
     )
-    return text, sentences, [warning]
+    return text, [replaced, *sentences[len(own) :]], [warning]
 
 
 def rank_by_asked_figures(found: Sequence[Passage], query: str) -> list[Passage]:

@@ -70,17 +70,21 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     pick_preset(load_presets(settings.prompts_dir), preset or settings.preset)
     tutor = build_tutor(settings, retrieval=not no_retrieval)
     answer: Answer | None = None
+    streamed = ""
     for event in tutor.stream(question, preset=preset, retrieval=not no_retrieval, k=k, explain=True):
         match event:
             case Answered(answer=finished) | Explained(answer=finished):
                 answer = finished  # Explained, the last, carries the attribution
             case Token(text=text) if not as_json:
                 click.echo(text, nl=False)
+                streamed += text
     assert answer is not None
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         return
     click.echo()
+    if streamed.strip() != answer.answer.strip():  # a sentence was replaced by the guides' own after streaming
+        click.echo(f"\nCorrected from the guides:\n{answer.answer}")
     if answer.sources:
         click.echo("\nSources:")
         for n, passage in enumerate(answer.sources, start=1):

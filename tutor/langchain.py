@@ -148,7 +148,9 @@ class TutorRunnable(Runnable[Any, dict[str, Any]]):
         config: RunnableConfig | None = None,
         **kwargs: Any,
     ) -> Generator[str, None, None]:
-        """The answer's text as it is generated (the tokens join to the answer's `answer`)."""
+        """The answer's text as it is generated. The tokens join to the answer's `answer` unless a
+        sentence was replaced by the guides' own after streaming (its `warnings` say so); `invoke`
+        returns the corrected answer."""
         tokens: Any = lambda values: self._tokens(values, **kwargs)  # noqa: E731
         yield from cast(Iterator[str], self._transform_stream_with_config(iter([input]), tokens, config))
 

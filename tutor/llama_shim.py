@@ -130,13 +130,14 @@ class LlamaInternals:
 
     @contextlib.contextmanager
     def kept_cache(self) -> Iterator[None]:
-        """Run a call beside the conversation (the scope judgement, with a system prompt of its
-        own) without losing the conversation's cached prompt: the cache is copied out before the
-        call and put back after it (the KV cells of the context's one sequence and the tokens they
-        hold, about 28 KB a token for the 1.5B model), and the call's own cache is kept the same
-        way for the next call aside, which then prefills only what follows its system prompt.
-        Without this the judgement and the answer after it would each prefill their system prompt
-        again. Should a copy fail, the cache is left empty and the next prompt prefilled in full."""
+        """Run a call beside the conversation (the scope judgement or the stance check, each with a
+        system prompt of its own) without losing the conversation's cached prompt: the cache is
+        copied out before the call and put back after it (the KV cells of the context's one
+        sequence and the tokens they hold, about 28 KB a token for the 1.5B model), and the call's
+        own cache is kept the same way for the next call aside, which then prefills only what
+        follows the longest prefix it shares with it. Without this the judgement and the answer
+        after it would each prefill their system prompt again. Should a copy fail, the cache is
+        left empty and the next prompt prefilled in full."""
         conversation = self._saved_cache()
         self._restore_cache(self._aside)
         try:

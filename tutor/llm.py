@@ -80,7 +80,7 @@ class ChatModel(Protocol):
 
         `contrast` (the messages without the passages) asks for context-aware decoding where the
         backend has it: each token is chosen for what the passages add to the model's belief.
-        `aside` marks a short call beside the conversation (the scope judgement): where the backend
+        `aside` marks a short call beside the conversation (the scope judgement, the stance check): where the backend
         caches the last prompt, that cache is kept for the next answer."""
         ...
 
