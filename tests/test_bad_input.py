@@ -30,6 +30,7 @@ API_CASES = [
     ("k too large", {"question": "What is RAG?", "k": 99}, 422, "k: Input should be less than or equal to 20"),
     ("k wrong type", {"question": "What is RAG?", "k": "three"}, 422, "k: Input should be a valid integer"),
     ("k a boolean", {"question": "What is RAG?", "k": True}, 422, "k: Input should be a valid integer"),
+    ("k a numeric string", {"question": "What is RAG?", "k": "2"}, 422, "k: Input should be a valid integer"),
     (
         "retrieval a string",
         {"question": "What is RAG?", "retrieval": "yes"},

@@ -38,9 +38,10 @@ class AskFields(BaseModel):
 
     @field_validator("k", mode="before")
     @classmethod
-    def _k_is_not_a_boolean(cls, value: Any) -> Any:
-        """Pydantic takes `true` as 1; the schema's integer does not (7.0 it does, so not strict)."""
-        if isinstance(value, bool):
+    def _k_is_a_json_number(cls, value: Any) -> Any:
+        """Pydantic takes `true` as 1 and "2" as 2; the schema's integer takes neither (7.0 it
+        does, so not strict)."""
+        if isinstance(value, bool | str):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
         return value
 
