@@ -155,6 +155,12 @@ def history_left_out(kept: int) -> str:
     return f"The conversation is long: the model read only its last {kept} turn{'s' if kept > 1 else ''}."
 
 
+def _where_said(text: str, said: Sequence[str]) -> re.Match[str] | None:
+    """Where these consecutive sentences of the model stand in the answer's text, with the
+    citation markers after each, for a repair to replace them."""
+    return re.search(r"\s*".join(re.escape(sentence) + r"(?:\[\d+\])*" for sentence in said), text)
+
+
 def repair_figures(
     text: str, sentences: list[SentenceSupport], passages: Sequence[Passage], question: str
 ) -> tuple[str, list[SentenceSupport], list[str]]:
@@ -189,7 +195,7 @@ def repair_figures(
             warning = "A sentence of this answer gave a duration or cost other than its guide line's; "
         n, guide_sentence = replacement
         quoted = f"The guides say: “{guide_sentence}”"
-        said_at = re.search(re.escape(sentence.text) + r"(\[\d+\])*", text)
+        said_at = _where_said(text, [sentence.text])
         if said_at:
             text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
         sentences[i] = SentenceSupport(quoted, (n,), 1.0, replaced=sentence.text)
@@ -217,22 +223,24 @@ def repair_stance(
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """
     opening = _OPENING_STANCE.match(sentences[0].text) if sentences and not sentences[0].quoted else None
-    ranked = ranked_evidence(passages, question, embed) if opening else []
-    if not opening or not ranked:
+    if not opening:
         return text, sentences, []
     bare = not sentences[0].text[opening.end() :].strip(" ,.!;:") and len(sentences) > 1 and not sentences[1].quoted
     own = sentences[:2] if bare else sentences[:1]
-    said_at = re.search(r"\s*".join(re.escape(s.text) + r"(?:\[\d+\])*" for s in own), text)
+    said_at = _where_said(text, [s.text for s in own])
+    ranked = ranked_evidence(passages, question, embed) if said_at else []
+    if not said_at or not ranked:
+        return text, sentences, []
     n, evidence, _ = ranked[0]
     prompt: list[Message] = [
         {"role": "system", "content": STANCE_CHECK_PROMPT},
         {"role": "user", "content": f"Passage: {evidence}\nQuestion: {topic}"},
     ]
     try:
-        judged = _OPENING_STANCE.match(judge(prompt)) if said_at else None
+        judged = _OPENING_STANCE.match(judge(prompt))
     except ModelError as exc:  # the answer stands unchecked
         return text, sentences, [f"The answer's opening “{opening.group(1)}” could not be checked ({exc})."]
-    if not said_at or not judged or judged.group(1).lower() == opening.group(1).lower():
+    if not judged or judged.group(1).lower() == opening.group(1).lower():
         return text, sentences, []
     guides = judged.group(1).capitalize()
     quoted = f"{guides}. The guides say: “{evidence}”"
