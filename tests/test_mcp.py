@@ -11,7 +11,7 @@ from typing import Any
 
 from mcp import Client, StdioServerParameters
 
-from .conftest import ROOT
+from .conftest import ROOT, FakeChat
 
 QUESTION = "What are the five layers of AI model training?"
 
@@ -77,3 +77,29 @@ async def test_mcp_over_stdio(corpus_index: Path, tmp_path: Path) -> None:
     async with Client(command) as client:
         await check_the_tools_and_resources(client)
         await check_refusals(client)
+
+
+async def test_mcp_tools_refuse_what_their_schema_refuses(fake_tutor: tuple[Any, FakeChat]) -> None:
+    """The SDK hands "2" and "true" to pydantic as strings, which lax validation would take as 2 and
+    True; the tools' schema takes neither, and /api/ask refuses them too. Nothing reaches the model."""
+    from tutor.mcp_server import build_mcp
+
+    tutor, chat = fake_tutor
+    async with Client(build_mcp(tutor)) as client:
+        schema = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+        assert {"minimum": 1, "maximum": 20}.items() <= schema["ask"]["properties"]["k"]["anyOf"][0].items()
+        for tool, arguments, field in [
+            ("ask", {"question": "What is RAG?", "k": "2"}, "k"),
+            ("ask", {"question": "What is RAG?", "k": True}, "k"),
+            ("ask", {"question": "What is RAG?", "retrieval": "yes"}, "retrieval"),
+            ("ask", {"question": "What is RAG?", "retrieval": 1}, "retrieval"),
+            ("search_guides", {"query": "What is RAG?", "k": "2"}, "k"),
+            ("search_guides", {"query": "What is RAG?", "k": False}, "k"),
+            ("search_guides", {"query": "What is RAG?", "k": 21}, "k"),
+        ]:
+            result = await client.call_tool(tool, arguments)
+            said = result.content[0].text  # type: ignore[union-attr]
+            assert result.is_error and f"\n{field}\n  Input should be" in said, (arguments, said)
+        found = await client.call_tool("search_guides", {"query": "What is RAG?", "k": 2})
+        assert not found.is_error and 1 <= len(found.structured_content["passages"]) <= 2
+    assert chat.prompts == []

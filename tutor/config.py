@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,6 +24,14 @@ from .errors import ConfigError
 # A list setting reads "a, b" from the environment as well as a TOML array.
 CommaList = Annotated[list[str], NoDecode]
 K_MIN, K_MAX = 1, 20  # the range of k (most passages in a prompt), for the settings and every request
+
+
+def json_integer(value: Any) -> Any:
+    """A request's integer as a JSON schema takes it: pydantic would take `true` as 1 and "2" as 2,
+    the schema neither (7.0 it does, so not strict). A "before" validator for k in every door."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
 
 
 def _default_cache_dir() -> Path:

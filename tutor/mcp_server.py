@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio.to_thread
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 try:
     from mcp.server.mcpserver import MCPServer
@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
     raise ImportError("the MCP server needs the official MCP SDK: pip install 'tutor[mcp]'") from exc
 
 from .answer import Tutor, check_question
-from .config import K_MAX, K_MIN
+from .config import K_MAX, K_MIN, json_integer
 from .errors import TutorError
 from .injection import planted_sentences, without_planted
 from .prompts import NO_PRESET
@@ -51,6 +51,9 @@ INSTRUCTIONS = (
 )
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 Listener = Callable[..., None]
+# The SDK leaves "2" and "true" as strings for pydantic, which would take them as 2 and True; the
+# tools' schema takes neither, and /api/ask refuses them too.
+PassageCount = Annotated[Annotated[int, Field(ge=K_MIN, le=K_MAX)] | None, BeforeValidator(json_integer)]
 
 
 def guide_texts(tutor: Tutor) -> dict[str, tuple[str, str]]:
@@ -101,8 +104,8 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
             Literal[presets] | None,  # type: ignore[valid-type]
             Field(description="The system prompt preset; default: the tutor's."),
         ] = None,
-        retrieval: Annotated[bool, Field(description="Answer from passages of the guides.")] = True,
-        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages in the prompt.")] = None,
+        retrieval: Annotated[bool, Field(strict=True, description="Answer from passages of the guides.")] = True,
+        k: Annotated[PassageCount, Field(description="Most passages in the prompt.")] = None,
     ) -> dict[str, Any]:
         """Answer a question from the guides: the answer with [n] citations, its numbered sources,
         which passage supports each sentence, and the share of the answer that came from the
@@ -121,7 +124,7 @@ def build_mcp(tutor: Tutor, on_question: Listener | None = None) -> MCPServer:
     @server.tool(annotations=READ_ONLY)
     async def search_guides(
         query: Annotated[str, Field(description="What to look for in the guides.")],
-        k: Annotated[int | None, Field(ge=K_MIN, le=K_MAX, description="Most passages.")] = None,
+        k: Annotated[PassageCount, Field(description="Most passages.")] = None,
     ) -> dict[str, Any]:
         """The passages of the guides the tutor would answer this from, best first, with their
         cosine similarity to the query (none when the guides do not cover it)."""

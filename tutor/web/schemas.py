@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..config import K_MAX, K_MIN
+from ..config import K_MAX, K_MIN, json_integer
 from ..markers import NOT_TEXT
 
 # Plain text with at least one character that is not a space (the rule of answer.check_question);
@@ -36,14 +36,7 @@ class AskFields(BaseModel):
     retrieval: bool = True
     k: int | None = None
 
-    @field_validator("k", mode="before")
-    @classmethod
-    def _k_is_a_json_number(cls, value: Any) -> Any:
-        """Pydantic takes `true` as 1 and "2" as 2; the schema's integer takes neither (7.0 it
-        does, so not strict)."""
-        if isinstance(value, bool | str):
-            raise PydanticCustomError("int_type", "Input should be a valid integer")
-        return value
+    _k_is_a_json_integer = field_validator("k", mode="before")(json_integer)
 
     @field_validator("question")
     @classmethod
