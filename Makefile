@@ -55,4 +55,5 @@ eval: $(STAMP)
 	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --half $(HALF) --out eval/out-dev.jsonl
 	$(BIN)/tutor eval ../shared/eval/paraphrase_questions.jsonl --half $(HALF) --out eval/out-paraphrase.jsonl
 	$(BIN)/tutor eval eval/staff_questions.jsonl --half $(HALF) --out eval/out-staff.jsonl
+	$(BIN)/tutor eval eval/fresh_questions.jsonl --half $(HALF) --out eval/out-fresh.jsonl
 	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out eval/out-scope.jsonl
