@@ -191,6 +191,8 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("k out of range", {"model": "tutor", "messages": [USER], "k": 99}, 422, "k: Input should be less than"),
     ("k a boolean", {"model": "tutor", "messages": [USER], "k": True}, 422, "k: Input should be a valid integer"),
     ("n of 3", {"model": "tutor", "messages": [USER], "n": 3}, 422, "n: Input should be less than or equal to 1"),
+    ("n a boolean", {"model": "tutor", "messages": [USER], "n": True}, 422, "n: Input should be a valid integer"),
+    ("n a string", {"model": "tutor", "messages": [USER], "n": "1"}, 422, "n: Input should be a valid integer"),
     ("not an object", [USER], 422, "Input should be an object"),
 ]
 RAW_REQUESTS = [

@@ -82,7 +82,7 @@ def chat_request_model(models: list[str]) -> type[ChatFields]:
         "stream": (bool, Field(False, strict=True)),
         "retrieval": (bool, Field(True, strict=True)),
         "k": (int | None, Field(None, ge=K_MIN, le=K_MAX, strict=True)),
-        "n": (int | None, Field(None, ge=1, le=1)),
+        "n": (int | None, Field(None, ge=1, le=1, strict=True)),
     }
     return create_model("ChatCompletionRequest", __base__=ChatFields, **fields)
 
