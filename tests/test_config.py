@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tutor.config import Settings, load_settings
 from tutor.errors import ConfigError
+from tutor.openai_api import chat_request_model
+from tutor.web.schemas import ask_request_model
 
 
 def test_resolution_order(isolated_paths: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +55,19 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     for name, field in Settings.model_fields.items():
         assert f"TUTOR_{name.upper()}" in readme, name
         assert field.description
+
+
+def test_every_door_reads_k_as_one_json_integer() -> None:
+    """/api/ask and the OpenAI-compatible door take k as JSON Schema's integer, as MCP does: 2.0
+    is 2; "2", true and 2.5 are refused (the OpenAI door refused 2.0 and took what the others refused)."""
+    doors = [
+        (ask_request_model(2000, 8000, ["tutor"]), {"question": "What is RAG?"}),
+        (chat_request_model(["tutor"]), {"model": "tutor", "messages": [{"role": "user", "content": "What is RAG?"}]}),
+    ]
+    for request, body in doors:
+        assert request.model_validate({**body, "k": 2.0}).k == 2
+        assert request.model_validate({**body, "k": None}).k is None
+        for wrong in ("2", True, 2.5, 0, 21):
+            with pytest.raises(ValidationError) as refused:
+                request.model_validate({**body, "k": wrong})
+            assert [error["loc"] for error in refused.value.errors()] == [("k",)], (request.__name__, wrong)

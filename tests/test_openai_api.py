@@ -276,3 +276,25 @@ def test_an_error_after_the_stream_began_is_an_error_chunk_then_done(index_copy:
     }
     text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
     assert text == "Retrieval augmented"
+
+
+def test_a_stream_repaired_after_it_ended_sends_the_corrected_answer(index_copy: Path, embedder: Embedder) -> None:
+    """An opening the guides contradict streams as the model wrote it; a client keeps what it was
+    sent, so the corrected answer follows it in the text, as the CLI prints it. An answer left as
+    written gets nothing more."""
+    chat = FakeChat(["Yes, prompting changes the model."], ["No"], ["Prompting guides the model at runtime."])
+    tutor = tutor_with(chat, index_copy, embedder)
+    tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
+    question = {"role": "user", "content": "Does prompting actually change the model?"}
+    body = {"model": "tutor", "stream": True, "messages": [question]}
+    sent = []
+    with TestClient(create_app(tutor)) as app:
+        for _ in range(2):
+            with app.stream("POST", "/v1/chat/completions", json=body) as response:
+                chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+            text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            sent.append((text, chunks[-1]["tutor"]["answer"]))
+    (repaired, final), (kept, _) = sent
+    assert repaired.startswith("Yes, prompting changes the model."), repaired
+    assert final.startswith("No. The guides say: “") and repaired.endswith(f"\n\nCorrected from the guides:\n{final}")
+    assert kept.startswith("Prompting guides the model at runtime.") and "Corrected" not in kept, kept

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache, partial
 from typing import Any
 
 from .config import K_MAX, K_MIN, Settings
@@ -16,6 +17,7 @@ from .explain import (
     ASKED_KIND_BONUS,
     FIXED_REPLY_METHOD,
     CitingStream,
+    Evidence,
     SentenceSupport,
     SupportScorer,
     asked_kinds,
@@ -206,18 +208,18 @@ def repair_figures(
 def repair_stance(
     text: str,
     sentences: list[SentenceSupport],
-    passages: Sequence[Passage],
     question: str,
     topic: str,
     *,
-    embed: Callable[[list[str]], list[list[float]]],
+    rank: Callable[[str], Sequence[Evidence]],
     judge: Callable[[list[Message]], str],
 ) -> tuple[str, list[SentenceSupport], list[str]]:
     """An opening Yes or No the guides' own sentence contradicts is replaced by the guides' answer
     and that sentence, quoted, and said so.
 
     The model (`judge`, a one-word reply) reads the question with only the passages' sentence that
-    best answers it. That sentence is the best for the question itself ("Does it change the model?"
+    best answers it (`rank`: the passages' sentences ranked for a text, `ranked_evidence`). That
+    sentence is the best for the question itself ("Does it change the model?"
     → "Only the first three actually change the model."); the model reads it with `topic`, which
     says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
@@ -228,7 +230,7 @@ def repair_stance(
     bare = not sentences[0].text[opening.end() :].strip(" ,.!;:") and len(sentences) > 1 and not sentences[1].quoted
     own = sentences[:2] if bare else sentences[:1]
     said_at = _where_said(text, [s.text for s in own])
-    ranked = ranked_evidence(passages, question, embed) if said_at else []
+    ranked = rank(question) if said_at else []
     if not said_at or not ranked:
         return text, sentences, []
     n, evidence, _ = ranked[0]
@@ -276,6 +278,14 @@ class Token:
     """A piece of the answer's text, as the model writes it (citations added at sentence ends)."""
 
     text: str
+
+
+def correction(streamed: str, answer: Answer) -> str:
+    """What a client that showed the streamed text adds after it: the answer as corrected once
+    streaming ended (an opening or a figure replaced by the guides' own sentence), or nothing."""
+    if streamed.strip() == answer.answer.strip():
+        return ""
+    return f"\n\nCorrected from the guides:\n{answer.answer}"
 
 
 @dataclass(frozen=True)
@@ -559,12 +569,14 @@ class Tutor:
             text, sentences, repaired = repair_figures(text, sentences, passages, question)
             warnings += repaired
             topic = prepared.query if refers_back(question) else question
+            # The stance check and the quotes rank the same sentences for the same text but in follow-ups.
+            rank = cache(partial(ranked_evidence, passages, embed=self.embedder.embed))
             if s.check_stance:
                 text, sentences, repaired = repair_stance(
-                    text, sentences, passages, question, topic, embed=self.embedder.embed, judge=self._judge
+                    text, sentences, question, topic, rank=rank, judge=self._judge
                 )
                 warnings += repaired
-            quotes = guide_quotes(text, passages, topic, self.embedder.embed) if quote and s.quote_guides else []
+            quotes = guide_quotes(text, rank(topic), topic) if quote and s.quote_guides else []
             for i, (n, said) in enumerate(quotes):  # the guides' own sentences for the question, under the answer
                 quoted = f"The guides say: “{said}”" if i == 0 else f"“{said}”"
                 added += f"\n\n{quoted}[{n}]" if i == 0 else f" {quoted}[{n}]"

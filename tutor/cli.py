@@ -60,7 +60,7 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     """Answer QUESTION from the guides, with its sources (`-` reads the question from stdin)."""
     if question == "-":
         question = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
-    from .answer import Answer, Answered, Explained, Token, check_question
+    from .answer import Answer, Answered, Explained, Token, check_question, correction
     from .explain import describe_layers
     from .factory import build_tutor
     from .prompts import load_presets, pick_preset
@@ -82,9 +82,7 @@ def ask(question: str, as_json: bool, preset: str | None, no_retrieval: bool, k:
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         return
-    click.echo()
-    if streamed.strip() != answer.answer.strip():  # a sentence was replaced by the guides' own after streaming
-        click.echo(f"\nCorrected from the guides:\n{answer.answer}")
+    click.echo(correction(streamed, answer))
     if answer.sources:
         click.echo("\nSources:")
         for n, passage in enumerate(answer.sources, start=1):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -28,10 +28,14 @@ K_MIN, K_MAX = 1, 20  # the range of k (most passages in a prompt), for the sett
 
 def json_integer(value: Any) -> Any:
     """A request's integer as a JSON schema takes it: pydantic would take `true` as 1 and "2" as 2,
-    the schema neither (7.0 it does, so not strict). A "before" validator for k in every door."""
+    the schema neither (7.0 it does, so not strict). A "before" validator for every door's integers."""
     if isinstance(value, bool | str):
         raise PydanticCustomError("int_type", "Input should be a valid integer")
     return value
+
+
+# k in every door (JSON API, OpenAI-compatible, MCP): a JSON integer from K_MIN to K_MAX, or none.
+PassageCount = Annotated[Annotated[int, Field(ge=K_MIN, le=K_MAX)] | None, BeforeValidator(json_integer)]
 
 
 def _default_cache_dir() -> Path:

@@ -134,9 +134,12 @@ class CitingStream:
         return "".join(f"[{n}]" for n in result.supported_by)
 
 
+Evidence = tuple[int, str, float]  # a passage's sentence ranked for a question: its passage's number, it, its score
+
+
 def evidence_sentence(
     passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
-) -> tuple[int, str, float] | None:
+) -> Evidence | None:
     """The passages' sentence that best answers the question, with its passage's number and its
     score (`ranked_evidence`'s first)."""
     ranked = ranked_evidence(passages, question, embed)
@@ -145,7 +148,7 @@ def evidence_sentence(
 
 def ranked_evidence(
     passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
-) -> list[tuple[int, str, float]]:
+) -> list[Evidence]:
     """The passages' sentences, best answer to the question first, each with its passage's number
     and its score: the mean of its embedding similarity to the question and the share of the
     question's words it holds (as citations are scored). Sentences planted in a guide are left out.
@@ -228,19 +231,17 @@ QUOTE_ALREADY_SAID = 0.6  # the answer already holds this share of the sentence'
 RUNNER_UP_WITHIN = 0.05  # a second sentence scoring this close to the best is quoted too
 
 
-def guide_quotes(
-    answer: str, passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
-) -> list[tuple[int, str]]:
-    """The guides' sentences that answer the question, to quote after the model's answer: the best
-    one, and the runner-up when it scores within RUNNER_UP_WITHIN of it, each left out when the
-    answer (and the quote before it) already says it: most of its words, besides the question's.
+def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list[tuple[int, str]]:
+    """The guides' sentences that answer the question (`ranked` for it by `ranked_evidence`), to
+    quote after the model's answer: the best one, and the runner-up when it scores within
+    RUNNER_UP_WITHIN of it, each left out when the answer (and the quote before it) already says
+    it: most of its words, besides the question's.
 
     A small reader paraphrases loosely, takes a neighbouring fact or drops the figure; the guides'
     own sentence beside its answer gives staff the fact in the guides' words, cited. When two
     sentences score about the same, the ranking cannot tell which one answers, so both are shown.
     With the heading ranked with each sentence: tuning halves 86 → 91 of 108 facts, hold-out
     77 → 82 of 90 (README, Evaluation)."""
-    ranked = ranked_evidence(passages, question, embed)
     if not ranked:
         return []
     best = ranked[0]

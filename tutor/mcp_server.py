@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio.to_thread
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 try:
     from mcp.server.mcpserver import MCPServer
@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
     raise ImportError("the MCP server needs the official MCP SDK: pip install 'tutor[mcp]'") from exc
 
 from .answer import Tutor, check_question
-from .config import K_MAX, K_MIN, json_integer
+from .config import PassageCount
 from .errors import TutorError
 from .injection import planted_sentences, without_planted
 from .prompts import NO_PRESET
@@ -51,9 +51,6 @@ INSTRUCTIONS = (
 )
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 Listener = Callable[..., None]
-# The SDK leaves "2" and "true" as strings for pydantic, which would take them as 2 and True; the
-# tools' schema takes neither, and /api/ask refuses them too.
-PassageCount = Annotated[Annotated[int, Field(ge=K_MIN, le=K_MAX)] | None, BeforeValidator(json_integer)]
 
 
 def guide_texts(tutor: Tutor) -> dict[str, tuple[str, str]]:

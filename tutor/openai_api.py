@@ -18,15 +18,15 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 
-from .answer import Answer, Answered, Explained, Token, Tutor
-from .config import K_MAX, K_MIN
+from .answer import Answer, Answered, Explained, Token, Tutor, correction
+from .config import PassageCount, json_integer
 from .conversation import split_messages
 from .errors import BusyError, IndexMissingError, TutorError
 from .gate import Queued
@@ -81,8 +81,9 @@ def chat_request_model(models: list[str]) -> type[ChatFields]:
         "messages": (list[ChatMessageIn], Field(min_length=1, max_length=2 * HISTORY_LIMIT + 1)),
         "stream": (bool, Field(False, strict=True)),
         "retrieval": (bool, Field(True, strict=True)),
-        "k": (int | None, Field(None, ge=K_MIN, le=K_MAX, strict=True)),
-        "n": (int | None, Field(None, ge=1, le=1, strict=True)),
+        # As /api/ask and MCP take them: JSON integers (2.0 is 2; "2" and true are refused).
+        "k": (PassageCount, None),
+        "n": (Annotated[Annotated[int, Field(ge=1, le=1)] | None, BeforeValidator(json_integer)], None),
     }
     return create_model("ChatCompletionRequest", __base__=ChatFields, **fields)
 
@@ -197,23 +198,33 @@ def _completion(model: str, answer: Answer, counted: dict[str, int]) -> dict[str
 def _chunks(
     tutor: Tutor, model: str, items: Iterator[Any], include_usage: bool, done: Callable[..., None]
 ) -> Iterator[str]:
-    """OpenAI's chunks: the role, the text as it comes, then a last chunk with `tutor` (after the
-    attribution), the usage when asked for, and [DONE]. While the question waits for the model,
-    SSE comments say how many are ahead (clients ignore comments)."""
+    """OpenAI's chunks: the role, the text as it comes (and the corrected answer when a repair
+    changed it), then a last chunk with `tutor` (after the attribution), the usage when asked for,
+    and [DONE]. While the question waits for the model, SSE comments say how many are ahead
+    (clients ignore comments)."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
     base["model"] = model
     finished = False
+
+    def content(text: str) -> str:
+        return _chunk(base, choices=[{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+
     try:
         yield _chunk(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        answer = None
+        answer, streamed = None, ""
         for event in items:
             match event:
                 case Answered(answer=given) | Explained(answer=given):
+                    # The text already shown stays in the client: a repair made after it follows it.
+                    corrected = correction(streamed, given) if answer is None else ""
+                    if corrected:
+                        yield content(corrected)
                     answer = given
                 case Queued(ahead=ahead):
                     yield f": queued, {ahead} ahead\n\n"
                 case Token(text=text) if text:
-                    yield _chunk(base, choices=[{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+                    streamed += text
+                    yield content(text)
         assert answer is not None, "the answer stream ended without an Answer"
         final = _chunk(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], tutor=answer.to_dict())
         yield final

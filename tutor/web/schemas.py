@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..config import K_MAX, K_MIN, json_integer
+from ..config import PassageCount
 from ..markers import NOT_TEXT
 
 # Plain text with at least one character that is not a space (the rule of answer.check_question);
@@ -34,9 +34,7 @@ class AskFields(BaseModel):
     history: list[tuple[str, str]] = Field(default_factory=list)
     preset: str | None = None
     retrieval: bool = True
-    k: int | None = None
-
-    _k_is_a_json_integer = field_validator("k", mode="before")(json_integer)
+    k: PassageCount = None
 
     @field_validator("question")
     @classmethod
@@ -91,7 +89,7 @@ def ask_request_model(max_question_chars: int, max_answer_chars: int, presets: l
         ),
         # Strict: pydantic would otherwise take "yes" as true, which the schema refuses.
         "retrieval": (bool, Field(True, strict=True, description="Use passages from the guides.")),
-        "k": (int | None, Field(None, ge=K_MIN, le=K_MAX, description="Most passages in the prompt.")),
+        "k": (PassageCount, Field(None, description="Most passages in the prompt.")),
     }
     return create_model("AskRequest", __base__=AskFields, **fields)
 
