@@ -15,6 +15,8 @@ from tutor import Tutor
 from tutor.errors import QuestionError
 from tutor.langchain import GuideRetriever, TutorRunnable
 
+from .conftest import FakeChat
+
 # Answered from three passages that do not touch, within the token budget (k=3 gives exactly 3).
 THREE_PASSAGES = "What compute does training an LLM require?"
 
@@ -88,6 +90,19 @@ def test_the_tutor_as_a_runnable_answers_and_streams(real_tutor: Tutor) -> None:
     tokens = list(tutor.stream("What is RLHF?"))
     assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
     assert "".join(tokens).strip() == answer["answer"]  # temperature 0: the same answer
+
+
+def test_a_stream_repaired_after_it_ended_ends_with_the_corrected_answer(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """An opening the guides contradict streams as the model wrote it, then the corrected answer
+    (what invoke returns); an answer left as written streams alone."""
+    tutor, chat = fake_tutor
+    tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
+    chat.replies += [["Yes, prompting ", "changes the model."], ["No"], ["Prompting guides the model at runtime."]]
+    runnable = TutorRunnable(tutor)
+    *streamed, corrected = runnable.stream("Does prompting actually change the model?")
+    assert "".join(streamed).startswith("Yes, prompting changes the model.")
+    assert corrected.startswith("\n\nCorrected from the guides:\nNo. The guides say: “"), corrected
+    assert "Corrected" not in "".join(runnable.stream("Does prompting actually change the model?"))
 
 
 async def test_the_runnable_streams_asynchronously(real_tutor: Tutor) -> None:

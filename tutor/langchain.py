@@ -22,7 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is part of the test install
     raise ImportError("tutor.langchain needs LangChain: pip install 'tutor[langchain]'") from exc
 
-from .answer import Answered, Token, Tutor, check_question
+from .answer import Answered, Token, Tutor, check_question, correction
 from .config import K_MAX, K_MIN
 from .conversation import split_messages
 from .errors import QuestionError
@@ -133,10 +133,14 @@ class TutorRunnable(Runnable[Any, dict[str, Any]]):
     def _tokens(self, values: Iterator[Any], **options: Any) -> Iterator[str]:
         history, question = conversation(next(iter(values)))
         options = {**self.options, **self._checked(options), "explain": False}
+        streamed = ""
         for event in self.tutor.stream(question, history, **options):
             if isinstance(event, Token):
+                streamed += event.text
                 yield event.text
             elif isinstance(event, Answered):
+                if corrected := correction(streamed, event.answer):
+                    yield corrected
                 return
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: A002
@@ -148,9 +152,9 @@ class TutorRunnable(Runnable[Any, dict[str, Any]]):
         config: RunnableConfig | None = None,
         **kwargs: Any,
     ) -> Generator[str, None, None]:
-        """The answer's text as it is generated. The tokens join to the answer's `answer` unless a
-        sentence was replaced by the guides' own after streaming (its `warnings` say so); `invoke`
-        returns the corrected answer."""
+        """The answer's text as it is generated. When a sentence was replaced by the guides' own
+        after streaming, the corrected answer follows (as in every streaming door); `invoke` returns
+        only the corrected answer, whose `warnings` say what was replaced."""
         tokens: Any = lambda values: self._tokens(values, **kwargs)  # noqa: E731
         yield from cast(Iterator[str], self._transform_stream_with_config(iter([input]), tokens, config))
 
