@@ -57,3 +57,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/staff_questions.jsonl --half $(HALF) --out eval/out-staff.jsonl
 	$(BIN)/tutor eval eval/fresh_questions.jsonl --half $(HALF) --out eval/out-fresh.jsonl
 	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out eval/out-scope.jsonl
+	$(BIN)/tutor eval eval/near_topic_questions.jsonl --half $(HALF) --out eval/out-near-topic.jsonl

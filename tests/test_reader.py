@@ -61,16 +61,24 @@ def test_an_off_topic_follow_up_is_refused(real_tutor: Tutor) -> None:
 
 
 def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A passage reaches the cosine threshold for these (0.27, 0.29), but they are not about the
-    guides: the model says so. A question in the same band that the guides answer is answered."""
+    """A passage reaches the cosine threshold for these (0.27 to 0.33), but they are not about the
+    guides: the model, shown the passages' best sentences, says so (the last two got in when it
+    was asked only whether the question was on the guides' topic). Questions in the same band that
+    the guides answer are answered."""
     for question in (
         "Which laptop should I buy to run a language model locally?",
         "Can you suggest a data model for our HR records?",
+        "How do I export my ChatGPT conversations as a spreadsheet?",
+        "Which trainers are best for a beginner's running training plan?",
     ):
         answer = real_tutor.ask(question, explain=False)
         assert answer.in_scope is False and answer.answer == OUT_OF_SCOPE_ANSWER, answer.answer
-    answer = real_tutor.ask("Why can't the raw output of a base model be used yet?", explain=False)
-    assert answer.in_scope is True and answer.sources, answer.answer
+    for question in (
+        "Why can't the raw output of a base model be used yet?",
+        "is getting a chatbot to read our own documents before it answers a cheap trick or a costly one?",
+    ):
+        answer = real_tutor.ask(question, explain=False)
+        assert answer.in_scope is True and answer.sources, answer.answer
     # Without the judgement the cosine check alone lets the laptop question in.
     monkeypatch.setattr(real_tutor, "settings", real_tutor.settings.model_copy(update={"scope_judge_below": 0.0}))
     assert real_tutor.prepare("Which laptop should I buy to run a language model locally?").in_scope is True
@@ -84,7 +92,10 @@ def test_the_scope_judgement_keeps_the_models_cached_prompt(real_tutor: Tutor) -
     main = real_tutor.chat._main  # type: ignore[attr-defined]
     held, tokens = main.llm.n_tokens, list(main.llm.input_ids[: main.llm.n_tokens])
     assert held > 20  # the system prompt
-    judge = [{"role": "system", "content": SCOPE_JUDGE_PROMPT}, {"role": "user", "content": "whats a foundation model"}]
+    asked = (
+        "Passage: A base model, or foundation model, is what pre-training makes.\nQuestion: whats a foundation model"
+    )
+    judge = [{"role": "system", "content": SCOPE_JUDGE_PROMPT}, {"role": "user", "content": asked}]
     reply = "".join(real_tutor.chat.stream(judge, max_tokens=2, temperature=0.0, aside=True))
     assert reply.strip().lower().startswith("yes"), reply
     assert main.llm.n_tokens == held and list(main.llm.input_ids[:held]) == tokens
@@ -100,8 +111,9 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(fake_tutor
     tutor, chat = fake_tutor
     chat.replies += [["no"], ["Yes"], ["A base model predicts the next word."]]
     assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is False
-    assert chat.prompts[-1][0]["content"].startswith("You sort questions")
-    assert chat.prompts[-1][1]["content"] == "Can you suggest a data model for our HR records?"
+    judged = chat.prompts[-1]
+    assert judged[0]["content"] == SCOPE_JUDGE_PROMPT and judged[1]["content"].startswith("Passage: ")
+    assert judged[1]["content"].endswith(".\nQuestion: Can you suggest a data model for our HR records?")
     answer = tutor.ask("Why can't the raw output of a base model be used yet?", explain=False)
     assert answer.in_scope is True and answer.answer.startswith("A base model predicts")
     asked = len(chat.prompts)

@@ -64,13 +64,15 @@ OUT_OF_SCOPE_ANSWER = (
     "(pre-training, fine-tuning, preference optimization, prompting and RAG), from the guides."
 )
 # The model's judgement of a question that some passage only just covers ("which GPU should we buy
-# to run a model in the office?" reaches 0.22 against a passage on training compute).
+# to run a model in the office?" reaches 0.22 against a passage on training compute), made on the
+# passages' three sentences that best answer it: asked whether the question was on the guides' topic,
+# the model let in "how do I fine tune my guitar" and "how do I export a chatgpt conversation to pdf".
 SCOPE_JUDGE_PROMPT = (
-    "You sort questions for a tutor whose guides explain how AI language models are trained: pre-training, "
-    "fine-tuning, preference optimization and RLHF, prompting, RAG, training data, base models, and what each "
-    "costs and how long it takes. Reply with one word: yes if the question asks about that, no if it asks "
-    "about anything else."
+    "You check whether a passage from a guide on how AI language models are trained helps answer a staff "
+    "member's question. Reply with one word: yes if the passage is about what the question asks, no if the "
+    "question asks about something else."
 )
+SCOPE_JUDGE_SENTENCES = 3
 
 # The guides' best sentence for a yes/no question, asked on its own: the reader, with three passages
 # before it, often opens with the question's own lean ("Yes, it changes the model." beside "Only the
@@ -442,7 +444,7 @@ class Tutor:
             # A question with a topic of its own is in or out of scope by itself, whatever came before.
             has_own_topic = query != question and not refers_back(question)
             passages, corpus_version = self.retrieve(query, k=k, scope=question if has_own_topic else None)
-            if passages and not (kept and refers_back(question)) and self._judged_off_topic(question):
+            if passages and not (kept and refers_back(question)) and self._judged_off_topic(question, passages):
                 passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
@@ -476,15 +478,19 @@ class Tutor:
         alone = self.retriever.search(question, limit=8)
         return max((p.score for p in alone), default=0.0) < below and not any(p.has_all_terms for p in alone)
 
-    def _judged_off_topic(self, question: str) -> bool:
-        """The model's judgement, asked only where the cosine check is unsure. One short call (two
-        tokens out) under the model's gate, aside from the conversation: the model's cached system
-        prompt is kept for the answer."""
+    def _judged_off_topic(self, question: str, passages: Sequence[Passage]) -> bool:
+        """The model's judgement, asked only where the cosine check is unsure: does what the passages
+        say best for the question answer it? One short call (two tokens out) under the model's gate,
+        aside from the conversation: the model's cached system prompt is kept for the answer."""
         if not self.scope_is_unsure(question):
             return False
+        best = ranked_evidence(passages, question, self.embedder.embed)[:SCOPE_JUDGE_SENTENCES]
         messages: list[Message] = [
             {"role": "system", "content": SCOPE_JUDGE_PROMPT},
-            {"role": "user", "content": question},
+            {
+                "role": "user",
+                "content": f"Passage: {' '.join(sentence for _, sentence, _ in best)}\nQuestion: {question}",
+            },
         ]
         with self.gate.hold():
             reply = self._judge(messages)
