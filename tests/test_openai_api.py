@@ -282,7 +282,9 @@ def test_a_stream_repaired_after_it_ended_sends_the_corrected_answer(index_copy:
     """An opening the guides contradict streams as the model wrote it; a client keeps what it was
     sent, so the corrected answer follows it in the text, as the CLI prints it. An answer left as
     written gets nothing more."""
-    chat = FakeChat(["Yes, prompting changes the model."], ["No"], ["Prompting guides the model at runtime."])
+    chat = FakeChat(
+        ["Yes, prompting changes the model."], ["No"], ["Prompting guides the model at runtime.\n"], ["Seconds."]
+    )
     tutor = tutor_with(chat, index_copy, embedder)
     tutor.settings = tutor.settings.model_copy(update={"scope_judge_below": 0.0, "quote_guides": False})
     question = {"role": "user", "content": "Does prompting actually change the model?"}
@@ -297,4 +299,16 @@ def test_a_stream_repaired_after_it_ended_sends_the_corrected_answer(index_copy:
     (repaired, final), (kept, _) = sent
     assert repaired.startswith("Yes, prompting changes the model."), repaired
     assert final.startswith("No. The guides say: “") and repaired.endswith(f"\n\nCorrected from the guides:\n{final}")
-    assert kept.startswith("Prompting guides the model at runtime.") and "Corrected" not in kept, kept
+    assert kept.startswith("Prompting guides the model at runtime.") and "Corrected" not in kept, (
+        kept
+    )  # "\n" is no repair
+    # The client sends back what it was streamed; the model reads only the corrected answer.
+    follow_up = [
+        question,
+        {"role": "assistant", "content": repaired},
+        {"role": "user", "content": "How long does it take?"},
+    ]
+    with TestClient(create_app(tutor)) as app:
+        app.post("/v1/chat/completions", json={"model": "tutor", "messages": follow_up})
+    earlier = [m["content"] for m in chat.prompts[-1] if m["role"] == "assistant"]
+    assert earlier == [final.replace("[2]", "").replace("[1]", "")] and "Yes, prompting" not in earlier[0], earlier

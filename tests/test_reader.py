@@ -107,7 +107,9 @@ def test_the_scope_judgement_keeps_the_models_cached_prompt(real_tutor: Tutor) -
     assert "".join(real_tutor.chat.stream(question, max_tokens=16, temperature=0.0)) == after_judgement
 
 
-def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(
+    fake_tutor: tuple[Tutor, FakeChat], monkeypatch: pytest.MonkeyPatch
+) -> None:
     tutor, chat = fake_tutor
     chat.replies += [["no"], ["Yes"], ["A base model predicts the next word."]]
     assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is False
@@ -122,6 +124,9 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(fake_tutor
     history = [("What is fine-tuning?", "Fine-tuning adapts a model.")]
     assert tutor.prepare("How long does it take?", history).in_scope is True  # a follow-up: not asked
     assert len(chat.prompts) == asked and not chat.replies
+    monkeypatch.setattr("tutor.answer.ranked_evidence", lambda *_: [])  # no sentence to read: not asked
+    assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is True
+    assert len(chat.prompts) == asked
 
 
 def test_an_on_topic_question_after_a_refusal_is_answered(real_tutor: Tutor) -> None:
@@ -340,6 +345,8 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     assert guide_quotes("", ranked_evidence([planted], asked, embedder.embed), asked) == [
         (1, "Pre-training takes months of compute.")
     ]
+    leaning = _passage(4, f"{order} It is what RAG does best.", planted=(order,))  # short: it would take the one before
+    assert [said for _, said, _ in ranked_evidence([leaning], asked, embedder.embed)] == ["It is what RAG does best."]
 
 
 def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:

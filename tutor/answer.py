@@ -282,12 +282,22 @@ class Token:
     text: str
 
 
+CORRECTED = "\n\nCorrected from the guides:\n"
+
+
 def correction(streamed: str, answer: Answer) -> str:
     """What a client that showed the streamed text adds after it: the answer as corrected once
-    streaming ended (an opening or a figure replaced by the guides' own sentence), or nothing."""
-    if streamed.strip() == answer.answer.strip():
+    streaming ended (an opening or a figure replaced by the guides' own sentence), or nothing.
+    Spaces do not count: the model's trailing newline is not a repair."""
+    if streamed.split() == answer.answer.split():
         return ""
-    return f"\n\nCorrected from the guides:\n{answer.answer}"
+    return f"{CORRECTED}{answer.answer}"
+
+
+def as_corrected(turn: str) -> str:
+    """An earlier answer as the model should read it: a client sends back what it was streamed, and
+    after a correction only the corrected answer stands."""
+    return turn.rpartition(CORRECTED)[2]
 
 
 @dataclass(frozen=True)
@@ -428,7 +438,7 @@ class Tutor:
         question = check_question(question, s.max_question_chars)
         chosen_preset = pick_preset(self.presets, preset or s.preset)
         check_k(k)
-        history = [turn for turn in history if not is_fixed_reply(turn[1])]
+        history = [(asked, as_corrected(said)) for asked, said in history if not is_fixed_reply(said)]
         recent = history[-s.max_history_turns :] if s.max_history_turns else []
         kept, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
         query = standalone_query(question, kept)
@@ -485,6 +495,8 @@ class Tutor:
         if not self.scope_is_unsure(question):
             return False
         best = ranked_evidence(passages, question, self.embedder.embed)[:SCOPE_JUDGE_SENTENCES]
+        if not best:  # nothing to read (every sentence planted or short): the cosine check stands
+            return False
         messages: list[Message] = [
             {"role": "system", "content": SCOPE_JUDGE_PROMPT},
             {

@@ -160,10 +160,11 @@ def ranked_evidence(
     sentence before it."""
     candidates = []
     for n, passage in enumerate(passages, start=1):
-        sentences = split_sentences(passage.text)
+        # Planted sentences are left out first, so that none comes in as another's context either.
+        sentences = [s for s in split_sentences(passage.text) if not any(p in s or s in p for p in passage.planted)]
         heading = f"{passage.section}: " if passage.section else ""
         for i, sentence in enumerate(sentences):
-            if len(sentence.split()) >= 4 and not any(p in sentence or sentence in p for p in passage.planted):
+            if len(sentence.split()) >= 4:
                 candidates.append((n, sentence, _readable_alone(sentences, i), heading))
     if not candidates:
         return []
