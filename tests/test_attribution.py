@@ -77,13 +77,14 @@ def test_a_style_forcing_preset_raises_the_prompts_share(styled_tutor: Tutor) ->
 def test_out_of_scope_questions_get_little_retrieval(real_tutor: Tutor) -> None:
     fixed = real_tutor.ask("Who won the football world cup in 2010?")
     assert _shares(fixed)["retrieval"] == 0.0 and "not asked" in _shares(fixed)["method"]
-    # With the relevance threshold off, unrelated passages reach the model; they barely shape the answer.
+    # With the relevance threshold and the scope judgement off, unrelated passages reach the model;
+    # they barely shape the answer.
     forced = Tutor(
         retriever=real_tutor.retriever,
         chat=real_tutor.chat,
         embedder=real_tutor.embedder,
         presets=real_tutor.presets,
-        settings=load_settings(min_score=0.0, prompts_dir=ROOT / "prompts"),
+        settings=load_settings(min_score=0.0, scope_judge_below=0.0, prompts_dir=ROOT / "prompts"),
     )
     answer = forced.ask("What is the capital of France?")
     assert answer.sources and re.search("Paris", answer.answer), answer.answer
