@@ -221,8 +221,8 @@ def repair_stance(
 
     The model (`judge`, a one-word reply) reads the question with only the passages' sentence that
     best answers it (`rank`: the passages' sentences ranked for a text, `ranked_evidence`). That
-    sentence is the best for the question itself ("Does it change the model?"
-    → "Only the first three actually change the model."); the model reads it with `topic`, which
+    sentence is the best for the question itself ("Does it change the model?" → "Only the first
+    three actually change the model."); the model reads it with `topic`, which
     says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """

@@ -153,8 +153,8 @@ class TutorRunnable(Runnable[Any, dict[str, Any]]):
         **kwargs: Any,
     ) -> Generator[str, None, None]:
         """The answer's text as it is generated. When a sentence was replaced by the guides' own
-        after streaming, the corrected answer follows (as the OpenAI stream and `tutor ask` do); `invoke` returns
-        only the corrected answer, whose `warnings` say what was replaced."""
+        after streaming, the corrected answer follows (as the OpenAI stream and `tutor ask` do);
+        `invoke` returns only the corrected answer, whose `warnings` say what was replaced."""
         tokens: Any = lambda values: self._tokens(values, **kwargs)  # noqa: E731
         yield from cast(Iterator[str], self._transform_stream_with_config(iter([input]), tokens, config))
 
