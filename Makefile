@@ -58,3 +58,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/fresh_questions.jsonl --half $(HALF) --out eval/out-fresh.jsonl
 	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out eval/out-scope.jsonl
 	$(BIN)/tutor eval eval/near_topic_questions.jsonl --half $(HALF) --out eval/out-near-topic.jsonl
+	$(BIN)/tutor eval eval/conversation_questions.jsonl --half $(HALF) --out eval/out-conversation.jsonl

@@ -15,6 +15,7 @@ from tutor import Tutor, load_settings
 from tutor.answer import (
     COMPARE_MAX_TOKENS,
     OUT_OF_SCOPE_ANSWER,
+    QUOTES_UNDER,
     SCOPE_JUDGE_PROMPT,
     STANCE_CHECK_PROMPT,
     Answered,
@@ -141,7 +142,45 @@ def test_a_follow_up_that_leans_on_the_conversation_still_finds_its_topic(real_t
     assert answer.in_scope is True and answer.sources
     assert refers_back("How long?") and refers_back("And the cost?") and refers_back("Does it change the model?")
     assert not refers_back("What's the weather like in Paris this weekend?")
+    assert refers_back("What is fine-tuning?") and not refers_back("What is fine-tuning?", names_topic=True)
+    assert refers_back("And fine-tuning?", names_topic=True)  # an opening "and" leans on the turn before
     assert is_fixed_reply(OUT_OF_SCOPE_ANSWER) and is_fixed_reply(INSTRUCTIONS_REPLY)
+
+
+PRE_TRAINING_TURN = (
+    "What is pre-training?",
+    "Pre-training creates the foundational model from vast text data.[1]\n\n"
+    "The guides say: “Imagine it as a vast library of information.”[1]",
+)
+
+
+def test_a_question_of_its_own_mid_conversation_is_searched_alone(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """A staff member's next question is usually a new one: "What is fine-tuning?" after a
+    pre-training turn was searched with that turn and given the pre-training passage alone. A short
+    question whose words find their passage is searched alone; "How long?" still leans on the turn
+    before. The guides' sentences quoted under an earlier answer are not sent back to the model."""
+    tutor, _ = fake_tutor
+    own = tutor.prepare("What is fine-tuning?", [PRE_TRAINING_TURN])
+    assert own.query == "What is fine-tuning?"
+    assert "fine-tun" in (own.passages[-1].section + own.passages[-1].text).lower(), own.passages[-1].section
+    follow_up = tutor.prepare("How long?", [PRE_TRAINING_TURN])
+    assert follow_up.query.startswith("What is pre-training?") and follow_up.in_scope is True
+    sent = tutor.messages_for(own)
+    assert sent[1]["content"] == "What is pre-training?"
+    assert sent[2]["content"] == "Pre-training creates the foundational model from vast text data."
+
+
+def test_an_answer_sent_back_with_its_quotes_does_not_teach_the_model_to_quote(real_tutor: Tutor) -> None:
+    """The page sends each answer back as it was shown, the guides' quotes under it included; with
+    them in its history the model wrote "The guides say: “Fine-tuning is …”" of its own, a quote no
+    guide has (seen in a browser run of two questions)."""
+    first = real_tutor.ask("What is pre-training?", explain=False)
+    assert QUOTES_UNDER in first.answer
+    second = real_tutor.ask("What is fine-tuning?", [("What is pre-training?", first.answer)], explain=False)
+    own_words = second.answer.partition(QUOTES_UNDER)[0]
+    assert "guides say" not in own_words.lower(), second.answer
+    assert all("guides say" not in m["content"].lower() for m in second.prompt), second.prompt
+    assert any("fine-tun" in (s.section + s.text).lower() for s in second.sources), second.sources
 
 
 def test_a_figure_the_passages_contradict_is_repaired_or_flagged(fake_tutor: tuple[Tutor, FakeChat]) -> None:

@@ -53,7 +53,6 @@ from .retrieve import (
     Passage,
     Retriever,
     Turn,
-    is_covered,
     refers_back,
     select_for_prompt,
     standalone_query,
@@ -73,6 +72,10 @@ SCOPE_JUDGE_PROMPT = (
     "question asks about something else."
 )
 SCOPE_JUDGE_SENTENCES = 3
+# A question of two words or fewer ("What is fine-tuning?") whose words alone find a passage this
+# similar names a topic of its own mid-conversation; under it ("How long?") it is a follow-up. The
+# figure above which the cosine check of scope is sure (`scope_judge_below`).
+OWN_TOPIC_SCORE = 0.35
 
 # The guides' best sentence for a yes/no question, asked on its own: the reader, with three passages
 # before it, often opens with the question's own lean ("Yes, it changes the model." beside "Only the
@@ -283,6 +286,7 @@ class Token:
 
 
 CORRECTED = "\n\nCorrected from the guides:\n"
+QUOTES_UNDER = "\n\nThe guides say: “"  # what opens the guides' sentences quoted under an answer
 
 
 def correction(streamed: str, answer: Answer) -> str:
@@ -296,8 +300,10 @@ def correction(streamed: str, answer: Answer) -> str:
 
 def as_corrected(turn: str) -> str:
     """An earlier answer as the model should read it: a client sends back what it was streamed, and
-    after a correction only the corrected answer stands."""
-    return turn.rpartition(CORRECTED)[2]
+    after a correction only the corrected answer stands; the guides' sentences quoted under it are
+    left out (with them in its history, the model wrote "The guides say: …" of its own, quoting
+    sentences no guide has)."""
+    return turn.rpartition(CORRECTED)[2].partition(QUOTES_UNDER)[0]
 
 
 @dataclass(frozen=True)
@@ -441,7 +447,10 @@ class Tutor:
         history = [(asked, as_corrected(said)) for asked, said in history if not is_fixed_reply(said)]
         recent = history[-s.max_history_turns :] if s.max_history_turns else []
         kept, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
-        query = standalone_query(question, kept)
+        # A follow-up is searched with the turn before it; a question with a topic of its own alone,
+        # and it is in or out of scope by itself, whatever came before.
+        follow_up = retrieval and self._is_follow_up(question, kept)
+        query = standalone_query(question, kept) if follow_up else question
         passages: list[Passage] = []
         corpus_version = ""
         warnings = [history_left_out(len(kept))] if left_out else []
@@ -451,10 +460,8 @@ class Tutor:
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
             )
         elif retrieval:
-            # A question with a topic of its own is in or out of scope by itself, whatever came before.
-            has_own_topic = query != question and not refers_back(question)
-            passages, corpus_version = self.retrieve(query, k=k, scope=question if has_own_topic else None)
-            if passages and not (kept and refers_back(question)) and self._judged_off_topic(question, passages):
+            passages, corpus_version = self.retrieve(query, k=k)
+            if passages and not follow_up and self._judged_off_topic(question, passages):
                 passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
@@ -476,6 +483,18 @@ class Tutor:
             started=started,
             retrieved_at=time.perf_counter(),
         )
+
+    def _is_follow_up(self, question: str, kept: Sequence[Turn]) -> bool:
+        """Whether the question leans on the conversation kept for it (`refers_back`). A short one
+        names a topic of its own when its words alone find a passage (cosine at least
+        OWN_TOPIC_SCORE): "What is fine-tuning?" 0.51, "RAG cost?" 0.39, against "How long?" 0.12,
+        "Examples?" 0.31."""
+        if not kept or not refers_back(question):
+            return False
+        if refers_back(question, names_topic=True) or self.retriever is None:
+            return True  # a pronoun or an opening "and" leans on the conversation whatever it names
+        found = self.retriever.search(question, limit=8)
+        return max((p.score for p in found), default=0.0) < OWN_TOPIC_SCORE
 
     def scope_is_unsure(self, question: str) -> bool:
         """Whether the cosine check is unsure of this question's scope, so the model is asked: its
@@ -586,7 +605,7 @@ class Tutor:
         if generation is not None and passages and in_scope:
             text, sentences, repaired = repair_figures(text, sentences, passages, question)
             warnings += repaired
-            topic = prepared.query if refers_back(question) else question
+            topic = prepared.query  # the question, or for a follow-up the turn before it too
             # The stance check and the quotes rank the same sentences for the same text but in follow-ups.
             rank = cache(partial(ranked_evidence, passages, embed=self.embedder.embed))
             if s.check_stance:
@@ -596,7 +615,7 @@ class Tutor:
                 warnings += repaired
             quotes = guide_quotes(text, rank(topic), topic) if quote and s.quote_guides else []
             for i, (n, said) in enumerate(quotes):  # the guides' own sentences for the question, under the answer
-                quoted = f"The guides say: “{said}”" if i == 0 else f"“{said}”"
+                quoted = f"{QUOTES_UNDER.lstrip()}{said}”" if i == 0 else f"“{said}”"
                 added += f"\n\n{quoted}[{n}]" if i == 0 else f" {quoted}[{n}]"
                 sentences.append(SentenceSupport(quoted, (n,), 1.0, quoted=True))
             text += added
@@ -632,14 +651,10 @@ class Tutor:
         is kept for it; the caller holds the model's gate."""
         return "".join(self.chat.stream(messages, max_tokens=2, temperature=0.0, aside=True))
 
-    def retrieve(self, query: str, *, k: int | None = None, scope: str | None = None) -> tuple[list[Passage], str]:
+    def retrieve(self, query: str, *, k: int | None = None) -> tuple[list[Passage], str]:
         """The passages a search query puts in the prompt (search, select, widen; sentences that
-        read as instructions marked as planted) and the corpus version they come from.
-
-        `scope`, when given, is the text whose coverage decides whether any passage is used (the
-        question itself, when the query also carries the conversation). One function for the
-        tutor and for the doors that only search (tutor.langchain, MCP).
-        """
+        read as instructions marked as planted) and the corpus version they come from. One function
+        for the tutor and for the doors that only search (tutor.langchain, MCP)."""
         s = self.settings
         check_k(k)
         if self.retriever is None:
@@ -648,8 +663,6 @@ class Tutor:
             found = rank_by_asked_figures(self.retriever.search(query, limit=max(k or s.k, 16)), query)[:8]
         else:
             found = self.retriever.search(query, limit=max(k or s.k, 8))
-        if scope is not None and not is_covered(self.retriever.search(scope, limit=8), s.min_score):
-            found = []
         corpus_version = self.retriever.corpus_version
         passages = select_for_prompt(
             found,

@@ -56,10 +56,12 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
     return " ".join(part for part in (asked, said, question) if part)
 
 
-def refers_back(question: str) -> bool:
+def refers_back(question: str, *, names_topic: bool = False) -> bool:
     """The question leans on the conversation: a pronoun ("how long does it take?"), an opening
-    "and"/"what about", or too few words of its own to have a topic ("How long?")."""
-    return bool(_REFERS_BACK.search(question)) or len(set(lexical_tokens(question))) <= 2
+    "and"/"what about", or too few words of its own to have a topic ("How long?"), unless those
+    words alone find their passage (`names_topic`: "What is fine-tuning?" asked after pre-training
+    is a question of its own, and was searched with the pre-training turn)."""
+    return bool(_REFERS_BACK.search(question)) or (len(set(lexical_tokens(question))) <= 2 and not names_topic)
 
 
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
