@@ -72,10 +72,6 @@ SCOPE_JUDGE_PROMPT = (
     "question asks about something else."
 )
 SCOPE_JUDGE_SENTENCES = 3
-# A question of two words or fewer ("What is fine-tuning?") whose words alone find a passage this
-# similar names a topic of its own mid-conversation; under it ("How long?") it is a follow-up. The
-# figure above which the cosine check of scope is sure (`scope_judge_below`).
-OWN_TOPIC_SCORE = 0.35
 
 # The guides' best sentence for a yes/no question, asked on its own: the reader, with three passages
 # before it, often opens with the question's own lean ("Yes, it changes the model." beside "Only the
@@ -303,7 +299,14 @@ def as_corrected(turn: str) -> str:
     after a correction only the corrected answer stands; the guides' sentences quoted under it are
     left out (with them in its history, the model wrote "The guides say: …" of its own, quoting
     sentences no guide has)."""
-    return turn.rpartition(CORRECTED)[2].partition(QUOTES_UNDER)[0]
+    answer = turn.rpartition(CORRECTED)[2]
+    said, opening, quotes = answer.rpartition(QUOTES_UNDER)
+    # Only a block of quotes that ends the answer: a sentence the figure check replaced opens with
+    # the same words and stays, as does everything after it.
+    return said if opening and _QUOTES_BLOCK.fullmatch(quotes) else answer
+
+
+_QUOTES_BLOCK = re.compile(r"[^\n]*?”\[\d+\](?: “[^\n]*?”\[\d+\])*\s*")  # after QUOTES_UNDER
 
 
 @dataclass(frozen=True)
@@ -447,14 +450,14 @@ class Tutor:
         history = [(asked, as_corrected(said)) for asked, said in history if not is_fixed_reply(said)]
         recent = history[-s.max_history_turns :] if s.max_history_turns else []
         kept, left_out = fit_history(recent, s.history_token_budget, self.chat.count_tokens)
-        # A follow-up is searched with the turn before it; a question with a topic of its own alone,
-        # and it is in or out of scope by itself, whatever came before.
-        follow_up = retrieval and self._is_follow_up(question, kept)
-        query = standalone_query(question, kept) if follow_up else question
         passages: list[Passage] = []
         corpus_version = ""
         warnings = [history_left_out(len(kept))] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
+        # A follow-up is searched with the turn before it; a question with a topic of its own alone,
+        # and it is in or out of scope by itself, whatever came before.
+        follow_up = retrieval and not refused and self._is_follow_up(question, kept)
+        query = standalone_query(question, kept) if follow_up else question
         if refused:
             warnings.append(
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
@@ -487,14 +490,14 @@ class Tutor:
     def _is_follow_up(self, question: str, kept: Sequence[Turn]) -> bool:
         """Whether the question leans on the conversation kept for it (`refers_back`). A short one
         names a topic of its own when its words alone find a passage (cosine at least
-        OWN_TOPIC_SCORE): "What is fine-tuning?" 0.51, "RAG cost?" 0.39, against "How long?" 0.12,
+        `own_topic_score`): "What is fine-tuning?" 0.51, "RAG cost?" 0.39, against "How long?" 0.12,
         "Examples?" 0.31."""
         if not kept or not refers_back(question):
             return False
         if refers_back(question, names_topic=True) or self.retriever is None:
             return True  # a pronoun or an opening "and" leans on the conversation whatever it names
         found = self.retriever.search(question, limit=8)
-        return max((p.score for p in found), default=0.0) < OWN_TOPIC_SCORE
+        return max((p.score for p in found), default=0.0) < self.settings.own_topic_score
 
     def scope_is_unsure(self, question: str) -> bool:
         """Whether the cosine check is unsure of this question's scope, so the model is asked: its

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
     sentence_weight: float = Field(0.0, ge=0.0, le=1.0, description="Share of a passage's ranking similarity taken from its best sentence's cosine to the question, the rest from the whole chunk's; 0 ranks by chunks alone.")
     scope_judge_below: float = Field(0.35, ge=0.0, le=1.0, description="A question whose best passage scores below this (and has none holding all its words) is put to the model with the passages' three sentences that best answer it, and the model says whether they are about what it asks; 0 never asks.")
+    own_topic_score: float = Field(0.35, ge=0.0, le=1.0, description="Mid-conversation, a question of two words or fewer whose words alone find a passage this similar is a question of its own, searched alone (\"What is fine-tuning?\"); under it, a follow-up searched with the turn before it (\"How long?\").")
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
