@@ -35,6 +35,7 @@ def test_prompt_layout_system_first_best_passage_last(fake_tutor: tuple[Tutor, F
     assert numbers == list(range(len(answer.sources), 0, -1))
     assert sent[-1]["content"].endswith("Question: What is backpropagation used for?")
     assert answer.in_scope is True and answer.corpus_version
+    assert answer.query.endswith("What is backpropagation used for?")
 
 
 def test_out_of_scope_question_does_not_reach_the_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:
