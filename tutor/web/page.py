@@ -173,7 +173,7 @@ def _compare_tab(events: CompareEvents, preset: gr.Dropdown, k: gr.Slider) -> No
 
 def _wire_chat(events: ChatEvents, chat: ChatParts) -> None:
     """The events of the chat itself, the same on the page and in a frame."""
-    send_inputs = [chat.question, chat.line, chat.answers, chat.preset, chat.retrieval, chat.k]
+    send_inputs = [chat.question, chat.line, chat.preset, chat.retrieval, chat.k]
     send_outputs = [chat.question, chat.chatbot, chat.question_error, chat.ask]
     drain_outputs = [chat.chatbot, chat.panel, chat.answers, chat.message, chat.ask]
     for trigger in (chat.question.submit, chat.ask.click):
@@ -181,7 +181,7 @@ def _wire_chat(events: ChatEvents, chat: ChatParts) -> None:
         # the session's one drain answers them in order. The model's own line (tutor.gate)
         # orders all sessions and says "N ahead".
         trigger(events.send, send_inputs, send_outputs, trigger_mode="multiple", show_progress="hidden").then(
-            events.drain, [chat.line, chat.answers], drain_outputs, concurrency_limit=None, show_progress="hidden"
+            events.drain, chat.line, drain_outputs, concurrency_limit=None, show_progress="hidden"
         )
     chat.question.input(lambda: no_notice(), None, chat.question_error, queue=False, show_progress="hidden")
     chat.chatbot.like(events.rate, chat.answers, chat.message)

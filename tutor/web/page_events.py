@@ -60,12 +60,19 @@ def _user(request: gr.Request | None) -> str | None:
 
 
 class Line:
-    """One page's questions: the one being answered and those sent while it is written, answered
-    in order. Kept in a gr.State (one per browser session, shared by that session's events), so
-    that a question sent during a stream is queued in view instead of being dropped."""
+    """One page's conversation: its answers, the question being answered and those sent while it
+    is written, answered in order. Kept in a gr.State (one per browser session, shared by that
+    session's events), so that a question sent during a stream is queued in view instead of being
+    dropped.
+
+    The answers live here, under the lock, and not only in the `answers` gr.State: a drain started
+    just as the one before it finished was handed that state before the last answer was stored in
+    it, and the conversation lost its first question (a browser run).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.answers: Answers = []
         self.waiting: list[tuple[str, str, bool, int]] = []
         self.current: tuple[str, str] | None = None
         self.running = False
@@ -90,14 +97,12 @@ class ChatEvents:
         self.min_score = float(self.settings.min_score)
         self.front_end = "embed" if embed else "page"
 
-    def view(self, answers: Answers, line: Line) -> list[dict[str, str]]:
+    def view(self, line: Line) -> list[dict[str, str]]:
         with line.lock:
-            current, waiting = line.current, line.questions()
+            answers, current, waiting = list(line.answers), line.current, line.questions()
         return chat_messages(answers, embed=self.embed, current=current, waiting=waiting, min_score=self.min_score)
 
-    def send(
-        self, question: str, line: Line, answers: Answers, preset: str, retrieval: bool, k: int
-    ) -> tuple[Any, ...]:
+    def send(self, question: str, line: Line, preset: str, retrieval: bool, k: int) -> tuple[Any, ...]:
         """Queue the question (answered at once when nothing else is); a question that cannot be
         asked stays in the box with the reason beside it."""
         try:
@@ -106,9 +111,9 @@ class ChatEvents:
             return gr.skip(), gr.skip(), _notice(str(exc)), gr.skip()
         with line.lock:
             line.waiting.append((str(question), preset, bool(retrieval), int(k) if k else 0))
-        return "", self.view(answers, line), no_notice(), _ask_busy()
+        return "", self.view(line), no_notice(), _ask_busy()
 
-    def drain(self, line: Line, answers: Answers, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    def drain(self, line: Line, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         """Answer the session's waiting questions one after another; a second drain of the same
         session leaves them to the one already running."""
         user = _user(request)
@@ -117,7 +122,6 @@ class ChatEvents:
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 return
             line.running = True
-        answers = list(answers)
         try:
             while True:
                 with line.lock:
@@ -126,13 +130,13 @@ class ChatEvents:
                         break
                     question, preset, retrieval, k = line.waiting.pop(0)
                     line.current = (question, "")
-                yield from self._answer_one(question, preset, retrieval, k, line, answers, user)  # appends
+                yield from self._answer_one(question, preset, retrieval, k, line, user)
         finally:
             with line.lock:
                 line.running, line.current = False, None
         with line.lock:  # another drain may have started meanwhile: the label follows the line
             label = _ask_busy() if line.running or line.waiting else _ask_idle()
-        yield self.view(answers, line), gr.skip(), gr.skip(), gr.skip(), label
+        yield self.view(line), gr.skip(), gr.skip(), gr.skip(), label
 
     def _answer_one(
         self,
@@ -141,20 +145,22 @@ class ChatEvents:
         retrieval: bool,
         k: int,
         line: Line,
-        answers: Answers,
         user: str | None,
     ) -> Iterator[tuple[Any, ...]]:
-        started, turn = time.perf_counter(), len(answers) + 1
-        text, explained = "", None
+        """Answer one question with the conversation so far; its answer joins the line's."""
+        started = time.perf_counter()
+        with line.lock:
+            earlier, conversation = list(line.answers), line.conversation
+        turn, text, explained = len(earlier) + 1, "", None
 
         def show(current_text: str) -> list[dict[str, str]]:
             with line.lock:
                 line.current = (question, current_text)
-            return self.view(answers, line)
+            return self.view(line)
 
         try:
             stream = self.tutor.stream(
-                question, chat_turns(answers), preset=preset, retrieval=retrieval, k=k or None, explain=True
+                question, chat_turns(earlier), preset=preset, retrieval=retrieval, k=k or None, explain=True
             )
             for event in stream:
                 match event:
@@ -173,23 +179,25 @@ class ChatEvents:
             self.recorder.question_done(self.front_end, started=started, error=exc, user=user, question=question)
             with line.lock:
                 line.current = None
-            yield self.view(answers, line), gr.skip(), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
+            yield self.view(line), gr.skip(), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
             return
         assert explained is not None
         self.recorder.question_done(
             self.front_end,
             started=started,
-            answer={**explained, "conversation": line.conversation},
+            answer={**explained, "conversation": conversation},
             user=user,
             question=question,
         )
-        answers.append(explained)
         with line.lock:
+            if line.conversation == conversation:  # not cleared while it was written
+                line.answers.append(explained)
             line.current = None
+            answers = list(line.answers)
         yield (
-            self.view(answers, line),
+            self.view(line),
             panel_html(explained, turn, self.min_score),
-            list(answers),
+            answers,
             gr.skip(),
             _ask_busy(),
         )
@@ -251,14 +259,16 @@ class ChatEvents:
         samples = gr.update(samples=recent_questions(history), visible=not self.embed)  # no room in a frame
         if not answers or conversation is None:
             return gr.skip(), gr.skip(), gr.skip(), samples
-        line.conversation = conversation
+        with line.lock:
+            line.answers, line.conversation = list(answers), conversation
         turn = len(answers)
-        return answers, self.view(answers, line), panel_html(answers[-1], turn, self.min_score), samples
+        return answers, self.view(line), panel_html(answers[-1], turn, self.min_score), samples
 
     def new_conversation(self, line: Line) -> tuple[Any, ...]:
         """The chat's clear button: the server forgets the conversation too (a new one starts)."""
         with line.lock:
             line.waiting.clear()
+            line.answers = []
             line.conversation = uuid.uuid4().hex
         return [], EMPTY_PANEL
 
