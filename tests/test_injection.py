@@ -62,6 +62,7 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "fresh_questions.jsonl",
             ROOT / "eval" / "near_topic_questions.jsonl",
             ROOT / "eval" / "conversation_questions.jsonl",
+            ROOT / "eval" / "switch_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]

@@ -30,7 +30,7 @@ from tutor.errors import ModelError
 from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes, ranked_evidence
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.llm import Message
-from tutor.retrieve import Passage, refers_back
+from tutor.retrieve import Passage, refers_back, without_subject_change
 from tutor.web.render import verdict
 from tutor.web.transcript import UNBACKED_MARK, chat_messages
 
@@ -170,6 +170,25 @@ def test_a_question_of_its_own_mid_conversation_is_searched_alone(fake_tutor: tu
     sent = tutor.messages_for(own)
     assert sent[1]["content"] == "What is pre-training?"
     assert sent[2]["content"] == "Pre-training creates the foundational model from vast text data."
+
+
+def test_a_question_that_changes_the_subject_is_searched_alone(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """ "switching topics - before they start training an LLM, do they clean up the data?" after a
+    RAG turn: its pronouns point inside the question, and searched with the RAG turn it found no
+    data-cleaning passage; "our IT folks" names the department, not something said before. The
+    opening is left out of what is searched for and judged: "unrelated, but ..." was judged off-topic."""
+    assert not refers_back("switching topics - before they train it, do they clean up the data?")
+    assert not refers_back("ok, different question: how is it trained?")
+    assert not refers_back("our IT folks want to fine-tune on our docs. what does fine-tuning need?")
+    assert without_subject_change("unrelated, but what can a base model do?") == "what can a base model do?"
+    assert without_subject_change("Is it a different thing?") == "Is it a different thing?"
+    assert refers_back("is a different thing needed for it?") and refers_back("IT asked: how long does it take?")
+    tutor, _ = fake_tutor
+    rag_turn = ("How does RAG work?", "RAG pulls in outside knowledge when a question is asked.")
+    switched = tutor.prepare("unrelated, but before they train a model, how do they clean up the data?", [rag_turn])
+    assert switched.query == "before they train a model, how do they clean up the data?"  # what it asks
+    assert switched.in_scope is True
+    assert any("clean" in p.section.lower() for p in switched.passages), [p.section for p in switched.passages]
 
 
 def test_only_the_quotes_that_end_an_answer_are_left_out_of_its_history() -> None:

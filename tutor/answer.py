@@ -56,6 +56,7 @@ from .retrieve import (
     refers_back,
     select_for_prompt,
     standalone_query,
+    without_subject_change,
 )
 
 OUT_OF_SCOPE_ANSWER = (
@@ -457,14 +458,14 @@ class Tutor:
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
         follow_up = retrieval and not refused and self._is_follow_up(question, kept)
-        query = standalone_query(question, kept) if follow_up else question
+        query = standalone_query(question, kept) if follow_up else without_subject_change(question)
         if refused:
             warnings.append(
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
             )
         elif retrieval:
             passages, corpus_version = self.retrieve(query, k=k)
-            if passages and not follow_up and self._judged_off_topic(question, passages):
+            if passages and not follow_up and self._judged_off_topic(query, passages):
                 passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "

@@ -60,8 +60,21 @@ def refers_back(question: str, *, names_topic: bool = False) -> bool:
     """The question leans on the conversation: a pronoun ("how long does it take?"), an opening
     "and"/"what about", or too few words of its own to have a topic ("How long?"), unless those
     words alone find their passage (`names_topic`: "What is fine-tuning?" asked after pre-training
-    is a question of its own, and was searched with the pre-training turn)."""
-    return bool(_REFERS_BACK.search(question)) or (len(set(lexical_tokens(question))) <= 2 and not names_topic)
+    is a question of its own, and was searched with the pre-training turn). A question that opens
+    by saying it changes the subject ("switching topics - do they clean the data?") does not, and
+    "IT" in capitals is the department, not a pronoun."""
+    if _TOPIC_SWITCH.search(question):
+        return False
+    return bool(_REFERS_BACK.search(_IT_DEPARTMENT.sub("", question))) or (
+        len(set(lexical_tokens(question))) <= 2 and not names_topic
+    )
+
+
+def without_subject_change(question: str) -> str:
+    """The question without an opening that says it changes the subject ("unrelated, but what can a
+    base model do?" -> "what can a base model do?"): what it asks, to search for and judge."""
+    rest = _TOPIC_SWITCH.sub("", question, count=1)
+    return _LEFT_OVER_OPENING.sub("", rest) if rest != question else question
 
 
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
@@ -76,6 +89,14 @@ _REFERS_BACK = re.compile(
     r"|\b(it|its|it's|that|those|they|them|their|theirs|one|ones|same|former|latter)\b",
     re.IGNORECASE,
 )
+# At the start, after a word of reply at most ("ok, different question: ...").
+_TOPIC_SWITCH = re.compile(
+    r"^\W*(?:\w+\W+)?(?:(?:switching|changing|change of|different|new|separate|unrelated|another)\s+"
+    r"(?:the\s+)?(?:topics?|subjects?|things?|questions?)|unrelated|on another note)\b",
+    re.IGNORECASE,
+)
+_LEFT_OVER_OPENING = re.compile(r"^[\W_]*(?:(?:but|and|so)\b)?[\W_]*", re.IGNORECASE)
+_IT_DEPARTMENT = re.compile(r"\bIT\b")
 _FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s)|$)", re.DOTALL)
 
 
