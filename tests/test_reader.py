@@ -182,6 +182,7 @@ def test_a_question_that_changes_the_subject_is_searched_alone(fake_tutor: tuple
     assert not refers_back("our IT folks want to fine-tune on our docs. what does fine-tuning need?")
     assert without_subject_change("unrelated, but what can a base model do?") == "what can a base model do?"
     assert without_subject_change("Is it a different thing?") == "Is it a different thing?"
+    assert without_subject_change("Different question?") == "Different question?"
     assert refers_back("is a different thing needed for it?") and refers_back("IT asked: how long does it take?")
     tutor, _ = fake_tutor
     rag_turn = ("How does RAG work?", "RAG pulls in outside knowledge when a question is asked.")

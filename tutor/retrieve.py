@@ -73,8 +73,9 @@ def refers_back(question: str, *, names_topic: bool = False) -> bool:
 def without_subject_change(question: str) -> str:
     """The question without an opening that says it changes the subject ("unrelated, but what can a
     base model do?" -> "what can a base model do?"): what it asks, to search for and judge."""
-    rest = _TOPIC_SWITCH.sub("", question, count=1)
-    return _LEFT_OVER_OPENING.sub("", rest) if rest != question else question
+    switched = _TOPIC_SWITCH.sub("", question, count=1)
+    rest = _LEFT_OVER_OPENING.sub("", switched) if switched != question else question
+    return rest if rest.strip() else question  # "Different question?" asks nothing else
 
 
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
