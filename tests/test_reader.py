@@ -183,6 +183,8 @@ def test_a_question_that_changes_the_subject_is_searched_alone(fake_tutor: tuple
     assert without_subject_change("unrelated, but what can a base model do?") == "what can a base model do?"
     assert without_subject_change("Is it a different thing?") == "Is it a different thing?"
     assert without_subject_change("Different question?") == "Different question?"
+    assert without_subject_change("What new things does RLHF add?") == "What new things does RLHF add?"
+    assert without_subject_change("Is unrelated data filtered out?") == "Is unrelated data filtered out?"
     assert refers_back("is a different thing needed for it?") and refers_back("IT asked: how long does it take?")
     tutor, _ = fake_tutor
     rag_turn = ("How does RAG work?", "RAG pulls in outside knowledge when a question is asked.")

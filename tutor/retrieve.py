@@ -92,8 +92,10 @@ _REFERS_BACK = re.compile(
 )
 # At the start, after a word of reply at most ("ok, different question: ...").
 _TOPIC_SWITCH = re.compile(
-    r"^\W*(?:\w+\W+)?(?:(?:switching|changing|change of|different|new|separate|unrelated|another)\s+"
-    r"(?:the\s+)?(?:topics?|subjects?|things?|questions?)|unrelated|on another note)\b",
+    r"^\W*(?:(?:ok|okay|right|thanks|cool|alright|so|totally|completely)\W+)?"
+    r"(?:(?:switching|changing|change of|different|new|separate|unrelated|another)\s+"
+    r"(?:the\s+)?(?:topics?|subjects?|things?|questions?)|unrelated|on another note)\b"
+    r"(?=\s*(?:[:,.;!?\-–—]|but\b))",  # a separator follows: "What new things does RLHF add?" is no opening
     re.IGNORECASE,
 )
 _LEFT_OVER_OPENING = re.compile(r"^[\W_]*(?:(?:but|and|so)\b)?[\W_]*", re.IGNORECASE)
