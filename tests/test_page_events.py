@@ -3,6 +3,8 @@ the conversation it keeps (the browser test drives the same events through the p
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -10,11 +12,13 @@ import gradio as gr
 from tests.conftest import FakeChat
 from tutor import Tutor
 from tutor.records import Recorder
+from tutor.web.guard import USER_HEADER
 from tutor.web.page_events import ChatEvents, Line
 
 
-def _events(tutor: Tutor) -> ChatEvents:
-    return ChatEvents(tutor, Recorder(tutor.settings, lambda: 0, lambda: 0))
+def _events(tutor: Tutor, data_dir: Path | None = None) -> ChatEvents:
+    settings = tutor.settings.model_copy(update={"data_dir": data_dir}) if data_dir else tutor.settings
+    return ChatEvents(tutor, Recorder(settings, lambda: 0, lambda: 0))
 
 
 def _asked(chat: list[dict[str, str]]) -> list[str]:
@@ -23,8 +27,8 @@ def _asked(chat: list[dict[str, str]]) -> list[str]:
 
 def test_each_drain_answers_with_the_whole_conversation(fake_tutor: tuple[Tutor, FakeChat]) -> None:
     """A drain that starts once the one before it has finished still has the first answer: the
-    conversation is the line's, not the `answers` state Gradio hands each event (handed before the
-    last answer was stored in it, the first question was lost from the page and from the history)."""
+    conversation is the line's, not a state Gradio hands each event (handed before the last answer
+    was stored in it, the first question was lost from the page and from the history)."""
     tutor, chat = fake_tutor
     chat.replies = [["Pre-training teaches a model language from a large amount of text."], ["It takes months."]]
     events, line = _events(tutor), Line()
@@ -32,8 +36,7 @@ def test_each_drain_answers_with_the_whole_conversation(fake_tutor: tuple[Tutor,
     for question in ("What is pre-training?", "How long does it take?"):
         assert events.send(question, line, preset, True, 0)[0] == ""  # the box is emptied
         outputs = list(events.drain(line, None))  # type: ignore[arg-type]
-    stored = [output[2] for output in outputs if isinstance(output[2], list)]
-    assert [answer["question"] for answer in stored[-1]] == ["What is pre-training?", "How long does it take?"]
+    assert [answer["question"] for answer in line.answers] == ["What is pre-training?", "How long does it take?"]
     assert _asked(outputs[-1][0]) == ["What is pre-training?", "How long does it take?"]
     second_prompt = [message["content"] for message in chat.prompts[-1]]
     assert any("Pre-training teaches a model language" in content for content in second_prompt[:-1])
@@ -52,7 +55,7 @@ def test_questions_sent_during_an_answer_wait_in_view_and_a_cleared_one_is_not_k
     assert _asked(first[0]) == ["What is fine-tuning?"]
     _, shown, _, _ = events.send("What is RLHF?", line, preset, True, 0)
     assert "Queued" in shown[-1]["content"] and _asked(shown) == ["What is fine-tuning?", "What is RLHF?"]
-    assert list(events.drain(line, None)) == [(gr.skip(),) * 5]  # type: ignore[arg-type]
+    assert list(events.drain(line, None)) == [(gr.skip(),) * 4]  # type: ignore[arg-type]
     rest = list(drain)
     assert _asked(rest[-1][0]) == ["What is fine-tuning?", "What is RLHF?"]
     assert [answer["question"] for answer in line.answers] == ["What is fine-tuning?", "What is RLHF?"]
@@ -62,5 +65,38 @@ def test_questions_sent_during_an_answer_wait_in_view_and_a_cleared_one_is_not_k
     drain = events.drain(line, None)  # type: ignore[arg-type]
     next(drain)
     events.new_conversation(line)  # the chat's clear button while the answer is written
-    list(drain)
+    after_clear = list(drain)
     assert line.answers == []
+    assert all(_asked(output[0]) == [] for output in after_clear)  # its question and text left the chat
+    assert all(output[1] == gr.skip() for output in after_clear)  # and its panel
+
+
+def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
+    fake_tutor: tuple[Tutor, FakeChat], tmp_path: Path
+) -> None:
+    """A signed-in user's reload brings back their last conversation; not one they cleared while
+    its answer was written, and not over a question already sent on the new page."""
+    tutor, chat = fake_tutor
+    events, request = _events(tutor, tmp_path), SimpleNamespace(headers={USER_HEADER: "ann"})
+    preset = tutor.settings.preset
+    chat.replies = [["Pre-training comes first."], ["Fine-tuning comes next."], ["RAG adds passages."]]
+    first = Line()
+    events.send("What is pre-training?", first, preset, True, 0)
+    list(events.drain(first, request))  # type: ignore[arg-type]
+
+    reloaded = Line()
+    shown, _, _ = events.restore(reloaded, request)  # type: ignore[arg-type]
+    assert _asked(shown) == ["What is pre-training?"] and len(reloaded.answers) == 1
+    events.rate(reloaded, SimpleNamespace(index=1, liked=True), request)  # type: ignore[arg-type]
+    assert "Pre-training comes first." in (tmp_path / "feedback.jsonl").read_text(encoding="utf-8")
+
+    events.send("What is fine-tuning?", reloaded, preset, True, 0)
+    drain = events.drain(reloaded, request)  # type: ignore[arg-type]
+    next(drain)
+    events.new_conversation(reloaded)
+    list(drain)
+    assert events.restore(Line(), request)[0] == gr.skip()  # the cleared answer is not brought back
+
+    busy = Line()
+    events.send("What is RAG?", busy, preset, True, 0)  # sent before the page's load event ran
+    assert events.restore(busy, request)[0] == gr.skip() and busy.questions() == ["What is RAG?"]

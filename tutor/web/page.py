@@ -35,8 +35,7 @@ TITLE = "Tutor: how AI language models are trained"
 class ChatParts:
     """The chat's components that its events read or write."""
 
-    answers: gr.State
-    line: gr.State
+    line: gr.State  # the conversation (page_events.Line)
     chatbot: gr.Chatbot
     question: gr.Textbox
     question_error: gr.Markdown
@@ -70,16 +69,16 @@ def build_page(tutor: Tutor, recorder: Recorder, *, embed: bool = False) -> gr.B
         return _embed_page(events)
     settings = tutor.settings
     with gr.Blocks(title=TITLE) as page:
-        answers, line = gr.State([]), gr.State(Line)
+        line = gr.State(Line)
         _header(settings)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row():
-                chat, feedback = _chat_tab(answers, line, settings, [*tutor.presets, NO_PRESET.name])
+                chat, feedback = _chat_tab(line, settings, [*tutor.presets, NO_PRESET.name])
             with gr.Tab("Compare", id="compare"):
                 _compare_tab(CompareEvents(tutor, recorder), chat.preset, chat.k)
         _wire_chat(events, chat)
         _wire_feedback(events, chat, feedback)
-        page.load(events.restore, line, [answers, chat.chatbot, chat.panel, chat.earlier])
+        page.load(events.restore, line, [chat.chatbot, chat.panel, chat.earlier])
     return page
 
 
@@ -96,9 +95,7 @@ def _header(settings: Settings) -> None:
     presenter.change(None, presenter, None, js=PRESENTER_JS)
 
 
-def _chat_tab(
-    answers: gr.State, line: gr.State, settings: Settings, presets: list[str]
-) -> tuple[ChatParts, FeedbackParts]:
+def _chat_tab(line: gr.State, settings: Settings, presets: list[str]) -> tuple[ChatParts, FeedbackParts]:
     """The chat, its settings, feedback and export, and the panel beside it (inside a Row)."""
     with gr.Column(scale=3):
         chatbot = gr.Chatbot(label="Conversation", height="55vh", elem_id="chat", feedback_options=("Like", "Dislike"))
@@ -139,9 +136,7 @@ def _chat_tab(
             )
     with gr.Column(scale=2, elem_id="why-column"):
         panel = gr.HTML(EMPTY_PANEL, elem_id="why")
-    chat = ChatParts(
-        answers, line, chatbot, question, question_error, ask, message, panel, earlier, preset, retrieval, k
-    )
+    chat = ChatParts(line, chatbot, question, question_error, ask, message, panel, earlier, preset, retrieval, k)
     return chat, feedback
 
 
@@ -175,7 +170,7 @@ def _wire_chat(events: ChatEvents, chat: ChatParts) -> None:
     """The events of the chat itself, the same on the page and in a frame."""
     send_inputs = [chat.question, chat.line, chat.preset, chat.retrieval, chat.k]
     send_outputs = [chat.question, chat.chatbot, chat.question_error, chat.ask]
-    drain_outputs = [chat.chatbot, chat.panel, chat.answers, chat.message, chat.ask]
+    drain_outputs = [chat.chatbot, chat.panel, chat.message, chat.ask]
     for trigger in (chat.question.submit, chat.ask.click):
         # Each send is queued at once ("multiple": a send during an answer is never dropped);
         # the session's one drain answers them in order. The model's own line (tutor.gate)
@@ -184,16 +179,16 @@ def _wire_chat(events: ChatEvents, chat: ChatParts) -> None:
             events.drain, chat.line, drain_outputs, concurrency_limit=None, show_progress="hidden"
         )
     chat.question.input(lambda: no_notice(), None, chat.question_error, queue=False, show_progress="hidden")
-    chat.chatbot.like(events.rate, chat.answers, chat.message)
-    chat.chatbot.clear(events.new_conversation, chat.line, [chat.answers, chat.panel])
+    chat.chatbot.like(events.rate, chat.line, chat.message)
+    chat.chatbot.clear(events.new_conversation, chat.line, chat.panel)
 
 
 def _wire_feedback(events: ChatEvents, chat: ChatParts, feedback: FeedbackParts) -> None:
     """The full page's events beyond the chat: an answer picked shows its panel, comments, export,
     and an earlier question asked again."""
-    chat.chatbot.select(events.show_turn, chat.answers, chat.panel)
-    feedback.send_remark.click(events.comment, [feedback.remark, chat.answers], [feedback.remark, chat.message])
-    feedback.export_button.click(events.export, chat.answers, feedback.exported)
+    chat.chatbot.select(events.show_turn, chat.line, chat.panel)
+    feedback.send_remark.click(events.comment, [feedback.remark, chat.line], [feedback.remark, chat.message])
+    feedback.export_button.click(events.export, chat.line, feedback.exported)
     chat.earlier.click(pick_earlier, chat.earlier, chat.question)
 
 
@@ -204,7 +199,7 @@ def pick_earlier(sample: Any) -> Any:
 def _embed_page(events: ChatEvents) -> gr.Blocks:
     """The chat alone, for a frame: the default preset, retrieval on, the default number of passages."""
     with gr.Blocks(title="Tutor", fill_height=True) as page:
-        answers, line = gr.State([]), gr.State(Line)
+        line = gr.State(Line)
         chatbot = gr.Chatbot(
             label=TITLE,
             show_label=False,
@@ -221,7 +216,6 @@ def _embed_page(events: ChatEvents) -> gr.Blocks:
             ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
         message = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="notice")
         chat = ChatParts(
-            answers=answers,
             line=line,
             chatbot=chatbot,
             question=question,
@@ -235,5 +229,5 @@ def _embed_page(events: ChatEvents) -> gr.Blocks:
             k=gr.State(None),
         )
         _wire_chat(events, chat)
-        page.load(events.restore, line, [answers, chatbot, chat.panel, chat.earlier])
+        page.load(events.restore, line, [chatbot, chat.panel, chat.earlier])
     return page

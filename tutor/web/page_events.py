@@ -65,9 +65,9 @@ class Line:
     session's events), so that a question sent during a stream is queued in view instead of being
     dropped.
 
-    The answers live here, under the lock, and not only in the `answers` gr.State: a drain started
-    just as the one before it finished was handed that state before the last answer was stored in
-    it, and the conversation lost its first question (a browser run).
+    Every event reads the answers here, under the lock. They were once also a gr.State of their
+    own, which Gradio copies into each event: a drain started just as the one before it finished
+    was handed a copy without the last answer, and the conversation lost its first question.
     """
 
     def __init__(self) -> None:
@@ -119,7 +119,7 @@ class ChatEvents:
         user = _user(request)
         with line.lock:
             if line.running:
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 return
             line.running = True
         try:
@@ -136,7 +136,7 @@ class ChatEvents:
                 line.running, line.current = False, None
         with line.lock:  # another drain may have started meanwhile: the label follows the line
             label = _ask_busy() if line.running or line.waiting else _ask_idle()
-        yield self.view(line), gr.skip(), gr.skip(), gr.skip(), label
+        yield self.view(line), gr.skip(), gr.skip(), label
 
     def _answer_one(
         self,
@@ -153,10 +153,17 @@ class ChatEvents:
             earlier, conversation = list(line.answers), line.conversation
         turn, text, explained = len(earlier) + 1, "", None
 
+        def cleared() -> bool:
+            return line.conversation != conversation  # read under the lock
+
         def show(current_text: str) -> list[dict[str, str]]:
             with line.lock:
-                line.current = (question, current_text)
+                line.current = None if cleared() else (question, current_text)
             return self.view(line)
+
+        def panel(answer: dict[str, Any]) -> Any:
+            with line.lock:
+                return gr.skip() if cleared() else panel_html(answer, turn, self.min_score)
 
         try:
             stream = self.tutor.stream(
@@ -166,51 +173,50 @@ class ChatEvents:
                 match event:
                     case Answered(answer=answer):  # its attribution follows
                         shown = answer.to_dict()
-                        panel = panel_html(shown, turn, self.min_score)
-                        yield show(marked_answer(shown)), panel, gr.skip(), gr.skip(), _ask_busy()
+                        yield show(marked_answer(shown)), panel(shown), gr.skip(), _ask_busy()
                     case Explained(answer=answer):
                         explained = answer.to_dict()
                     case Queued(ahead=ahead):
-                        yield show(busy_text(ahead)), gr.skip(), gr.skip(), gr.skip(), _ask_busy()
+                        yield show(busy_text(ahead)), gr.skip(), gr.skip(), _ask_busy()
                     case Token(text=piece):
                         text += piece
-                        yield show(text), gr.skip(), gr.skip(), gr.skip(), _ask_busy()
+                        yield show(text), gr.skip(), gr.skip(), _ask_busy()
         except TutorError as exc:
             self.recorder.question_done(self.front_end, started=started, error=exc, user=user, question=question)
             with line.lock:
                 line.current = None
-            yield self.view(line), gr.skip(), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
+            yield self.view(line), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
             return
         assert explained is not None
-        self.recorder.question_done(
+        with line.lock:
+            kept = not cleared()  # an answer written while the chat was cleared is not kept
+            if kept:
+                line.answers.append(explained)
+            line.current = None
+        self.recorder.question_done(  # a cleared one is recorded outside any conversation: a reload leaves it out
             self.front_end,
             started=started,
-            answer={**explained, "conversation": conversation},
+            answer={**explained, "conversation": conversation if kept else None},
             user=user,
             question=question,
         )
+        yield self.view(line), panel(explained), gr.skip(), _ask_busy()
+
+    @staticmethod
+    def _answer(line: Line, turn: int) -> dict[str, Any] | None:
+        """The line's answer to its `turn`th question (from 0), if there is one."""
         with line.lock:
-            if line.conversation == conversation:  # not cleared while it was written
-                line.answers.append(explained)
-            line.current = None
-            answers = list(line.answers)
-        yield (
-            self.view(line),
-            panel_html(explained, turn, self.min_score),
-            answers,
-            gr.skip(),
-            _ask_busy(),
-        )
+            return line.answers[turn] if 0 <= turn < len(line.answers) else None
 
-    def show_turn(self, answers: Answers, event: gr.SelectData) -> Any:
+    def show_turn(self, line: Line, event: gr.SelectData) -> Any:
         turn = event.index // 2 if isinstance(event.index, int) else 0
-        return panel_html(answers[turn], turn + 1, self.min_score) if 0 <= turn < len(answers) else gr.skip()
+        answer = self._answer(line, turn)
+        return panel_html(answer, turn + 1, self.min_score) if answer is not None else gr.skip()
 
-    def rate(self, answers: Answers, event: gr.LikeData, request: gr.Request) -> Any:
-        turn = event.index // 2 if isinstance(event.index, int) else -1
-        if not 0 <= turn < len(answers):
+    def rate(self, line: Line, event: gr.LikeData, request: gr.Request) -> Any:
+        answer = self._answer(line, event.index // 2 if isinstance(event.index, int) else -1)
+        if answer is None:
             return gr.skip()
-        answer = answers[turn]
         self.recorder.records.feedback(
             {
                 "question": answer["question"],
@@ -224,10 +230,11 @@ class ChatEvents:
         )
         return gr.update(value="Thank you: your rating is saved.", visible=True)
 
-    def comment(self, text: str, answers: Answers, request: gr.Request) -> tuple[Any, Any]:
+    def comment(self, text: str, line: Line, request: gr.Request) -> tuple[Any, Any]:
         if not text.strip():
             return gr.skip(), gr.update(value="⚠️ Write a comment first.", visible=True)
-        last = answers[-1] if answers else {}
+        with line.lock:
+            last = line.answers[-1] if line.answers else {}
         self.recorder.records.feedback(
             {
                 "question": last.get("question"),
@@ -239,7 +246,9 @@ class ChatEvents:
         )
         return "", gr.update(value="Thank you: your comment is saved.", visible=True)
 
-    def export(self, answers: Answers) -> Any:
+    def export(self, line: Line) -> Any:
+        with line.lock:
+            answers = list(line.answers)
         if not answers:
             return gr.update(value=None)
         paths = self.recorder.records.export(
@@ -254,23 +263,27 @@ class ChatEvents:
         """A signed-in user's earlier questions, and their last conversation back in the chat."""
         history = self.recorder.records.history(_user(request))
         if not history:
-            return gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)
+            return gr.skip(), gr.skip(), gr.update(visible=False)
         conversation, answers = last_conversation(history)
         samples = gr.update(samples=recent_questions(history), visible=not self.embed)  # no room in a frame
         if not answers or conversation is None:
-            return gr.skip(), gr.skip(), gr.skip(), samples
-        with line.lock:
-            line.answers, line.conversation = list(answers), conversation
-        turn = len(answers)
-        return answers, self.view(line), panel_html(answers[-1], turn, self.min_score), samples
+            return gr.skip(), gr.skip(), samples
+        with line.lock:  # a question already sent on this page wins over the conversation restored
+            started = bool(line.answers or line.waiting or line.running)
+            if not started:
+                line.answers, line.conversation = list(answers), conversation
+        if started:
+            return gr.skip(), gr.skip(), samples
+        return self.view(line), panel_html(answers[-1], len(answers), self.min_score), samples
 
-    def new_conversation(self, line: Line) -> tuple[Any, ...]:
-        """The chat's clear button: the server forgets the conversation too (a new one starts)."""
+    def new_conversation(self, line: Line) -> str:
+        """The chat's clear button: the server forgets the conversation too (a new one starts); the
+        panel is emptied."""
         with line.lock:
             line.waiting.clear()
             line.answers = []
             line.conversation = uuid.uuid4().hex
-        return [], EMPTY_PANEL
+        return EMPTY_PANEL
 
 
 class CompareEvents:
