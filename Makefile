@@ -60,3 +60,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/near_topic_questions.jsonl --half $(HALF) --out eval/out-near-topic.jsonl
 	$(BIN)/tutor eval eval/conversation_questions.jsonl --half $(HALF) --out eval/out-conversation.jsonl
 	$(BIN)/tutor eval eval/switch_questions.jsonl --half $(HALF) --out eval/out-switch.jsonl
+	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out eval/out-openings.jsonl

@@ -63,6 +63,7 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "near_topic_questions.jsonl",
             ROOT / "eval" / "conversation_questions.jsonl",
             ROOT / "eval" / "switch_questions.jsonl",
+            ROOT / "eval" / "openings_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]

@@ -186,12 +186,33 @@ def test_a_question_that_changes_the_subject_is_searched_alone(fake_tutor: tuple
     assert without_subject_change("What new things does RLHF add?") == "What new things does RLHF add?"
     assert without_subject_change("Is unrelated data filtered out?") == "Is unrelated data filtered out?"
     assert refers_back("is a different thing needed for it?") and refers_back("IT asked: how long does it take?")
+    for switched in ("changing tack, what does it cost?", "on a separate note: is it supervised?", "moving on - RAG?"):
+        assert not refers_back(switched), switched
+    # Announcing a question is not changing the subject: the rest of it decides.
+    assert refers_back("New question: how long does it take?") and refers_back("one more thing - is that costly?")
+    assert not refers_back("quick question: how long does pre-training take?")
+    assert without_subject_change("another thing: how long does it take?") == "how long does it take?"
+    assert refers_back("HOW LONG DOES IT TAKE?")  # all capitals: "IT" is the pronoun
     tutor, _ = fake_tutor
     rag_turn = ("How does RAG work?", "RAG pulls in outside knowledge when a question is asked.")
     switched = tutor.prepare("unrelated, but before they train a model, how do they clean up the data?", [rag_turn])
     assert switched.query == "before they train a model, how do they clean up the data?"  # what it asks
     assert switched.in_scope is True
     assert any("clean" in p.section.lower() for p in switched.passages), [p.section for p in switched.passages]
+
+
+def test_a_follow_up_is_searched_as_asked_too(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """A follow-up with words of its own finds their passage: searched only joined to the turn
+    before it, these two got that turn's passages (pre-training, base models) and not the data
+    cleaning or the backprop one."""
+    tutor, _ = fake_tutor
+    useful = ("Is a base model useful on its own?", "Not really: its output is a probability distribution.")
+    cleaning = tutor.prepare("ok and what do they do to its data before training it?", [useful])
+    assert any("clean" in p.section.lower() for p in cleaning.passages), [p.section for p in cleaning.passages]
+    assert cleaning.query.startswith(useful[0])  # still a follow-up: its query carries the turn
+    base = ("What does a base model do?", "A base model predicts the next or missing word in text.")
+    errors = tutor.prepare("and how does it correct its errors while it is trained?", [base])
+    assert any("backprop" in p.text.lower() for p in errors.passages), [p.section for p in errors.passages]
 
 
 def test_only_the_quotes_that_end_an_answer_are_left_out_of_its_history() -> None:

@@ -57,6 +57,12 @@ def test_pending_attribution_and_verdicts() -> None:
     assert "model's own knowledge" in verdict({**answer, "attribution": shares})
     assert "do not cover" in verdict({**answer, "in_scope": False})
     assert "model alone" in verdict({**answer, "retrieval": False, "preset": "none"})
+    # The search query's line says how it was made from the question.
+    assert "the question as asked" in panel_html(answer, 1)
+    joined = {**answer, "question": "How long?", "query": "What is RAG? RAG adds passages. How long?"}
+    assert "joined to the previous question" in panel_html(joined, 1)
+    opened = {**answer, "question": "unrelated, but what is RAG?", "query": "what is RAG?"}
+    assert "without its opening" in panel_html(opened, 1) and "joined" not in panel_html(opened, 1)
     # The model's Markdown is rendered, any HTML in it escaped.
     column = compare_html("+ both", "**bold** <script>x</script>", {**answer, "attribution": shares})
     assert "<strong>bold</strong>" in column and "<script>" not in column and "layer-bar" in column

@@ -53,6 +53,7 @@ from .retrieve import (
     Passage,
     Retriever,
     Turn,
+    merge_found,
     refers_back,
     select_for_prompt,
     standalone_query,
@@ -346,7 +347,7 @@ class Prepared:
     question: str
     preset: Preset
     history: tuple[Turn, ...]
-    query: str  # what was searched: the question, or for a follow-up the conversation's topic too
+    query: str  # what was searched: the question without an opening ("unrelated, but"), or a follow-up with its turn
     passages: tuple[Passage, ...]
     corpus_version: str
     warnings: tuple[str, ...]
@@ -464,7 +465,10 @@ class Tutor:
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
             )
         elif retrieval:
-            passages, corpus_version = self.retrieve(query, k=k)
+            # A follow-up is searched as asked too: joined to the turn before it, its own words
+            # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
+            also = (without_subject_change(question),) if follow_up else ()
+            passages, corpus_version = self.retrieve(query, *also, k=k)
             if passages and not follow_up and self._judged_off_topic(query, passages):
                 passages = []
         warnings += [
@@ -497,7 +501,7 @@ class Tutor:
             return False
         if refers_back(question, names_topic=True) or self.retriever is None:
             return True  # a pronoun or an opening "and" leans on the conversation whatever it names
-        found = self.retriever.search(question, limit=8)
+        found = self.retriever.search(without_subject_change(question), limit=8)
         return max((p.score for p in found), default=0.0) < self.settings.own_topic_score
 
     def scope_is_unsure(self, question: str) -> bool:
@@ -609,7 +613,7 @@ class Tutor:
         if generation is not None and passages and in_scope:
             text, sentences, repaired = repair_figures(text, sentences, passages, question)
             warnings += repaired
-            topic = prepared.query  # the question, or for a follow-up the turn before it too
+            topic = prepared.query  # what was searched (Prepared.query)
             # The stance check and the quotes rank the same sentences for the same text but in follow-ups.
             rank = cache(partial(ranked_evidence, passages, embed=self.embedder.embed))
             if s.check_stance:
@@ -655,18 +659,16 @@ class Tutor:
         is kept for it; the caller holds the model's gate."""
         return "".join(self.chat.stream(messages, max_tokens=2, temperature=0.0, aside=True))
 
-    def retrieve(self, query: str, *, k: int | None = None) -> tuple[list[Passage], str]:
+    def retrieve(self, query: str, *also: str, k: int | None = None) -> tuple[list[Passage], str]:
         """The passages a search query puts in the prompt (search, select, widen; sentences that
         read as instructions marked as planted) and the corpus version they come from. One function
-        for the tutor and for the doors that only search (tutor.langchain, MCP)."""
+        for the tutor and for the doors that only search (tutor.langchain, MCP). Each query in
+        `also` is searched too, and a passage found by several keeps its best rank."""
         s = self.settings
         check_k(k)
         if self.retriever is None:
             raise QuestionError("retrieval is on but there is no index: run `tutor ingest`")
-        if s.figure_aware_ranking and asked_kinds(query):
-            found = rank_by_asked_figures(self.retriever.search(query, limit=max(k or s.k, 16)), query)[:8]
-        else:
-            found = self.retriever.search(query, limit=max(k or s.k, 8))
+        found = merge_found(*(self._search(text, k) for text in (query, *also)))
         corpus_version = self.retriever.corpus_version
         passages = select_for_prompt(
             found,
@@ -681,6 +683,13 @@ class Tutor:
                 passages, token_budget=s.passage_token_budget, count_tokens=self.chat.count_tokens
             )
         return [replace(p, planted=planted_sentences(p.text)) for p in passages], corpus_version
+
+    def _search(self, query: str, k: int | None) -> list[Passage]:
+        s = self.settings
+        assert self.retriever is not None
+        if s.figure_aware_ranking and asked_kinds(query):
+            return rank_by_asked_figures(self.retriever.search(query, limit=max(k or s.k, 16)), query)[:8]
+        return self.retriever.search(query, limit=max(k or s.k, 8))
 
     def explain(self, answer: Answer) -> Answer:
         """`_explain` for an answer already given; it waits its turn for the model."""

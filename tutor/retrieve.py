@@ -60,22 +60,41 @@ def refers_back(question: str, *, names_topic: bool = False) -> bool:
     """The question leans on the conversation: a pronoun ("how long does it take?"), an opening
     "and"/"what about", or too few words of its own to have a topic ("How long?"), unless those
     words alone find their passage (`names_topic`: "What is fine-tuning?" asked after pre-training
-    is a question of its own, and was searched with the pre-training turn). A question that opens
-    by saying it changes the subject ("switching topics - do they clean the data?") does not, and
-    "IT" in capitals is the department, not a pronoun."""
-    if _TOPIC_SWITCH.search(question):
+    is a question of its own, and was searched with the pre-training turn).
+
+    A question that opens by changing the subject ("switching topics - do they clean the data?")
+    does not: its pronouns point inside it. One that only opens a new question ("new question: how
+    long does it take?") may still lean back, so the rest of it decides. "IT" in capitals is the
+    department, not a pronoun, unless the whole question is in capitals."""
+    if _SUBJECT_CHANGE.search(question):
         return False
-    return bool(_REFERS_BACK.search(_IT_DEPARTMENT.sub("", question))) or (
-        len(set(lexical_tokens(question))) <= 2 and not names_topic
-    )
+    asked = without_subject_change(question)
+    if any(character.islower() for character in asked):
+        asked = _IT_DEPARTMENT.sub("", asked)
+    return bool(_REFERS_BACK.search(asked)) or (len(set(lexical_tokens(asked))) <= 2 and not names_topic)
 
 
 def without_subject_change(question: str) -> str:
-    """The question without an opening that says it changes the subject ("unrelated, but what can a
-    base model do?" -> "what can a base model do?"): what it asks, to search for and judge."""
-    switched = _TOPIC_SWITCH.sub("", question, count=1)
-    rest = _LEFT_OVER_OPENING.sub("", switched) if switched != question else question
-    return rest if rest.strip() else question  # "Different question?" asks nothing else
+    """The question without an opening that changes the subject or announces a new question
+    ("unrelated, but what can a base model do?" -> "what can a base model do?"): what it asks, to
+    search for and judge."""
+    for opening in (_SUBJECT_CHANGE, _NEW_QUESTION):
+        rest = opening.sub("", question, count=1)
+        if rest != question:
+            rest = _LEFT_OVER_OPENING.sub("", rest)
+            return rest if rest.strip() else question  # "Different question?" asks nothing else
+    return question
+
+
+def merge_found(*found: Sequence[Passage]) -> list[Passage]:
+    """The passages of several searches, best first; one found by several keeps its best rank."""
+    if len(found) == 1:
+        return list(found[0])
+    best: dict[str, Passage] = {}
+    for passage in (passage for passages in found for passage in passages):
+        if passage.id not in best or passage.rank_score > best[passage.id].rank_score:
+            best[passage.id] = passage
+    return sorted(best.values(), key=lambda passage: passage.rank_score, reverse=True)
 
 
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
@@ -90,12 +109,20 @@ _REFERS_BACK = re.compile(
     r"|\b(it|its|it's|that|those|they|them|their|theirs|one|ones|same|former|latter)\b",
     re.IGNORECASE,
 )
-# At the start, after a word of reply at most ("ok, different question: ...").
-_TOPIC_SWITCH = re.compile(
-    r"^\W*(?:(?:ok|okay|right|thanks|cool|alright|so|totally|completely)\W+)?"
-    r"(?:(?:switching|changing|change of|different|new|separate|unrelated|another)\s+"
-    r"(?:the\s+)?(?:topics?|subjects?|things?|questions?)|unrelated|on another note)\b"
-    r"(?=\s*(?:[:,.;!?\-–—]|but\b))",  # a separator follows: "What new things does RLHF add?" is no opening
+# Openings, at the start after a word of reply at most ("ok, different topic: ..."), and only
+# before a separator: "What new things does RLHF add?" has no opening.
+_REPLY = r"^\W*(?:(?:ok|okay|right|thanks|cool|alright|so|totally|completely)\W+)?"
+_SEPARATOR = r"(?=\s*(?:[:,.;!?\-–—]|but\b))"
+_SUBJECT_CHANGE = re.compile(
+    _REPLY + r"(?:(?:switching|changing|change of|shifting|different|separate|unrelated|another|new)\s+"
+    r"(?:the\s+)?(?:topics?|subjects?)"
+    r"|(?:switching|changing|shifting)\s+(?:gears|tack|tracks)"
+    r"|(?:different|separate|unrelated)\s+(?:things?|questions?)"
+    r"|unrelated|moving on|something else|on (?:another|a different|a separate|an unrelated) note)\b" + _SEPARATOR,
+    re.IGNORECASE,
+)
+_NEW_QUESTION = re.compile(  # says a question follows, not that its subject changes
+    _REPLY + r"(?:new|another|one more|(?:a )?quick)\s+(?:questions?|things?|one)\b" + _SEPARATOR,
     re.IGNORECASE,
 )
 _LEFT_OVER_OPENING = re.compile(r"^[\W_]*(?:(?:but|and|so)\b)?[\W_]*", re.IGNORECASE)

@@ -174,15 +174,14 @@ def _prompt_parts(prompt: list[dict[str, str]]) -> str:
 def _steps(answer: dict[str, Any]) -> str:
     timings = answer.get("timings") or {}
     sources = answer.get("sources") or []
-    rewritten = answer.get("query") != answer.get("question")
-    steps = [
-        f"<b>Search query.</b> {html.escape(str(answer.get('query')))}"
-        + (
-            " (the follow-up joined to the previous question and the first sentence of its answer)"
-            if rewritten
-            else " (the question as asked)"
-        ),
-    ]
+    query, question = str(answer.get("query")), str(answer.get("question"))
+    if query == question:
+        how = "the question as asked"
+    elif len(query) > len(question):  # tutor.retrieve.standalone_query
+        how = "the follow-up joined to the previous question and the first sentence of its answer"
+    else:  # tutor.retrieve.without_subject_change
+        how = "the question without its opening (“unrelated, but”, “new question:”), which names no topic"
+    steps = [f"<b>Search query.</b> {html.escape(query)} ({how})"]
     if not answer.get("retrieval"):
         steps.append("<b>Passages.</b> Retrieval was off: no passage was looked up.")
     elif sources:
