@@ -110,15 +110,21 @@ _REFERS_BACK = re.compile(
     re.IGNORECASE,
 )
 # Openings, at the start after a word of reply at most ("ok, different topic: ..."), and only
-# before a separator: "What new things does RLHF add?" has no opening.
+# before a separator: "What new things does RLHF add?" has no opening. A hyphen separates only
+# with a space beside it ("New question-answering models: ..." has no opening).
 _REPLY = r"^\W*(?:(?:ok|okay|right|thanks|cool|alright|so|totally|completely)\W+)?"
-_SEPARATOR = r"(?=\s*(?:[:,.;!?\-–—]|but\b))"
+_SEPARATOR = r"(?=\s*(?:[:,.;!?–—…]|but\b)|\s*-\s|\s+-)"
+_END_OF_OPENING = r"(?=\s*[:.;!?–—…]|\s*-\s|\s+-)"  # no comma: "something else, like RLHF, ..." is no opening
 _SUBJECT_CHANGE = re.compile(
-    _REPLY + r"(?:(?:switching|changing|change of|shifting|different|separate|unrelated|another|new)\s+"
+    _REPLY + r"(?:(?:(?:switching|changing|change of|shifting|different|separate|unrelated|another|new)\s+"
     r"(?:the\s+)?(?:topics?|subjects?)"
     r"|(?:switching|changing|shifting)\s+(?:gears|tack|tracks)"
     r"|(?:different|separate|unrelated)\s+(?:things?|questions?)"
-    r"|unrelated|moving on|something else|on (?:another|a different|a separate|an unrelated) note)\b" + _SEPARATOR,
+    r"|unrelated|moving on|on (?:another|a different|a separate|an unrelated) note)\b"
+    + _SEPARATOR
+    + r"|something else\b"
+    + _END_OF_OPENING
+    + ")",
     re.IGNORECASE,
 )
 _NEW_QUESTION = re.compile(  # says a question follows, not that its subject changes

@@ -184,8 +184,8 @@ class ChatEvents:
         except TutorError as exc:
             self.recorder.question_done(self.front_end, started=started, error=exc, user=user, question=question)
             with line.lock:
-                line.current = None
-            yield self.view(line), gr.skip(), _notice(f"“{question[:80]}”: {exc}"), _ask_busy()
+                line.current, notice = None, gr.skip() if cleared() else _notice(f"“{question[:80]}”: {exc}")
+            yield self.view(line), gr.skip(), notice, _ask_busy()
             return
         assert explained is not None
         with line.lock:

@@ -178,7 +178,8 @@ def _steps(answer: dict[str, Any]) -> str:
     if query == question:
         how = "the question as asked"
     elif len(query) > len(question):  # tutor.retrieve.standalone_query
-        how = "the follow-up joined to the previous question and the first sentence of its answer"
+        how = "the follow-up joined to the previous question and the first sentence of its answer, "
+        how += "and the follow-up as asked"
     else:  # tutor.retrieve.without_subject_change
         how = "the question without its opening (“unrelated, but”, “new question:”), which names no topic"
     steps = [f"<b>Search query.</b> {html.escape(query)} ({how})"]
