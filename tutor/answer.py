@@ -459,7 +459,8 @@ class Tutor:
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
         follow_up = retrieval and not refused and self._is_follow_up(question, kept)
-        query = standalone_query(question, kept) if follow_up else without_subject_change(question)
+        asked = without_subject_change(question)  # what the question asks, less an opening
+        query = standalone_query(question, kept) if follow_up else asked
         if refused:
             warnings.append(
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
@@ -467,8 +468,7 @@ class Tutor:
         elif retrieval:
             # A follow-up is searched as asked too: joined to the turn before it, its own words
             # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
-            also = (without_subject_change(question),) if follow_up else ()
-            passages, corpus_version = self.retrieve(query, *also, k=k)
+            passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
             if passages and not follow_up and self._judged_off_topic(query, passages):
                 passages = []
         warnings += [
