@@ -61,3 +61,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/conversation_questions.jsonl --half $(HALF) --out eval/out-conversation.jsonl
 	$(BIN)/tutor eval eval/switch_questions.jsonl --half $(HALF) --out eval/out-switch.jsonl
 	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out eval/out-openings.jsonl
+	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out eval/out-midconv.jsonl

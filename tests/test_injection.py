@@ -64,6 +64,7 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "conversation_questions.jsonl",
             ROOT / "eval" / "switch_questions.jsonl",
             ROOT / "eval" / "openings_questions.jsonl",
+            ROOT / "eval" / "midconv_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]

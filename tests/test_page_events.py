@@ -30,7 +30,11 @@ def test_each_drain_answers_with_the_whole_conversation(fake_tutor: tuple[Tutor,
     conversation is the line's, not a state Gradio hands each event (handed before the last answer
     was stored in it, the first question was lost from the page and from the history)."""
     tutor, chat = fake_tutor
-    chat.replies = [["Pre-training teaches a model language from a large amount of text."], ["It takes months."]]
+    chat.replies = [
+        ["Pre-training teaches a model language from a large amount of text."],
+        ["Yes"],  # the model's judgement: the follow-up is about what the passages say
+        ["It takes months."],
+    ]
     events, line = _events(tutor), Line()
     preset = tutor.settings.preset
     for question in ("What is pre-training?", "How long does it take?"):

@@ -63,6 +63,32 @@ def test_an_off_topic_follow_up_is_refused(real_tutor: Tutor) -> None:
         assert answer.model == ""  # the model was not asked
 
 
+def test_an_off_topic_question_that_leans_back_is_refused(real_tutor: Tutor) -> None:
+    """Issue 12.3: a question that reads as a follow-up ("so can it ...", "that", "got it") is in or
+    out of scope by what it asks. Joined to the fine-tuning turn before it, each was answered; the
+    follow-ups about fine-tuning after the same turn still are."""
+    turn = [
+        (
+            "Is it worth teaching a model our own jargon with extra training?",
+            "Fine-tuning adapts a pre-trained model to a domain by training it further on a smaller dataset.",
+        )
+    ]
+    for question in (
+        "so can it book a table for our team lunch?",
+        "right, how do I hook that up to our Outlook calendar?",
+        "got it, and who won the match last night?",
+    ):
+        prepared = real_tutor.prepare(question, turn)
+        assert prepared.in_scope is False and not prepared.passages, question
+    for question in ("so is that cheaper than starting from zero?", "which part of it is the costly one?"):
+        prepared = real_tutor.prepare(question, turn)
+        assert prepared.in_scope is True and prepared.passages, question
+        assert prepared.query.startswith(turn[0][0])  # searched as a follow-up
+    # A third turn: joined to "And roughly how long would that run?" alone, it found no passage.
+    prepared = real_tutor.prepare("so is that cheaper than starting from zero?", FINE_TUNING)
+    assert prepared.in_scope is True and prepared.query.startswith(FINE_TUNING[0][0])
+
+
 def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkeypatch: pytest.MonkeyPatch) -> None:
     """A passage reaches the cosine threshold for these (0.27 to 0.33), but they are not about the
     guides: the model, shown the passages' best sentences, says so (the last two got in when it
@@ -124,9 +150,18 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(
     asked = len(chat.prompts)
     assert tutor.prepare("How long does pre-training take?").in_scope is True  # cosine 0.6: not asked
     assert tutor.prepare("Who won the football world cup in 2010?").in_scope is False  # under 0.20: not asked
-    history = [("What is fine-tuning?", "Fine-tuning adapts a model.")]
-    assert tutor.prepare("How long does it take?", history).in_scope is True  # a follow-up: not asked
     assert len(chat.prompts) == asked and not chat.replies
+    # A follow-up is judged by what it asks, and joined to its turn only after a no.
+    history = [("What is fine-tuning?", "Fine-tuning adapts a model.")]
+    chat.replies += [["Yes"], ["no"], ["yes"], ["no"], ["No"]]
+    assert tutor.prepare("How long does it take?", history).in_scope is True
+    assert chat.prompts[-1][1]["content"].endswith("\nQuestion: How long does it take?")
+    assert tutor.prepare("How long does it take?", history).in_scope is True
+    joined = "\nQuestion: What is fine-tuning? Fine-tuning adapts a model. How long does it take?"
+    assert chat.prompts[-1][1]["content"].endswith(joined)
+    assert tutor.prepare("How long does it take?", history).in_scope is False
+    assert len(chat.prompts) == asked + 5 and not chat.replies
+    asked = len(chat.prompts)
     monkeypatch.setattr("tutor.answer.ranked_evidence", lambda *_: [])  # no sentence to read: not asked
     assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is True
     assert len(chat.prompts) == asked
@@ -161,10 +196,11 @@ def test_a_question_of_its_own_mid_conversation_is_searched_alone(fake_tutor: tu
     pre-training turn was searched with that turn and given the pre-training passage alone. A short
     question whose words find their passage is searched alone; "How long?" still leans on the turn
     before. The guides' sentences quoted under an earlier answer are not sent back to the model."""
-    tutor, _ = fake_tutor
+    tutor, chat = fake_tutor
     own = tutor.prepare("What is fine-tuning?", [PRE_TRAINING_TURN])
     assert own.query == "What is fine-tuning?"
     assert own.passages and "fine-tun" in (own.passages[0].section + own.passages[0].text).lower(), own.passages
+    chat.replies.append(["Yes"])  # the model says "How long?" is about what the passages say
     follow_up = tutor.prepare("How long?", [PRE_TRAINING_TURN])
     assert follow_up.query.startswith("What is pre-training?") and follow_up.in_scope is True
     sent = tutor.messages_for(own)

@@ -109,6 +109,26 @@ def test_follow_up_query_carries_the_topic() -> None:
     assert standalone_query("When?", refused) == "Who won the cup? When?"
 
 
+def test_a_follow_up_of_a_follow_up_reaches_back_to_the_question_that_named_its_topic() -> None:
+    """A question such as "Is it cheap?" after "And how long does that take?" was searched without the
+    topic both lean on.
+    Only a pronoun or an opening "and" reaches further back: "What is fine-tuning?" is short, not
+    leaning."""
+    chain = [
+        ("Where does Bob eat?", "At home."),
+        ("What is fine-tuning?", "Fine-tuning adapts a model [1]."),
+        ("And how long does that take?", "Hours to days [1]."),
+    ]
+    assert (
+        standalone_query("Is it cheap?", chain)
+        == "What is fine-tuning? And how long does that take? Hours to days. Is it cheap?"
+    )
+    named = "What is fine-tuning? Fine-tuning adapts a model. Is it cheap?"
+    assert standalone_query("Is it cheap?", chain[:2]) == named
+    leaning = [("And then?", "More."), ("And after that?", "Less."), ("And that?", "Some."), ("And this one?", "None.")]
+    assert standalone_query("Why?", leaning) == "And after that? And that? And this one? None. Why?"  # three at most
+
+
 def test_follow_up_finds_its_passage_through_the_previous_answer(retriever: Retriever) -> None:
     history = [("What is pre-training?", "Pre-training creates the foundational model from massive amounts of text.")]
     found = retriever.search(standalone_query("How long does it take?", history), 3)

@@ -469,7 +469,9 @@ class Tutor:
             # A follow-up is searched as asked too: joined to the turn before it, its own words
             # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
             passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
-            if passages and not follow_up and self._judged_off_topic(query, passages):
+            # In scope or not by the question itself; a follow-up's turn before it only helps the
+            # model read "it" ("got it. what's the weather in London?" was answered from the guides).
+            if passages and self._judged_off_topic(asked, passages, joined=query if follow_up else None):
                 passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
@@ -515,12 +517,19 @@ class Tutor:
         alone = self.retriever.search(question, limit=8)
         return max((p.score for p in alone), default=0.0) < below and not any(p.has_all_terms for p in alone)
 
-    def _judged_off_topic(self, question: str, passages: Sequence[Passage]) -> bool:
-        """The model's judgement, asked only where the cosine check is unsure: does what the passages
-        say best for the question answer it? One short call (two tokens out) under the model's gate,
-        aside from the conversation: the model's cached system prompt is kept for the answer."""
+    def _judged_off_topic(self, question: str, passages: Sequence[Passage], *, joined: str | None = None) -> bool:
+        """The model's judgement, asked only where the cosine check is unsure of the question: does
+        what the passages say best for it answer it? One short call (two tokens out) under the model's
+        gate, aside from the conversation: the model's cached system prompt is kept for the answer.
+
+        A follow-up (`joined`: its search query with the turn before it) is off topic only when the
+        model also says no to the joined query: asked alone, "and can people use it straight away?"
+        was judged off topic, joined to its fine-tuning turn it was not."""
         if not self.scope_is_unsure(question):
             return False
+        return all(self._judged_no(text, passages) for text in (question, *((joined,) if joined else ())))
+
+    def _judged_no(self, question: str, passages: Sequence[Passage]) -> bool:
         best = ranked_evidence(passages, question, self.embedder.embed)[:SCOPE_JUDGE_SENTENCES]
         if not best:  # nothing to read (every sentence planted or short): the cosine check stands
             return False

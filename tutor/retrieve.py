@@ -53,7 +53,19 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
     asked, answered = history[-1]
     first = _FIRST_SENTENCE.match(CITATION_MARKERS.sub("", answered).strip())
     said = first.group(0)[:300] if first and not NOT_COVERED_SAID.search(first.group(0)) else ""
-    return " ".join(part for part in (asked, said, question) if part)
+    return " ".join(part for part in (*_topic_questions(history), said, question) if part)
+
+
+def _topic_questions(history: Sequence[Turn], reach: int = 3) -> list[str]:
+    """The last question and, while the earliest taken leans back itself, the ones before it (up
+    to `reach` in all): a follow-up of a follow-up ("which part of it is the costly one?" after
+    "and how long would that run?") gets its topic from the question that named it."""
+    taken = [history[-1][0]]
+    for earlier, _ in reversed(history[-reach:-1]):
+        if not _leans_back_by_its_words(taken[0]):
+            break
+        taken.insert(0, earlier)
+    return taken
 
 
 def refers_back(question: str, *, names_topic: bool = False) -> bool:
@@ -68,10 +80,19 @@ def refers_back(question: str, *, names_topic: bool = False) -> bool:
     department, not a pronoun, unless the whole question is in capitals."""
     if _SUBJECT_CHANGE.search(question):
         return False
+    short = len(set(lexical_tokens(without_subject_change(question)))) <= 2
+    return _leans_back_by_its_words(question) or (short and not names_topic)
+
+
+def _leans_back_by_its_words(question: str) -> bool:
+    """`refers_back` without the rule for short questions, which needs the index to tell "How
+    long?" from "What is RAG?": a pronoun or an opening "and" after no change of subject."""
+    if _SUBJECT_CHANGE.search(question):
+        return False
     asked = without_subject_change(question)
     if any(character.islower() for character in asked):
         asked = _IT_DEPARTMENT.sub("", asked)
-    return bool(_REFERS_BACK.search(asked)) or (len(set(lexical_tokens(asked))) <= 2 and not names_topic)
+    return bool(_REFERS_BACK.search(asked))
 
 
 def without_subject_change(question: str) -> str:
