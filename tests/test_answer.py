@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tutor import Tutor
-from tutor.answer import OUT_OF_SCOPE_ANSWER, Answered, Token, compose_messages
+from tutor.answer import OUT_OF_SCOPE_ANSWER, SCOPE_JUDGE_PROMPT, Answered, Token, compose_messages
 from tutor.errors import PresetError, QuestionError
 from tutor.model_files import PACKAGED_MODELS
 from tutor.prompts import load_presets
@@ -29,6 +29,7 @@ def test_prompt_layout_system_first_best_passage_last(fake_tutor: tuple[Tutor, F
     assert isinstance(events[-1], Answered)  # not asked to explain: no Explained follows
     answer = events[-1].answer
     assert "".join(e.text for e in events if isinstance(e, Token)) == answer.answer
+    assert len(chat.prompts) == 2 and chat.prompts[0][0]["content"] == SCOPE_JUDGE_PROMPT and not chat.replies
     sent = chat.prompts[-1]
     assert sent[0] == {"role": "system", "content": tutor.presets["tutor"].system_prompt}
     assert sent[1:3] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]

@@ -112,7 +112,7 @@ def test_follow_up_query_carries_the_topic() -> None:
 def test_a_follow_up_of_a_follow_up_reaches_back_to_the_question_that_named_its_topic() -> None:
     """A question such as "Is it cheap?" after "And how long does that take?" was searched without the
     topic both lean on.
-    Only a pronoun or an opening "and" reaches further back: "What is fine-tuning?" is short, not
+    Only a pronoun or an opening such as "and" reaches further back: "What is fine-tuning?" is short, not
     leaning."""
     chain = [
         ("Where does Bob eat?", "At home."),

@@ -519,17 +519,20 @@ class Tutor:
 
     def _judged_off_topic(self, question: str, passages: Sequence[Passage], *, joined: str | None = None) -> bool:
         """The model's judgement, asked only where the cosine check is unsure of the question: does
-        what the passages say best for it answer it? One short call (two tokens out) under the model's
+        what the passages say best for it answer it? A short call (two tokens out) under the model's
         gate, aside from the conversation: the model's cached system prompt is kept for the answer.
 
         A follow-up (`joined`: its search query with the turn before it) is off topic only when the
-        model also says no to the joined query: asked alone, "and can people use it straight away?"
-        was judged off topic, joined to its fine-tuning turn it was not."""
+        model also says no to the joined query, a second call: asked alone, "and can people use it
+        straight away?" was judged off topic, joined to its fine-tuning turn it was not."""
         if not self.scope_is_unsure(question):
             return False
-        return all(self._judged_no(text, passages) for text in (question, *((joined,) if joined else ())))
+        with self.gate.hold():  # once for both calls: a busy model is waited for once
+            return all(self._judged_no(text, passages) for text in (question, *((joined,) if joined else ())))
 
     def _judged_no(self, question: str, passages: Sequence[Passage]) -> bool:
+        """The model says the passages' best sentences for the question are not about what it asks;
+        the caller holds the model's gate."""
         best = ranked_evidence(passages, question, self.embedder.embed)[:SCOPE_JUDGE_SENTENCES]
         if not best:  # nothing to read (every sentence planted or short): the cosine check stands
             return False
@@ -540,9 +543,7 @@ class Tutor:
                 "content": f"Passage: {' '.join(sentence for _, sentence, _ in best)}\nQuestion: {question}",
             },
         ]
-        with self.gate.hold():
-            reply = self._judge(messages)
-        return reply.strip().lower().startswith("no")
+        return self._judge(messages).strip().lower().startswith("no")
 
     def messages_for(self, prepared: Prepared) -> list[Message]:
         """The prompt for a prepared question (none when the model is not asked)."""

@@ -39,8 +39,8 @@ Turn = tuple[str, str]
 
 
 def standalone_query(question: str, history: Sequence[Turn]) -> str:
-    """The search query for a follow-up: the last question, the first sentence of its answer, and
-    this question.
+    """The search query for a follow-up: the last question (and the ones before it that it leans
+    on, `_topic_questions`), the first sentence of the last answer, and this question.
 
     A follow-up such as "How long does it take?" has no topic of its own; the previous turn
     supplies it. The answer's first sentence carries the guides' own words ("creates the
@@ -50,16 +50,18 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
     """
     if not history:
         return question
-    asked, answered = history[-1]
+    answered = history[-1][1]
     first = _FIRST_SENTENCE.match(CITATION_MARKERS.sub("", answered).strip())
     said = first.group(0)[:300] if first and not NOT_COVERED_SAID.search(first.group(0)) else ""
     return " ".join(part for part in (*_topic_questions(history), said, question) if part)
 
 
 def _topic_questions(history: Sequence[Turn], reach: int = 3) -> list[str]:
-    """The last question and, while the earliest taken leans back itself, the ones before it (up
-    to `reach` in all): a follow-up of a follow-up ("which part of it is the costly one?" after
-    "and how long would that run?") gets its topic from the question that named it."""
+    """The last question and, while the earliest taken leans back by its words itself, the ones
+    before it (up to `reach` in all): a follow-up of a follow-up ("which part of it is the costly
+    one?" after "and how long would that run?") gets its topic from the question that named it.
+    A short question with no such word ("How long?") is not reached past: telling it from "What is
+    RAG?" needs the index."""
     taken = [history[-1][0]]
     for earlier, _ in reversed(history[-reach:-1]):
         if not _leans_back_by_its_words(taken[0]):
@@ -70,9 +72,9 @@ def _topic_questions(history: Sequence[Turn], reach: int = 3) -> list[str]:
 
 def refers_back(question: str, *, names_topic: bool = False) -> bool:
     """The question leans on the conversation: a pronoun ("how long does it take?"), an opening
-    "and"/"what about", or too few words of its own to have a topic ("How long?"), unless those
-    words alone find their passage (`names_topic`: "What is fine-tuning?" asked after pre-training
-    is a question of its own, and was searched with the pre-training turn).
+    "and"/"so"/"what about", or too few words of its own to have a topic ("How long?"), unless
+    those words alone find their passage (`names_topic`: "What is fine-tuning?" asked after
+    pre-training is a question of its own, and was searched with the pre-training turn).
 
     A question that opens by changing the subject ("switching topics - do they clean the data?")
     does not: its pronouns point inside it. One that only opens a new question ("new question: how
@@ -80,19 +82,20 @@ def refers_back(question: str, *, names_topic: bool = False) -> bool:
     department, not a pronoun, unless the whole question is in capitals."""
     if _SUBJECT_CHANGE.search(question):
         return False
-    short = len(set(lexical_tokens(without_subject_change(question)))) <= 2
-    return _leans_back_by_its_words(question) or (short and not names_topic)
+    asked = _what_is_asked(question)
+    return bool(_REFERS_BACK.search(asked)) or (len(set(lexical_tokens(asked))) <= 2 and not names_topic)
 
 
 def _leans_back_by_its_words(question: str) -> bool:
-    """`refers_back` without the rule for short questions, which needs the index to tell "How
-    long?" from "What is RAG?": a pronoun or an opening "and" after no change of subject."""
-    if _SUBJECT_CHANGE.search(question):
-        return False
+    """`refers_back` without the rule for short questions: a pronoun or an opening such as "and"
+    or "so", after no change of subject."""
+    return not _SUBJECT_CHANGE.search(question) and bool(_REFERS_BACK.search(_what_is_asked(question)))
+
+
+def _what_is_asked(question: str) -> str:
+    """The question less its opening, and less "IT" the department where it has lower case."""
     asked = without_subject_change(question)
-    if any(character.islower() for character in asked):
-        asked = _IT_DEPARTMENT.sub("", asked)
-    return bool(_REFERS_BACK.search(asked))
+    return _IT_DEPARTMENT.sub("", asked) if any(character.islower() for character in asked) else asked
 
 
 def without_subject_change(question: str) -> str:

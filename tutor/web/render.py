@@ -178,8 +178,8 @@ def _steps(answer: dict[str, Any]) -> str:
     if query == question:
         how = "the question as asked"
     elif len(query) > len(question):  # tutor.retrieve.standalone_query
-        how = "the follow-up joined to the previous question and the first sentence of its answer, "
-        how += "and the follow-up as asked"
+        how = "the follow-up joined to the previous question and the first sentence of its answer (a question "
+        how += "before that one too, where it leans back itself), and the follow-up as asked"
     else:  # tutor.retrieve.without_subject_change
         how = "the question without its opening (“unrelated, but”, “new question:”), which names no topic"
     steps = [f"<b>Search query.</b> {html.escape(query)} ({how})"]
@@ -192,7 +192,10 @@ def _steps(answer: dict[str, Any]) -> str:
             f"(similarity {found}) and went into the prompt, in {timings.get('retrieve_s', 0):.2f} s."
         )
     else:
-        steps.append("<b>Passages.</b> No passage was similar enough: the question is outside the guides.")
+        steps.append(
+            "<b>Passages.</b> No passage was similar enough, or the model judged that the best of them are not "
+            "about what the question asks: the question is outside the guides."
+        )
     prompt = answer.get("prompt") or []
     if prompt:
         steps.append(
