@@ -458,8 +458,11 @@ class Tutor:
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
-        follow_up = retrieval and not refused and self._is_follow_up(question, kept)
         asked = without_subject_change(question)  # what the question asks, less an opening
+        # The question's words searched alone, once: both the follow-up rule and the scope check read it.
+        searched = retrieval and not refused
+        found_alone = self.retriever.search(asked, limit=8) if searched and self.retriever is not None else []
+        follow_up = searched and self._is_follow_up(question, kept, found_alone)
         query = standalone_query(question, kept) if follow_up else asked
         if refused:
             warnings.append(
@@ -471,7 +474,7 @@ class Tutor:
             passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
             # In scope or not by the question itself; a follow-up's turn before it only helps the
             # model read "it" ("got it. what's the weather in London?" was answered from the guides).
-            if passages and self._judged_off_topic(asked, passages, joined=query if follow_up else None):
+            if passages and self._judged_off_topic(asked, passages, found_alone, joined=query if follow_up else None):
                 passages = []
         warnings += [
             f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
@@ -494,30 +497,38 @@ class Tutor:
             retrieved_at=time.perf_counter(),
         )
 
-    def _is_follow_up(self, question: str, kept: Sequence[Turn]) -> bool:
+    def _is_follow_up(self, question: str, kept: Sequence[Turn], found_alone: Sequence[Passage]) -> bool:
         """Whether the question leans on the conversation kept for it (`refers_back`). A short one
-        names a topic of its own when its words alone find a passage (cosine at least
+        names a topic of its own when its words alone find a passage (`found_alone`, cosine at least
         `own_topic_score`): "What is fine-tuning?" 0.51, "RAG cost?" 0.39, against "How long?" 0.12,
         "Examples?" 0.31."""
         if not kept or not refers_back(question):
             return False
         if refers_back(question, names_topic=True) or self.retriever is None:
             return True  # a pronoun or an opening "and" leans on the conversation whatever it names
-        found = self.retriever.search(without_subject_change(question), limit=8)
-        return max((p.score for p in found), default=0.0) < self.settings.own_topic_score
+        return max((p.score for p in found_alone), default=0.0) < self.settings.own_topic_score
 
-    def scope_is_unsure(self, question: str) -> bool:
+    def scope_is_unsure(self, question: str, found_alone: Sequence[Passage] | None = None) -> bool:
         """Whether the cosine check is unsure of this question's scope, so the model is asked: its
         best passage under `scope_judge_below` and none holding all its words. Near the guides'
         topic, cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and
-        an off-topic one 0.275."""
+        an off-topic one 0.275. `found_alone`: the question already searched alone (limit 8)."""
         below = self.settings.scope_judge_below
         if not below or self.retriever is None:
             return False
-        alone = self.retriever.search(question, limit=8)
-        return max((p.score for p in alone), default=0.0) < below and not any(p.has_all_terms for p in alone)
+        if found_alone is None:
+            found_alone = self.retriever.search(question, limit=8)
+        best = max((p.score for p in found_alone), default=0.0)
+        return best < below and not any(p.has_all_terms for p in found_alone)
 
-    def _judged_off_topic(self, question: str, passages: Sequence[Passage], *, joined: str | None = None) -> bool:
+    def _judged_off_topic(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        found_alone: Sequence[Passage],
+        *,
+        joined: str | None = None,
+    ) -> bool:
         """The model's judgement, asked only where the cosine check is unsure of the question: does
         what the passages say best for it answer it? A short call (two tokens out) under the model's
         gate, aside from the conversation: the model's cached system prompt is kept for the answer.
@@ -525,7 +536,7 @@ class Tutor:
         A follow-up (`joined`: its search query with the turn before it) is off topic only when the
         model also says no to the joined query, a second call: asked alone, "and can people use it
         straight away?" was judged off topic, joined to its fine-tuning turn it was not."""
-        if not self.scope_is_unsure(question):
+        if not self.scope_is_unsure(question, found_alone):
             return False
         with self.gate.hold():  # once for both calls: a busy model is waited for once
             return all(self._judged_no(text, passages) for text in (question, *((joined,) if joined else ())))
