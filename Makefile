@@ -62,3 +62,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/switch_questions.jsonl --half $(HALF) --out eval/out-switch.jsonl
 	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out eval/out-openings.jsonl
 	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out eval/out-midconv.jsonl
+	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out eval/out-chat.jsonl
