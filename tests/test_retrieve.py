@@ -231,6 +231,19 @@ def test_the_best_passage_takes_in_the_rest_of_its_list(retriever: Retriever) ->
     assert retriever.widen(found[:1], token_budget=_words(found[0].text), count_tokens=_words) == found[:1]
 
 
+def test_a_passage_cut_inside_a_list_takes_in_the_rest_of_it(retriever: Retriever) -> None:
+    """Not only the best passage: a second one cut after the fourth of five layers takes the fifth,
+    while the budget lasts; a passage that does not end inside a list is left as it is."""
+    layers = retriever.search("What are the five layers of AI model training?", 8)[0]
+    other = retriever.search("What is backpropagation used for?", 8)[0]
+    assert "5. RAG" not in layers.text and other.section != layers.section
+    widened = retriever.widen([other, layers], token_budget=2000, count_tokens=_words)
+    assert [p.score for p in widened] == [other.score, layers.score]
+    assert "5. RAG" in widened[1].text and widened[1].text.count("4. Prompting") == 1
+    tight = _words(other.text) + _words(layers.text)
+    assert retriever.widen([other, layers], token_budget=tight, count_tokens=_words) == [other, layers]
+
+
 def test_chosen_chunks_that_touch_become_one_passage(retriever: Retriever) -> None:
     found = retriever.search("What are the five layers of AI model training?", 8)
     first = found[0]

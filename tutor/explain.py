@@ -19,7 +19,7 @@ import numpy as np
 
 from .lexical import lexical_tokens
 from .llm import TokenLogprobs
-from .markers import CITATION_MARKERS, OPEN_CITATION, SENTENCE_END, split_sentences
+from .markers import CITATION_MARKERS, LIST_ITEM, OPEN_CITATION, SENTENCE_END, split_sentences
 from .retrieve import Passage
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
@@ -209,7 +209,6 @@ def stated_kinds(sentence: str) -> set[str]:
     return kinds | ({"cost"} if _STATES_COST.search(sentence) else set())
 
 
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _LEANS_BACK = re.compile(r"^(?:it|this|that|these|those|they|such|back then|then)\b", re.IGNORECASE)
 
 
@@ -219,11 +218,11 @@ def _readable_alone(sentences: Sequence[str], i: int) -> str:
     if sentence.endswith(":"):
         items = []
         for following in sentences[i + 1 :]:
-            if not _LIST_ITEM.match(following):
+            if not LIST_ITEM.match(following):
                 break
             items.append(following.strip())
         return " ".join([sentence, *items])
-    if i > 0 and (len(sentence.split()) < 8 or _LEANS_BACK.match(sentence)) and not _LIST_ITEM.match(sentence):
+    if i > 0 and (len(sentence.split()) < 8 or _LEANS_BACK.match(sentence)) and not LIST_ITEM.match(sentence):
         return f"{sentences[i - 1]} {sentence}"
     return sentence
 
@@ -365,7 +364,7 @@ def _figure_lines(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     """The passage lines that give a duration and a cost together, such as a list item
     "Prompting: … (seconds, cheap)"."""
     return [
-        (n, _LIST_ITEM.sub("", line).strip())
+        (n, LIST_ITEM.sub("", line).strip())
         for n, passage in enumerate(passages, start=1)
         for line in split_sentences(passage.text)
         if any(_kind(f) == "time" for f in figures(line)) and cost_level(line)

@@ -15,6 +15,7 @@ TRAILING_CITATIONS = re.compile(r"(\s*\[\d+\])+\s*$")
 SENTENCE_END = re.compile(r"((?<=[A-Za-z)\"'’%*][.!?])\s+|\n+)")
 
 NOT_COVERED = "The guides do not cover this."
+LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")  # a line of a list: "- Cost: ...", "5. RAG: ..."
 NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 
 # Control characters other than tab and newlines, and the lone surrogates that Python makes of
