@@ -13,6 +13,7 @@ from tutor import FolderStore, Retriever, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens
+from tutor.markers import LIST_ITEM
 from tutor.retrieve import Passage, join_overlapping, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
@@ -242,6 +243,9 @@ def test_a_passage_cut_inside_a_list_takes_in_the_rest_of_it(retriever: Retrieve
     assert "5. RAG" in widened[1].text and widened[1].text.count("4. Prompting") == 1
     tight = _words(other.text) + _words(layers.text)
     assert retriever.widen([other, layers], token_budget=tight, count_tokens=_words) == [other, layers]
+    # With room to spare, a second passage that ends on no list item stays as it is.
+    assert not LIST_ITEM.match(other.text.rstrip().rsplit("\n", 1)[-1])
+    assert retriever.widen([layers, other], token_budget=2000, count_tokens=_words)[1] == other
 
 
 def test_chosen_chunks_that_touch_become_one_passage(retriever: Retriever) -> None:

@@ -456,12 +456,12 @@ class Tutor:
         corpus_version = ""
         warnings = [history_left_out(len(kept))] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
-        # A follow-up is searched with the turn before it; a question with a topic of its own alone,
-        # and it is in or out of scope by itself, whatever came before.
         asked = without_subject_change(question)  # what the question asks, less an opening
         # The question's words searched alone, once: both the follow-up rule and the scope check read it.
         searched = retrieval and not refused
         found_alone = self.retriever.search(asked, limit=8) if searched and self.retriever is not None else []
+        # A follow-up is searched with the turn before it; a question with a topic of its own alone,
+        # and it is in or out of scope by itself, whatever came before.
         follow_up = searched and self._is_follow_up(question, kept, found_alone)
         query = standalone_query(question, kept) if follow_up else asked
         if refused:

@@ -342,8 +342,9 @@ class Retriever:
     def widen(
         self, chosen: Sequence[Passage], *, token_budget: int, count_tokens: Callable[[str], int]
     ) -> list[Passage]:
-        """The chosen passages, those that touch joined, and the best one widened by its
-        neighbours in the same section while the budget lasts.
+        """The chosen passages, those that touch joined, the best one widened by its neighbours
+        in the same section and any other cut inside a list by the chunk after it, while the budget
+        lasts.
 
         A chunk is a cut of 400 characters, and the answer often runs on past the cut (the fifth
         of five listed layers). Chosen chunks that touch become one passage, read in order under
@@ -415,7 +416,8 @@ def _runs(
     chosen: Sequence[Passage], near: dict[str, _Chunk], token_budget: int, count_tokens: Callable[[str], int]
 ) -> list[tuple[list[_Chunk], Passage]]:
     """Chunks of one section in order, each run with the best chosen passage in it; the first
-    run holds the best passage, and takes its neighbours while the budget lasts."""
+    run holds the best passage, and takes its neighbours while the budget lasts, then any other
+    run cut inside a list takes the chunk after it."""
 
     def neighbour(chunk: _Chunk, step: int) -> _Chunk | None:
         other = near.get(chunk.neighbour_id(step))
