@@ -434,30 +434,28 @@ def _runs(
         else:
             touching.append(chunk)
     used = sum(count_tokens(_joined(run)) for run, _ in runs)
-    top = runs[0][0]
-    for step in (1, -1):
-        extra = neighbour(top[-1] if step == 1 else top[0], step)
-        if extra is None or any(extra in run for run, _ in runs):
-            continue
-        widened = [*top, extra] if step == 1 else [extra, *top]
-        cost = count_tokens(_joined(widened)) - count_tokens(_joined(top))
+
+    def take(run: list[_Chunk], step: int) -> None:
+        """The run takes its neighbour after it (step 1) or before it (-1), if no run has it and
+        the budget allows."""
+        nonlocal used
+        extra = neighbour(run[-1] if step == 1 else run[0], step)
+        if extra is None or any(extra in other for other, _ in runs):
+            return
+        widened = [*run, extra] if step == 1 else [extra, *run]
+        cost = count_tokens(_joined(widened)) - count_tokens(_joined(run))
         if used + cost <= token_budget:
-            top[:] = widened
+            run[:] = widened
             used += cost
+
+    for step in (1, -1):
+        take(runs[0][0], step)
     # A run cut inside a list takes the chunk that goes on with it: "five distinct layers:" cut
     # after the fourth left RAG out of an answer listing them.
     for run, _ in runs[1:]:
-        extra = neighbour(run[-1], 1)
-        if (
-            extra is None
-            or any(extra in other for other, _ in runs)
-            or not _cut_inside_a_list(run[-1].text, extra.text)
-        ):
-            continue
-        cost = count_tokens(_joined([*run, extra])) - count_tokens(_joined(run))
-        if used + cost <= token_budget:
-            run.append(extra)
-            used += cost
+        following = neighbour(run[-1], 1)
+        if following is not None and _cut_inside_a_list(run[-1].text, following.text):
+            take(run, 1)
     return runs
 
 
