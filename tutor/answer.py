@@ -327,6 +327,9 @@ class Explained:
 
 # What Tutor.stream yields; front ends match on the type, never on order or count.
 Event = Token | Queued | Answered | Explained
+# The question searched alone (limit 8), searched when first read: not at all for a question
+# refused, or whose passages are none, or with the scope judgement off and no history.
+FoundAlone = Callable[[], Sequence[Passage]]
 
 
 COMPARE_MAX_TOKENS = 40  # about two short sentences; see the README on compare mode's time
@@ -457,9 +460,10 @@ class Tutor:
         warnings = [history_left_out(len(kept))] if left_out else []
         refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
         asked = without_subject_change(question)  # what the question asks, less an opening
-        # The question's words searched alone, once: both the follow-up rule and the scope check read it.
+        # The question's words searched alone, once and only when read: both the follow-up rule and
+        # the scope check may read it.
         searched = retrieval and not refused
-        found_alone = self.retriever.search(asked, limit=8) if searched and self.retriever is not None else []
+        found_alone = cache(partial(self._search_alone, asked))
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
         follow_up = searched and self._is_follow_up(question, kept, found_alone)
@@ -497,7 +501,10 @@ class Tutor:
             retrieved_at=time.perf_counter(),
         )
 
-    def _is_follow_up(self, question: str, kept: Sequence[Turn], found_alone: Sequence[Passage]) -> bool:
+    def _search_alone(self, question: str) -> list[Passage]:
+        return self.retriever.search(question, limit=8) if self.retriever is not None else []
+
+    def _is_follow_up(self, question: str, kept: Sequence[Turn], found_alone: FoundAlone) -> bool:
         """Whether the question leans on the conversation kept for it (`refers_back`). A short one
         names a topic of its own when its words alone find a passage (`found_alone`, cosine at least
         `own_topic_score`): "What is fine-tuning?" 0.51, "RAG cost?" 0.39, against "How long?" 0.12,
@@ -506,26 +513,26 @@ class Tutor:
             return False
         if refers_back(question, names_topic=True) or self.retriever is None:
             return True  # a pronoun or an opening "and" leans on the conversation whatever it names
-        return max((p.score for p in found_alone), default=0.0) < self.settings.own_topic_score
+        return max((p.score for p in found_alone()), default=0.0) < self.settings.own_topic_score
 
-    def scope_is_unsure(self, question: str, found_alone: Sequence[Passage] | None = None) -> bool:
+    def scope_is_unsure(self, question: str, found_alone: FoundAlone | None = None) -> bool:
         """Whether the cosine check is unsure of this question's scope, so the model is asked: its
         best passage under `scope_judge_below` and none holding all its words. Near the guides'
         topic, cosine alone cannot tell: on the tuning halves an answered question scored 0.220 and
-        an off-topic one 0.275. `found_alone`: the question already searched alone (limit 8)."""
+        an off-topic one 0.275. `found_alone` gives the question searched alone (limit 8), where
+        the caller has it."""
         below = self.settings.scope_judge_below
         if not below or self.retriever is None:
             return False
-        if found_alone is None:
-            found_alone = self.retriever.search(question, limit=8)
-        best = max((p.score for p in found_alone), default=0.0)
-        return best < below and not any(p.has_all_terms for p in found_alone)
+        found = found_alone() if found_alone is not None else self._search_alone(question)
+        best = max((p.score for p in found), default=0.0)
+        return best < below and not any(p.has_all_terms for p in found)
 
     def _judged_off_topic(
         self,
         question: str,
         passages: Sequence[Passage],
-        found_alone: Sequence[Passage],
+        found_alone: FoundAlone,
         *,
         joined: str | None = None,
     ) -> bool:
