@@ -7,6 +7,8 @@
 - first token: the tutor's time to first token vs raw llama-cpp-python prefill of the same prompt,
   both from the same KV-cache state (the system prompt cached, as in a warm server)
 - answer time: p50/p95 of whole answers
+- mid-conversation first token: the project's in-scope follow-ups with their history, against raw
+  prefill of the same prompt (history included) from the same cache state
 - the scope judgement: first token of questions whose scope the cosine check is unsure of (their
   best passage under scope_judge_below), with the judgement and without it
 - ingest: full ingest throughput vs raw sentence-transformers encode of the same chunks
@@ -22,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +45,48 @@ def band_candidates(root: Path) -> list[dict]:
         lines = (root / "eval" / name).read_text().splitlines()
         questions += [q for q in map(json.loads, lines) if not q.get("out_of_scope") and not q.get("history")]
     return questions
+
+
+def follow_ups(root: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """In-scope follow-ups of the project's own sets, with their history."""
+    found = []
+    for name in ("questions.jsonl", "staff_questions.jsonl"):
+        lines = (root / "eval" / name).read_text().splitlines()
+        found += [
+            (q["question"], [tuple(turn) for turn in q["history"]])
+            for q in map(json.loads, lines)
+            if q.get("history") and not q.get("out_of_scope")
+        ]
+    return found
+
+
+Timings = tuple[list[float], list[float], list[float], list[int]]
+
+
+def time_answers(tutor: Any, asked: Sequence[tuple[str, list]]) -> Timings:
+    """First token, raw prefill of the same prompt from the same cache state, whole answer time
+    and prompt tokens, for each question answered (not refused)."""
+    llm = tutor.chat._llm
+    first_token: list[float] = []
+    prefill: list[float] = []
+    total: list[float] = []
+    prompt_tokens: list[int] = []
+    for question, history in asked:
+        tutor.warm_up()
+        answer = tutor.ask(question, history)
+        first_token_s, total_s = answer.timings["first_token_s"], answer.timings["total_s"]
+        if first_token_s is None or total_s is None:
+            continue
+        first_token.append(first_token_s)
+        total.append(total_s)
+        tokens = tutor.chat._prompt_tokens(list(answer.prompt))
+        tutor.warm_up()
+        started = time.perf_counter()
+        for _ in llm.generate(tokens, temp=0.0):
+            break
+        prefill.append(time.perf_counter() - started)
+        prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
+    return first_token, prefill, total, prompt_tokens
 
 
 def main() -> None:
@@ -100,26 +145,10 @@ def main() -> None:
     first_pass = (p50(ours[: len(questions)]), p50(raw[: len(questions)]))  # sentence vectors made here
 
     # First token and answer time, against raw prefill of the very same prompt.
-    llm = tutor.chat._llm  # type: ignore[attr-defined]
-    first_token: list[float] = []
-    prefill: list[float] = []
-    total: list[float] = []
-    prompt_tokens: list[int] = []
-    for q in questions:
-        tutor.warm_up()
-        answer = tutor.ask(q["question"])
-        first_token_s, total_s = answer.timings["first_token_s"], answer.timings["total_s"]
-        if first_token_s is None or total_s is None:
-            continue
-        first_token.append(first_token_s)
-        total.append(total_s)
-        tokens = tutor.chat._prompt_tokens(list(answer.prompt))  # type: ignore[attr-defined]
-        tutor.warm_up()
-        started = time.perf_counter()
-        for _ in llm.generate(tokens, temp=0.0):
-            break
-        prefill.append(time.perf_counter() - started)
-        prompt_tokens.append(sum(tutor.chat.count_tokens(m["content"]) for m in answer.prompt))
+    first_token, prefill, total, prompt_tokens = time_answers(tutor, [(q["question"], []) for q in questions])
+    # Mid-conversation: the history is prefilled too, and a follow-up may be searched twice and
+    # judged before the model answers.
+    mid = time_answers(tutor, follow_ups(ROOT)[: args.questions])
 
     # The scope judgement: only questions the cosine check is unsure of pay for it (one model call,
     # aside from the cached conversation); timed with it and without it. One the cosine check
@@ -157,12 +186,23 @@ def main() -> None:
         ),
         ("no-op re-ingest (s)", noop_s, "full ingest", full_s),
     ]
+    if mid[0]:
+        mid_first_token, mid_prefill = p50(mid[0]), p50(mid[1])
+        rows.append(
+            (
+                "first token p50, mid-conversation (s)",
+                mid_first_token,
+                "raw llama.cpp prefill, same prompt",
+                mid_prefill,
+            )
+        )
     if judged:
         rows.append(("first token p50, judged (s)", p50(judged), "the same questions, not judged", p50(unjudged)))
     print(
         f"model: {tutor.chat.name}; corpus: {report.chunks_total} chunks; {len(first_token)} questions; "
         f"prompt p50 {p50(prompt_tokens):.0f} tokens (system prompt cached); "
-        f"{len(judged)} of the sets' in-scope questions in the judged band"
+        f"{len(judged)} of the sets' in-scope questions in the judged band; "
+        f"{len(mid[0])} follow-ups, prompt p50 {p50(mid[3]) if mid[3] else 0:.0f} tokens"
     )
     print(f"{'figure':24} {'tutor':>10}  {'baseline':>10}  {'ratio':>6}  baseline is")
     for name, value, baseline_name, baseline in rows:
