@@ -24,7 +24,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tutor import Tutor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,10 +66,10 @@ def follow_ups(root: Path) -> list[tuple[str, list[tuple[str, str]]]]:
 Timings = tuple[list[float], list[float], list[float], list[int]]
 
 
-def time_answers(tutor: Any, asked: Sequence[tuple[str, list]]) -> Timings:
+def time_answers(tutor: Tutor, asked: Sequence[tuple[str, list[tuple[str, str]]]]) -> Timings:
     """First token, raw prefill of the same prompt from the same cache state, whole answer time
     and prompt tokens, for each question answered (not refused)."""
-    llm = tutor.chat._llm
+    llm = tutor.chat._llm  # type: ignore[attr-defined]
     first_token: list[float] = []
     prefill: list[float] = []
     total: list[float] = []
@@ -79,7 +82,7 @@ def time_answers(tutor: Any, asked: Sequence[tuple[str, list]]) -> Timings:
             continue
         first_token.append(first_token_s)
         total.append(total_s)
-        tokens = tutor.chat._prompt_tokens(list(answer.prompt))
+        tokens = tutor.chat._prompt_tokens(list(answer.prompt))  # type: ignore[attr-defined]
         tutor.warm_up()
         started = time.perf_counter()
         for _ in llm.generate(tokens, temp=0.0):
@@ -92,7 +95,11 @@ def time_answers(tutor: Any, asked: Sequence[tuple[str, list]]) -> Timings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--questions", type=int, default=12, help="In-scope questions to time (from eval/questions.jsonl)."
+        "--questions",
+        type=int,
+        default=12,
+        help="In-scope questions to time of each kind (first questions of eval/questions.jsonl; "
+        "questions with history of it and eval/staff_questions.jsonl; the judged band).",
     )
     args = parser.parse_args()
 

@@ -327,8 +327,9 @@ class Explained:
 
 # What Tutor.stream yields; front ends match on the type, never on order or count.
 Event = Token | Queued | Answered | Explained
-# The question searched alone (limit 8), searched when first read: not at all for a question
-# refused, or whose passages are none, or with the scope judgement off and no history.
+# The question searched alone (limit 8), on first read and once at most: the follow-up rule reads
+# it for a short question with turns kept, the scope check when passages were found and the
+# judgement is on; a refused question, or one asked with retrieval off, is never searched.
 FoundAlone = Callable[[], Sequence[Passage]]
 
 
