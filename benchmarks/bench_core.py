@@ -41,26 +41,23 @@ def p95(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def band_candidates(root: Path) -> list[dict]:
-    """In-scope first questions of the project's own sets."""
+def own_in_scope(root: Path) -> list[dict]:
+    """In-scope questions of the project's own sets, first questions and those asked with history."""
     questions = []
     for name in ("questions.jsonl", "staff_questions.jsonl"):
         lines = (root / "eval" / name).read_text().splitlines()
-        questions += [q for q in map(json.loads, lines) if not q.get("out_of_scope") and not q.get("history")]
+        questions += [q for q in map(json.loads, lines) if not q.get("out_of_scope")]
     return questions
 
 
+def band_candidates(root: Path) -> list[dict]:
+    """In-scope first questions of the project's own sets."""
+    return [q for q in own_in_scope(root) if not q.get("history")]
+
+
 def follow_ups(root: Path) -> list[tuple[str, list[tuple[str, str]]]]:
-    """In-scope follow-ups of the project's own sets, with their history."""
-    found = []
-    for name in ("questions.jsonl", "staff_questions.jsonl"):
-        lines = (root / "eval" / name).read_text().splitlines()
-        found += [
-            (q["question"], [tuple(turn) for turn in q["history"]])
-            for q in map(json.loads, lines)
-            if q.get("history") and not q.get("out_of_scope")
-        ]
-    return found
+    """In-scope questions of the project's own sets asked with history, with it."""
+    return [(q["question"], [tuple(turn) for turn in q["history"]]) for q in own_in_scope(root) if q.get("history")]
 
 
 Timings = tuple[list[float], list[float], list[float], list[int]]
@@ -153,8 +150,8 @@ def main() -> None:
 
     # First token and answer time, against raw prefill of the very same prompt.
     first_token, prefill, total, prompt_tokens = time_answers(tutor, [(q["question"], []) for q in questions])
-    # Mid-conversation: the history is prefilled too, and a follow-up may be searched twice and
-    # judged before the model answers.
+    # Mid-conversation: the history is prefilled too, and a follow-up may be searched more than
+    # once and judged before the model answers.
     mid = time_answers(tutor, follow_ups(ROOT)[: args.questions])
 
     # The scope judgement: only questions the cosine check is unsure of pay for it (one model call,
