@@ -512,6 +512,8 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
     echo = "Pre-training runs for months on thousands of graphics cards today."
     cosines[echo] = 0.86  # close enough, but the first quote already says most of it
     assert quotes("", [replace(passage, text=f"{best} {echo} {far}")], "Q?") == [(1, best)]
+    cosines[close] = 0.78  # 0.06 behind the best in score: within RUNNER_UP_WITHIN (0.07)
+    assert quotes("", [passage], "Q?") == [(1, best), (1, close)]
     cosines[close] = 0.70  # 0.10 behind the best in score
     assert quotes("", [passage], "Q?") == [(1, best)]
     cosines |= {"Why align it?": 1.0, best: 0.80, close: 0.80}  # the heading's words decide between equals

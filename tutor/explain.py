@@ -228,7 +228,7 @@ def _readable_alone(sentences: Sequence[str], i: int) -> str:
 
 
 QUOTE_ALREADY_SAID = 0.6  # the answer already holds this share of the sentence's own words
-RUNNER_UP_WITHIN = 0.05  # a second sentence scoring this close to the best is quoted too
+RUNNER_UP_WITHIN = 0.07  # a second sentence scoring this close to the best is quoted too (0.05 until 2026-12-05)
 
 
 def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list[tuple[int, str]]:
