@@ -461,7 +461,7 @@ def test_questions_sent_during_an_answer_are_queued_and_the_conversation_comes_b
 ) -> None:
     """Three quick sends: the second and third are shown as queued and Ask says so; all three are
     answered once, in order. A reload brings the signed-in user's conversation back, and an earlier
-    question is one click from the box."""
+    question is one click from the box; once the chat is cleared, a reload leaves it empty."""
     url = guarded[0]
     context = browser.new_context(
         extra_http_headers={"X-Forwarded-User": "fay"}, viewport={"width": 1366, "height": 768}
@@ -495,6 +495,14 @@ def test_questions_sent_during_an_answer_are_queued_and_the_conversation_comes_b
     expect(page.locator("#history")).to_contain_text("Your earlier questions")
     page.locator("#history").get_by_text("What is pre-training?").click()
     expect(box).to_have_value("What is pre-training?")
+
+    page.locator("#chat").get_by_role("button", name="Clear").click()  # a new conversation
+    expect(page.locator("#chat .message.user")).to_have_count(0)
+    page.reload()  # the cleared conversation does not come back; the earlier questions do
+    expect(page.locator("#history")).to_contain_text("What is pre-training?", timeout=30_000)
+    expect(page.locator("#chat .message.user")).to_have_count(0)
+    history = httpx.get(url + "api/history", headers={"X-Forwarded-User": "fay"}).json()["history"]
+    assert [item["question"] for item in history] == questions  # the answers stay in the history
     context.close()
 
 

@@ -68,7 +68,7 @@ def test_questions_sent_during_an_answer_wait_in_view_and_a_cleared_one_is_not_k
     events.send("What is pre-training?", line, preset, True, 0)
     drain = events.drain(line, None)  # type: ignore[arg-type]
     next(drain)
-    events.new_conversation(line)  # the chat's clear button while the answer is written
+    events.new_conversation(line, None)  # type: ignore[arg-type]  # the chat's clear button while the answer is written
     after_clear = list(drain)
     assert line.answers == []
     assert all(_asked(output[0]) == [] for output in after_clear)  # its question and text left the chat
@@ -78,8 +78,8 @@ def test_questions_sent_during_an_answer_wait_in_view_and_a_cleared_one_is_not_k
 def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
     fake_tutor: tuple[Tutor, FakeChat], tmp_path: Path
 ) -> None:
-    """A signed-in user's reload brings back their last conversation; not one they cleared while
-    its answer was written, and not over a question already sent on the new page."""
+    """A signed-in user's reload brings back their last conversation; not one they cleared (while
+    its answer was written, or after it), and not over a question already sent on the new page."""
     tutor, chat = fake_tutor
     events, request = _events(tutor, tmp_path), SimpleNamespace(headers={USER_HEADER: "ann"})
     preset = tutor.settings.preset
@@ -97,9 +97,23 @@ def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
     events.send("What is fine-tuning?", reloaded, preset, True, 0)
     drain = events.drain(reloaded, request)  # type: ignore[arg-type]
     next(drain)
-    events.new_conversation(reloaded)
+    events.new_conversation(reloaded, request)  # type: ignore[arg-type]
     list(drain)
     assert events.restore(Line(), request)[0] == gr.skip()  # the cleared answer is not brought back
+
+    answered = Line()  # a conversation answered in full, then cleared
+    events.send("What is RAG?", answered, preset, True, 0)
+    list(events.drain(answered, request))  # type: ignore[arg-type]
+    assert _asked(events.restore(Line(), request)[0]) == ["What is RAG?"]
+    events.new_conversation(answered, request)  # type: ignore[arg-type]
+    shown, _, samples = events.restore(Line(), request)  # type: ignore[arg-type]
+    assert shown == gr.skip()  # the cleared chat stays empty after a reload
+    assert samples["samples"][0] == ["What is RAG?"]  # its questions are still among the earlier ones
+    assert [item["question"] for item in events.recorder.records.history("ann")][-1] == "What is RAG?"
+    lines = len(events.recorder.records.history("ann", with_clears=True))
+    for _ in range(3):  # clearing the empty chat again writes nothing more
+        events.new_conversation(Line(), request)  # type: ignore[arg-type]
+    assert len(events.recorder.records.history("ann", with_clears=True)) == lines
 
     busy = Line()
     events.send("What is RAG?", busy, preset, True, 0)  # sent before the page's load event ran

@@ -261,7 +261,7 @@ class ChatEvents:
 
     def restore(self, line: Line, request: gr.Request) -> tuple[Any, ...]:
         """A signed-in user's earlier questions, and their last conversation back in the chat."""
-        history = self.recorder.records.history(_user(request))
+        history = self.recorder.records.history(_user(request), with_clears=True)
         if not history:
             return gr.skip(), gr.skip(), gr.update(visible=False)
         conversation, answers = last_conversation(history)
@@ -276,13 +276,14 @@ class ChatEvents:
             return gr.skip(), gr.skip(), samples
         return self.view(line), panel_html(answers[-1], len(answers), self.min_score), samples
 
-    def new_conversation(self, line: Line) -> str:
-        """The chat's clear button: the server forgets the conversation too (a new one starts); the
-        panel is emptied."""
+    def new_conversation(self, line: Line, request: gr.Request) -> str:
+        """The chat's clear button: the server forgets the conversation too (a new one starts, and a
+        reload does not bring the cleared one back); the panel is emptied."""
         with line.lock:
             line.waiting.clear()
             line.answers = []
             line.conversation = uuid.uuid4().hex
+        self.recorder.records.clear(_user(request))
         return EMPTY_PANEL
 
 

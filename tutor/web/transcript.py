@@ -135,7 +135,8 @@ def embed_footer(answer: dict[str, Any], turn: int = 1, min_score: float = DEFAU
 
 
 def last_conversation(history: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
-    """The latest conversation in a user's history (its id and answers, oldest first)."""
+    """The latest conversation in a user's history (its id and answers, oldest first); none when
+    the newest line has no conversation, as where the user cleared the chat (Records.clear)."""
     if not history or not history[-1].get("conversation"):
         return None, []
     conversation = history[-1]["conversation"]
