@@ -19,6 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tutor.records import user_file_name
 from tutor.web.render import ends_a_sentence
 
 from .conftest import INTRANET, ROOT, TOKEN
@@ -498,6 +499,11 @@ def test_questions_sent_during_an_answer_are_queued_and_the_conversation_comes_b
 
     page.locator("#chat").get_by_role("button", name="Clear").click()  # a new conversation
     expect(page.locator("#chat .message.user")).to_have_count(0)
+    history_file = guarded[1] / "data" / "history" / user_file_name("fay")
+    for _ in range(100):  # the server has recorded the clear: a reload at once can drop the event
+        if '"cleared"' in history_file.read_text(encoding="utf-8"):
+            break
+        time.sleep(0.1)
     page.reload()  # the cleared conversation does not come back; the earlier questions do
     expect(page.locator("#history")).to_contain_text("What is pre-training?", timeout=30_000)
     expect(page.locator("#chat .message.user")).to_have_count(0)

@@ -84,6 +84,7 @@ def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
     events, request = _events(tutor, tmp_path), SimpleNamespace(headers={USER_HEADER: "ann"})
     preset = tutor.settings.preset
     chat.replies = [["Pre-training comes first."], ["Fine-tuning comes next."], ["RAG adds passages."]]
+    chat.replies += [["RAG adds passages."], ["RLHF ranks answers."]]
     first = Line()
     events.send("What is pre-training?", first, preset, True, 0)
     list(events.drain(first, request))  # type: ignore[arg-type]
@@ -101,20 +102,28 @@ def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
     list(drain)
     assert events.restore(Line(), request)[0] == gr.skip()  # the cleared answer is not brought back
 
-    answered = Line()  # a conversation answered in full, then cleared
+    answered = Line()  # a conversation answered in full
     events.send("What is RAG?", answered, preset, True, 0)
     list(events.drain(answered, request))  # type: ignore[arg-type]
     assert _asked(events.restore(Line(), request)[0]) == ["What is RAG?"]
-    events.new_conversation(answered, request)  # type: ignore[arg-type]
+    busy = Line()
+    events.send("What is RLHF?", busy, preset, True, 0)  # sent before the page's load event ran
+    assert events.restore(busy, request)[0] == gr.skip() and busy.questions() == ["What is RLHF?"]
+
+    records, cleared = events.recorder.records, answered.conversation
+    events.new_conversation(answered, request)  # type: ignore[arg-type]  # then cleared
     shown, _, samples = events.restore(Line(), request)  # type: ignore[arg-type]
     assert shown == gr.skip()  # the cleared chat stays empty after a reload
     assert samples["samples"][0] == ["What is RAG?"]  # its questions are still among the earlier ones
-    assert [item["question"] for item in events.recorder.records.history("ann")][-1] == "What is RAG?"
-    lines = len(events.recorder.records.history("ann", with_clears=True))
-    for _ in range(3):  # clearing the empty chat again writes nothing more
-        events.new_conversation(Line(), request)  # type: ignore[arg-type]
-    assert len(events.recorder.records.history("ann", with_clears=True)) == lines
+    assert [item["question"] for item in records.history("ann")][-1] == "What is RAG?"
+    records.remember("ann", {"question": "What is RAG?", "answer": "RAG adds passages.", "conversation": cleared})
+    assert events.restore(Line(), request)[0] == gr.skip()  # its answer written after the mark: still cleared
+    lines = len(records.history("ann", with_clears=True))
+    events.new_conversation(Line(), request)  # type: ignore[arg-type]  # an empty chat cleared: no mark
+    assert len(records.history("ann", with_clears=True)) == lines
 
-    busy = Line()
-    events.send("What is RAG?", busy, preset, True, 0)  # sent before the page's load event ran
-    assert events.restore(busy, request)[0] == gr.skip() and busy.questions() == ["What is RAG?"]
+    events.send("What is RAG?", answered, preset, True, 0)  # the first tab's new conversation
+    list(events.drain(answered, request))  # type: ignore[arg-type]
+    list(events.drain(busy, request))  # type: ignore[arg-type]  # another tab's, answered after it
+    events.new_conversation(answered, request)  # type: ignore[arg-type]  # the first tab cleared
+    assert _asked(events.restore(Line(), request)[0]) == ["What is RLHF?"]  # the other tab's is not cleared

@@ -29,8 +29,8 @@ from .config import Settings
 LOG = logging.getLogger("tutor.requests")
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-HISTORY_KEPT = 200  # most recent answers a user's history returns
-CLEARED = "cleared"  # a history line that marks where the user cleared the chat
+HISTORY_KEPT = 200  # most recent lines of a user's history read (answers and clear marks)
+CLEARED = "cleared"  # a history line {CLEARED: id} marks a conversation the user cleared
 EXPORTS_KEPT_SECONDS = 3600  # an export is downloaded at once; older ones are removed at the next export
 
 
@@ -92,23 +92,23 @@ class Records:
         )
         _append(self._history_file(user), {key: answer.get(key) for key in keep}, self._lock)
 
-    def clear(self, user: str | None) -> None:
-        """Mark where the user cleared the chat: a reload then starts a new conversation. The
-        answers stay in their history. Once only: clearing an empty chat again writes nothing."""
-        newest = self.history(user, with_clears=True)[-1:]
-        if user and newest and not newest[0].get(CLEARED):
-            _append(self._history_file(user), {CLEARED: True}, self._lock)
+    def clear(self, user: str | None, conversation: str) -> None:
+        """Mark the conversation the user cleared from the chat, so that a reload does not bring
+        it back; its answers stay in their history. By its id: an answer of it written after the
+        mark, or another tab's conversation, is told apart."""
+        if user:
+            _append(self._history_file(user), {CLEARED: conversation}, self._lock)
 
     def history(self, user: str | None, *, with_clears: bool = False) -> list[dict[str, Any]]:
-        """The user's most recent answers, oldest first; `with_clears`: and where they cleared the
-        chat, as {CLEARED: True}."""
+        """The user's most recent answers, oldest first; `with_clears`: and the marks of the
+        conversations they cleared, {CLEARED: id}."""
         path = self._history_file(user) if user else None
         if path is None or not path.exists():
             return []
         with self._lock:
             lines = path.read_text(encoding="utf-8").splitlines()[-HISTORY_KEPT:]
         items = [json.loads(line) for line in lines if line.strip()]
-        return items if with_clears else [item for item in items if not item.get(CLEARED)]
+        return items if with_clears else [item for item in items if CLEARED not in item]
 
     def _history_file(self, user: str) -> Path:
         return self.data_dir / "history" / user_file_name(user)

@@ -280,10 +280,12 @@ class ChatEvents:
         """The chat's clear button: the server forgets the conversation too (a new one starts, and a
         reload does not bring the cleared one back); the panel is emptied."""
         with line.lock:
+            had_answers, cleared = bool(line.answers), line.conversation
             line.waiting.clear()
             line.answers = []
             line.conversation = uuid.uuid4().hex
-        self.recorder.records.clear(_user(request))
+        if had_answers:  # clearing an empty chat marks nothing
+            self.recorder.records.clear(_user(request), cleared)
         return EMPTY_PANEL
 
 

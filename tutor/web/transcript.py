@@ -13,6 +13,7 @@ from typing import Any
 
 from ..explain import describe_layers
 from ..markers import CITATION
+from ..records import CLEARED
 from .render import DEFAULT_MIN_SCORE
 
 
@@ -136,12 +137,15 @@ def embed_footer(answer: dict[str, Any], turn: int = 1, min_score: float = DEFAU
 
 def last_conversation(history: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
     """The latest conversation in a user's history (its id and answers, oldest first); none when
-    the newest line has no conversation, as where the user cleared the chat (Records.clear)."""
-    if not history or not history[-1].get("conversation"):
+    the user cleared it from the chat (a mark {CLEARED: id}, Records.clear)."""
+    answers = [item for item in history if CLEARED not in item]
+    if not answers or not answers[-1].get("conversation"):
         return None, []
-    conversation = history[-1]["conversation"]
+    conversation = answers[-1]["conversation"]
+    if any(item.get(CLEARED) == conversation for item in history):
+        return None, []
     turns = []
-    for item in reversed(history):
+    for item in reversed(answers):
         if item.get("conversation") != conversation:
             break
         turns.append(item)
