@@ -63,3 +63,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out eval/out-openings.jsonl
 	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out eval/out-midconv.jsonl
 	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out eval/out-chat.jsonl
+	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out eval/out-unseen.jsonl
