@@ -162,7 +162,7 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(
     assert tutor.prepare("How long does it take?", history).in_scope is False
     assert len(chat.prompts) == asked + 5 and not chat.replies
     asked = len(chat.prompts)
-    monkeypatch.setattr("tutor.answer.ranked_evidence", lambda *_: [])  # no sentence to read: not asked
+    monkeypatch.setattr("tutor.answer.ranked_evidence", lambda *_, **__: [])  # no sentence to read: not asked
     assert tutor.prepare("Can you suggest a data model for our HR records?").in_scope is True
     assert len(chat.prompts) == asked
 
@@ -458,7 +458,7 @@ def _passage(n: int, text: str, planted: tuple[str, ...] = ()) -> Passage:
 
 def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     """A sentence that opens a list comes with its list; a short one that leans back comes after the
-    sentence it leans on; a sentence planted in a guide is never quoted."""
+    sentence it leans on; a sentence planted in a guide, or one that asks a question, is never quoted."""
     listed = _passage(
         1,
         "Training has three stages:\n1. Gathering data (weeks)\n2. Pre-training (months)\n3. Tuning (days)\n"
@@ -483,6 +483,12 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     ]
     leaning = _passage(4, f"{order} It is what RAG does best.", planted=(order,))  # short: it would take the one before
     assert [said for _, said, _ in ranked_evidence([leaning], asked, embedder.embed)] == ["It is what RAG does best."]
+    # A guide's own question answers none of the reader's, however many of its words it repeats.
+    asked = "So what does model training mean?"
+    rhetorical = _passage(5, f"{asked} Model training can mean many different things in different contexts.")
+    assert [said for _, said, _ in ranked_evidence([rhetorical], asked, embedder.embed)] == [
+        "Model training can mean many different things in different contexts."
+    ]
 
 
 def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
@@ -512,9 +518,9 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
     echo = "Pre-training runs for months on thousands of graphics cards today."
     cosines[echo] = 0.86  # close enough, but the first quote already says most of it
     assert quotes("", [replace(passage, text=f"{best} {echo} {far}")], "Q?") == [(1, best)]
-    cosines[close] = 0.78  # 0.06 behind the best in score: within RUNNER_UP_WITHIN (0.07)
+    cosines[close] = 0.72  # 0.09 behind the best in score: within RUNNER_UP_WITHIN (0.10)
     assert quotes("", [passage], "Q?") == [(1, best), (1, close)]
-    cosines[close] = 0.70  # 0.10 behind the best in score
+    cosines[close] = 0.66  # 0.12 behind the best in score
     assert quotes("", [passage], "Q?") == [(1, best)]
     cosines |= {"Why align it?": 1.0, best: 0.80, close: 0.80}  # the heading's words decide between equals
     aligning = replace(_passage(2, close), section="Alignment")

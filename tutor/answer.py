@@ -552,7 +552,7 @@ class Tutor:
     def _judged_no(self, question: str, passages: Sequence[Passage]) -> bool:
         """The model says the passages' best sentences for the question are not about what it asks;
         the caller holds the model's gate."""
-        best = ranked_evidence(passages, question, self.embedder.embed)[:SCOPE_JUDGE_SENTENCES]
+        best = ranked_evidence(passages, question, self.embedder.embed, with_questions=True)[:SCOPE_JUDGE_SENTENCES]
         if not best:  # nothing to read (every sentence planted or short): the cosine check stands
             return False
         messages: list[Message] = [

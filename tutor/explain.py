@@ -147,7 +147,11 @@ def evidence_sentence(
 
 
 def ranked_evidence(
-    passages: Sequence[Passage], question: str, embed: Callable[[list[str]], list[list[float]]]
+    passages: Sequence[Passage],
+    question: str,
+    embed: Callable[[list[str]], list[list[float]]],
+    *,
+    with_questions: bool = False,
 ) -> list[Evidence]:
     """The passages' sentences, best answer to the question first, each with its passage's number
     and its score: the mean of its embedding similarity to the question and the share of the
@@ -157,14 +161,17 @@ def ranked_evidence(
 
     Each sentence comes with what it needs to be read alone: a sentence that opens a list (ends in
     a colon) with its list, a short or back-referring one ("Back then it was called …") after the
-    sentence before it."""
+    sentence before it.
+
+    A guide's own question ("So what does model training mean?") answers none of the reader's and is
+    left out, unless `with_questions` (the scope judgement asks only what the passage is about)."""
     candidates = []
     for n, passage in enumerate(passages, start=1):
         # Planted sentences are left out first, so that none comes in as another's context either.
         sentences = [s for s in split_sentences(passage.text) if not any(p in s or s in p for p in passage.planted)]
         heading = f"{passage.section}: " if passage.section else ""
         for i, sentence in enumerate(sentences):
-            if len(sentence.split()) >= 4:
+            if len(sentence.split()) >= 4 and (with_questions or not _asks(sentence)):
                 candidates.append((n, sentence, _readable_alone(sentences, i), heading))
     if not candidates:
         return []
@@ -178,6 +185,10 @@ def ranked_evidence(
         scores += ASKED_KIND_BONUS * np.asarray([bool(asked & stated_kinds(s)) for _, s, _, _ in candidates])
     order = np.argsort(-scores, kind="stable")
     return [(candidates[i][0], candidates[i][2], float(scores[i])) for i in order]
+
+
+def _asks(sentence: str) -> bool:
+    return sentence.rstrip(" \"'”’»)").endswith("?")
 
 
 ASKED_KIND_BONUS = 0.3  # about the gap between what answers and what is only on the topic
@@ -228,7 +239,7 @@ def _readable_alone(sentences: Sequence[str], i: int) -> str:
 
 
 QUOTE_ALREADY_SAID = 0.6  # the answer already holds this share of the sentence's own words
-RUNNER_UP_WITHIN = 0.07  # a second sentence scoring this close to the best is quoted too (0.05 until 2026-12-05)
+RUNNER_UP_WITHIN = 0.10  # a second sentence this close to the best is quoted too (0.07 until 2026-12-05 evening)
 
 
 def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list[tuple[int, str]]:
