@@ -167,6 +167,18 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(
     assert len(chat.prompts) == asked
 
 
+def test_the_scope_judgement_reads_a_guides_own_question(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """The quotes leave out a guide's rhetorical question; the scope judgement does not, since it asks
+    only what the passage is about (leaving it out there let an off-topic hold-out question in)."""
+    tutor, chat = fake_tutor
+    asks = "So what does model training mean?"
+    passage = _passage(1, f"{asks} Model training can mean many different things in different contexts.")
+    chat.replies.append(["yes"])
+    with tutor.gate.hold():
+        assert tutor._judged_no("What does training mean for a language model?", [passage]) is False
+    assert asks in chat.prompts[-1][1]["content"] and not chat.replies
+
+
 def test_an_on_topic_question_after_a_refusal_is_answered(real_tutor: Tutor) -> None:
     history = [("Who won the football world cup in 2018?", OUT_OF_SCOPE_ANSWER)]
     answer = real_tutor.ask("Does supervised fine-tuning change the weights of a model?", history, explain=False)
@@ -458,7 +470,8 @@ def _passage(n: int, text: str, planted: tuple[str, ...] = ()) -> Passage:
 
 def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     """A sentence that opens a list comes with its list; a short one that leans back comes after the
-    sentence it leans on; a sentence planted in a guide, or one that asks a question, is never quoted."""
+    sentence it leans on; a sentence planted in a guide, or one that asks a question, is never quoted
+    on its own."""
     listed = _passage(
         1,
         "Training has three stages:\n1. Gathering data (weeks)\n2. Pre-training (months)\n3. Tuning (days)\n"

@@ -239,7 +239,7 @@ def _readable_alone(sentences: Sequence[str], i: int) -> str:
 
 
 QUOTE_ALREADY_SAID = 0.6  # the answer already holds this share of the sentence's own words
-RUNNER_UP_WITHIN = 0.10  # a second sentence this close to the best is quoted too (0.07 until 2026-12-05 evening)
+RUNNER_UP_WITHIN = 0.10  # a second sentence this close to the best is quoted too (0.07 until 2026-12-05, night)
 
 
 def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list[tuple[int, str]]:
