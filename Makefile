@@ -47,20 +47,23 @@ bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_layers.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_load.py
 
-# `make eval HALF=tune` while tuning: the hold-out half is then never answered.
+# `make eval HALF=tune` while tuning: the hold-out half is then never answered. Each run's answers
+# go to their own folder (RUN), one file a set: `tutor compare eval/runs/before eval/runs/after`.
 HALF ?= all
+RUN ?= eval/runs/latest
 eval: $(STAMP)
 	$(BIN)/tutor ingest
-	$(BIN)/tutor eval eval/questions.jsonl --half $(HALF) --out eval/out-questions.jsonl
-	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --half $(HALF) --out eval/out-dev.jsonl
-	$(BIN)/tutor eval ../shared/eval/paraphrase_questions.jsonl --half $(HALF) --out eval/out-paraphrase.jsonl
-	$(BIN)/tutor eval eval/staff_questions.jsonl --half $(HALF) --out eval/out-staff.jsonl
-	$(BIN)/tutor eval eval/fresh_questions.jsonl --half $(HALF) --out eval/out-fresh.jsonl
-	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out eval/out-scope.jsonl
-	$(BIN)/tutor eval eval/near_topic_questions.jsonl --half $(HALF) --out eval/out-near-topic.jsonl
-	$(BIN)/tutor eval eval/conversation_questions.jsonl --half $(HALF) --out eval/out-conversation.jsonl
-	$(BIN)/tutor eval eval/switch_questions.jsonl --half $(HALF) --out eval/out-switch.jsonl
-	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out eval/out-openings.jsonl
-	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out eval/out-midconv.jsonl
-	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out eval/out-chat.jsonl
-	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out eval/out-unseen.jsonl
+	mkdir -p $(RUN)
+	$(BIN)/tutor eval eval/questions.jsonl --half $(HALF) --out $(RUN)/questions.jsonl
+	$(BIN)/tutor eval ../shared/eval/dev_questions.jsonl --half $(HALF) --out $(RUN)/dev.jsonl
+	$(BIN)/tutor eval ../shared/eval/paraphrase_questions.jsonl --half $(HALF) --out $(RUN)/paraphrase.jsonl
+	$(BIN)/tutor eval eval/staff_questions.jsonl --half $(HALF) --out $(RUN)/staff.jsonl
+	$(BIN)/tutor eval eval/fresh_questions.jsonl --half $(HALF) --out $(RUN)/fresh.jsonl
+	$(BIN)/tutor eval eval/scope_questions.jsonl --half $(HALF) --out $(RUN)/scope.jsonl
+	$(BIN)/tutor eval eval/near_topic_questions.jsonl --half $(HALF) --out $(RUN)/near-topic.jsonl
+	$(BIN)/tutor eval eval/conversation_questions.jsonl --half $(HALF) --out $(RUN)/conversation.jsonl
+	$(BIN)/tutor eval eval/switch_questions.jsonl --half $(HALF) --out $(RUN)/switch.jsonl
+	$(BIN)/tutor eval eval/openings_questions.jsonl --half $(HALF) --out $(RUN)/openings.jsonl
+	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out $(RUN)/midconv.jsonl
+	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out $(RUN)/chat.jsonl
+	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out $(RUN)/unseen.jsonl

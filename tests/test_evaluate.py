@@ -15,7 +15,7 @@ from tutor.answer import Answer
 from tutor.cli import run
 from tutor.embed import Embedder
 from tutor.errors import TutorError
-from tutor.evaluate import answer_words, half_of, load_questions, select_half, source_hit
+from tutor.evaluate import answer_words, half_of, load_questions, load_run, select_half, sign_test, source_hit
 from tutor.llm import Message
 from tutor.retrieve import Passage
 
@@ -165,6 +165,7 @@ def test_eval_prints_both_halves_and_all(
     assert set(rows) >= {"source hit (questions)", "first token p50 / p95 s", "answer p50 / p95 s"}
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["half"], r["words"]) for r in records][:2] == [("p01", "tune", 6), ("q01", "tune", 10)]
+    assert [r["out_of_scope"] for r in records] == [False, False, True, False, True]  # for `tutor compare`
     assert len(echo_tutor.questions) == 3  # the two off-topic questions never reach the model
 
 
@@ -199,3 +200,76 @@ def test_eval_refuses_a_bad_half(
     _write_set(questions)
     assert run(["eval", str(questions), "--out", str(tmp_path / "out.jsonl"), *args]) != 0
     assert message in capsys.readouterr().err
+
+
+def test_the_sign_test_counts_only_questions_that_moved() -> None:
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 4) == 1.0
+    assert sign_test(5, 0) == sign_test(0, 5) == 2 / 32
+    assert sign_test(10, 1) == 2 * (1 + 10 + 1) / 2**11 == pytest.approx(0.0117, abs=1e-4)
+
+
+def test_compare_reads_two_runs_of_the_same_set(
+    echo_tutor: EchoChat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions, before, after = tmp_path / "set.jsonl", tmp_path / "before", tmp_path / "after"
+    _write_set(questions)
+    before.mkdir()
+    after.mkdir()
+    assert run(["eval", str(questions), "--out", str(before / "out-set.jsonl")]) == 0
+    records = [json.loads(line) for line in (before / "out-set.jsonl").read_text().splitlines()]
+    changed = {r["id"]: dict(r) for r in records}
+    changed["p01"].update(facts_found=[False], words=40)  # tune: one question loses its fact
+    changed["s01"].update(facts_found=[True, True, True], answer="other words")  # hold-out: gains two
+    changed["x02"].update(in_scope=True)  # an off-topic question now answered
+    (after / "out-set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed.values()))
+    (after / "out-other.jsonl").write_text(json.dumps(records[0] | {"id": "new"}) + "\n")  # in one run only
+    capsys.readouterr()
+
+    assert run(["compare", str(before), str(after)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].split() == ["tune", "hold-out", "all"]
+    rows = {line[:26].strip(): line[26:] for line in printed[2:9]}
+    assert rows["questions in both"].split() == ["2", "3", "5"]
+    assert rows["facts found"].split() == ["1", "->", "0", "1", "->", "3", "2", "->", "3"]
+    assert rows["questions gained / lost"].split() == ["0", "/", "1", "1", "/", "0", "1", "/", "1"]
+    assert rows["answers word for word"].split() == ["2", "2", "4"]  # facts are counted, not text: p01 is the same text
+    assert rows["scope decisions changed"].split() == ["0", "1", "1"]
+    # The median length is of the questions in scope: p01's 40 words against q01's 10 (tune), s01 alone (hold-out)
+    assert rows["answer words p50"].split()[:3] == ["8", "->", "25"]
+    assert "1 answers are in one run only and are left out" in printed
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "out.jsonl:2: not a line of `tutor eval --out`"),
+        ('{"id": "a", "words": 3}', "out.jsonl:2: not a line"),  # no facts_found
+        ('{"id": "a", "facts_found": "yes", "words": 3}', "out.jsonl:2: not a line"),
+        ('{"id": "a", "facts_found": [], "words": null}', "out.jsonl:2: not a line"),
+        ('["a"]', "out.jsonl:2: not a line"),
+        ('{"id": "p01", "facts_found": [], "words": 3}', "each id come once"),
+    ],
+)
+def test_compare_refuses_what_is_not_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    good = json.dumps({"id": "p01", "facts_found": [True], "words": 3, "answer": "months"})
+    run_file = tmp_path / "out.jsonl"
+    run_file.write_text(f"{good}\n{line}\n")
+    with pytest.raises(TutorError, match=re.escape(message)):
+        load_run(run_file)
+    assert run(["compare", str(run_file), str(run_file)]) == 1
+    assert message in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(["compare", str(empty), str(run_file)]) == 1
+    assert "no run files" in capsys.readouterr().err
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "zz", "facts_found": [], "words": 1}) + "\n")
+    (tmp_path / "one.jsonl").write_text(good + "\n")
+    assert run(["compare", str(tmp_path / "one.jsonl"), str(other)]) == 1
+    assert "share no question" in capsys.readouterr().err
+    other.write_text(good.replace("[true]", "[false]") + "\n")  # two files of one set, named apart
+    assert run(["compare", str(tmp_path / "one.jsonl"), str(other)]) == 0
+    assert "1 -> 0" in capsys.readouterr().out

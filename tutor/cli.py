@@ -134,6 +134,20 @@ def eval_command(file: Path, out: Path, preset: str | None, no_retrieval: bool, 
 
 
 @cli.command()
+@click.argument("before", type=click.Path(exists=True, path_type=Path))
+@click.argument("after", type=click.Path(exists=True, path_type=Path))
+def compare(before: Path, after: Path) -> None:
+    """Compare two runs of `tutor eval --out` (files, or folders of them as `make eval` writes):
+    facts, questions gained and lost with a sign test, unchanged answers and length, each half."""
+    from .evaluate import compare_runs, format_comparison, load_run
+
+    compared = compare_runs(load_run(before), load_run(after))
+    if not compared["halves"]:
+        raise TutorError(f"{before} and {after} share no question")
+    click.echo(format_comparison(compared, f"{before} -> {after}"))
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to listen on.")
 @click.option("--root-path", default="", help="The sub-path a reverse proxy serves the tutor at, such as /tutor.")

@@ -148,7 +148,13 @@ def run_eval(
             )
             record = answer.to_dict()
             record.pop("prompt", None)
-            record.update(id=outcome.id, half=outcome.half, facts_found=list(outcome.facts_found), words=outcome.words)
+            record.update(
+                id=outcome.id,
+                half=outcome.half,
+                out_of_scope=outcome.out_of_scope,
+                facts_found=list(outcome.facts_found),
+                words=outcome.words,
+            )
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             outcomes.append(outcome)
     return outcomes
@@ -240,4 +246,129 @@ def format_scores(scores: dict[str, dict[str, Any]], title: str = "") -> str:
     lines = [title] if title else []
     lines.append(f"{'':24}" + "".join(f"{HALF_LABELS[column]:>{width}}" for column in columns))
     lines.extend(f"{label:24}" + "".join(f"{cells[column][label]:>{width}}" for column in columns) for label in labels)
+    return "\n".join(lines)
+
+
+# --- Two runs of the same questions, compared ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One question as a run file (`tutor eval --out`) recorded it: what a comparison reads."""
+
+    half: Half
+    out_of_scope: bool  # as the question set labels it (runs written before 2026-12-05 lack it: in scope)
+    facts: int
+    words: int
+    refused: bool
+    answer: str
+
+
+def load_run(path: Path) -> dict[tuple[str, str], Answered]:
+    """The answers of a run file, or of every `*.jsonl` file in a folder, keyed by (file name, id):
+    `make eval` writes one file a set, and ids are unique within a set only. A single file's name
+    is left out of its keys, so that two files of one set compare whatever they are called."""
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise TutorError(f"{path}: no run files (*.jsonl) in this folder")
+    run: dict[tuple[str, str], Answered] = {}
+    for file in files:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TutorError(f"{file}: cannot be read ({exc})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = (file.name if path.is_dir() else "", str(record["id"]))
+                facts = record["facts_found"]
+                if not isinstance(facts, list) or key in run:
+                    raise ValueError("facts_found must be a list, and each id come once")
+                run[key] = Answered(
+                    half=half_of(key[1]),
+                    out_of_scope=record.get("out_of_scope") is True,
+                    facts=sum(bool(found) for found in facts),
+                    words=int(record["words"]),
+                    refused=record.get("in_scope") is False,
+                    answer=str(record.get("answer", "")),
+                )
+            except (ValueError, TypeError, KeyError) as exc:
+                raise TutorError(f"{file}:{number}: not a line of `tutor eval --out` ({exc})") from None
+    return run
+
+
+def sign_test(gained: int, lost: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven if a change moved
+    answers up and down alike. Questions that did not move say nothing and are left out."""
+    moved = gained + lost
+    if not moved:
+        return 1.0
+    tail = sum(math.comb(moved, k) for k in range(min(gained, lost) + 1)) / 2**moved
+    return min(1.0, 2 * tail)
+
+
+def compare_runs(before: dict[tuple[str, str], Answered], after: dict[tuple[str, str], Answered]) -> dict[str, Any]:
+    """Each half's facts before and after, the questions that gained and lost facts (with the sign
+    test's p), the answers left word for word the same, scope decisions changed and the median
+    words of the questions in scope (as `score`); "all" where both halves are there.
+
+    Two runs of the same code differ by a few facts (greedy decoding sums in another order when the
+    model's cache holds something else), so a gain of two or three facts on a half of about 150
+    questions is no gain; the count of questions that moved each way says more than the total."""
+    shared = sorted(before.keys() & after.keys())
+    halves: dict[str, dict[str, Any]] = {}
+    present = [half for half in HALVES if any(before[key].half == half for key in shared)]
+    for half in present + (["all"] if len(present) > 1 else []):
+        keys = [key for key in shared if half in ("all", before[key].half)]
+        in_scope = [key for key in keys if not before[key].out_of_scope] or keys
+        gained = sum(after[key].facts > before[key].facts for key in keys)
+        lost = sum(after[key].facts < before[key].facts for key in keys)
+        halves[half] = {
+            "questions": len(keys),
+            "facts_before": sum(before[key].facts for key in keys),
+            "facts_after": sum(after[key].facts for key in keys),
+            "gained": gained,
+            "lost": lost,
+            "sign_test_p": round(sign_test(gained, lost), 3),
+            "unchanged_answers": sum(before[key].answer == after[key].answer for key in keys),
+            "scope_changed": sum(before[key].refused != after[key].refused for key in keys),
+            "words_before": statistics.median(before[key].words for key in in_scope),
+            "words_after": statistics.median(after[key].words for key in in_scope),
+        }
+    sets = sorted({name for name, _ in shared})
+    by_set = {
+        name: (
+            sum(before[key].facts for key in shared if key[0] == name),
+            sum(after[key].facts for key in shared if key[0] == name),
+        )
+        for name in sets
+    }
+    return {"halves": halves, "by_set": by_set, "left_out": len(before.keys() ^ after.keys())}
+
+
+def format_comparison(compared: dict[str, Any], title: str = "") -> str:
+    """A comparison as a table, one column a half, then each set's facts before and after."""
+    halves = compared["halves"]
+    rows = {
+        "questions in both": lambda h: str(h["questions"]),
+        "facts found": lambda h: f"{h['facts_before']} -> {h['facts_after']}",
+        "questions gained / lost": lambda h: f"{h['gained']} / {h['lost']}",
+        "sign test p": lambda h: f"{h['sign_test_p']:.3f}",
+        "answers word for word": lambda h: str(h["unchanged_answers"]),
+        "scope decisions changed": lambda h: str(h["scope_changed"]),
+        "answer words p50": lambda h: f"{h['words_before']:g} -> {h['words_after']:g}",
+    }
+    width = max(12, *(len(cell(h)) + 2 for cell in rows.values() for h in halves.values()))
+    lines = [title] if title else []
+    lines.append(f"{'':26}" + "".join(f"{HALF_LABELS[half]:>{width}}" for half in halves))
+    lines.extend(
+        f"{label:26}" + "".join(f"{cell(h):>{width}}" for h in halves.values()) for label, cell in rows.items()
+    )
+    if len(compared["by_set"]) > 1:
+        lines.append("facts found, each file:")
+        lines.extend(f"  {name:32} {a:4} -> {b}" for name, (a, b) in compared["by_set"].items())
+    if compared["left_out"]:
+        lines.append(f"{compared['left_out']} answers are in one run only and are left out")
     return "\n".join(lines)
