@@ -15,7 +15,17 @@ from tutor.answer import Answer
 from tutor.cli import run
 from tutor.embed import Embedder
 from tutor.errors import TutorError
-from tutor.evaluate import answer_words, half_of, load_questions, load_run, select_half, sign_test, source_hit
+from tutor.evaluate import (
+    answer_words,
+    compare_runs,
+    format_comparison,
+    half_of,
+    load_questions,
+    load_run,
+    select_half,
+    sign_test,
+    source_hit,
+)
 from tutor.llm import Message
 from tutor.retrieve import Passage
 
@@ -219,9 +229,9 @@ def test_compare_reads_two_runs_of_the_same_set(
     assert run(["eval", str(questions), "--out", str(before / "out-set.jsonl")]) == 0
     records = [json.loads(line) for line in (before / "out-set.jsonl").read_text().splitlines()]
     changed = {r["id"]: dict(r) for r in records}
-    changed["p01"].update(facts_found=[False], words=40)  # tune: one question loses its fact
+    changed["p01"].update(facts_found=[False], words=40)  # tune: one question loses its fact, same text
     changed["s01"].update(facts_found=[True, True, True], answer="other words")  # hold-out: gains two
-    changed["x02"].update(in_scope=True)  # an off-topic question now answered
+    changed["x02"].update(in_scope=True, words=99)  # an off-topic question now answered, at length
     (after / "out-set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed.values()))
     (after / "out-other.jsonl").write_text(json.dumps(records[0] | {"id": "new"}) + "\n")  # in one run only
     capsys.readouterr()
@@ -229,26 +239,47 @@ def test_compare_reads_two_runs_of_the_same_set(
     assert run(["compare", str(before), str(after)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].split() == ["tune", "hold-out", "all"]
-    rows = {line[:26].strip(): line[26:] for line in printed[2:9]}
-    assert rows["questions in both"].split() == ["2", "3", "5"]
-    assert rows["facts found"].split() == ["1", "->", "0", "1", "->", "3", "2", "->", "3"]
-    assert rows["questions gained / lost"].split() == ["0", "/", "1", "1", "/", "0", "1", "/", "1"]
-    assert rows["answers word for word"].split() == ["2", "2", "4"]  # facts are counted, not text: p01 is the same text
-    assert rows["scope decisions changed"].split() == ["0", "1", "1"]
-    # The median length is of the questions in scope: p01's 40 words against q01's 10 (tune), s01 alone (hold-out)
-    assert rows["answer words p50"].split()[:3] == ["8", "->", "25"]
-    assert "1 answers are in one run only and are left out" in printed
+    rows = {line[:26].strip(): line[26:].split() for line in printed[2:9]}
+    assert rows["questions in both"] == ["2", "3", "5"]
+    assert rows["facts found"] == ["1", "->", "0", "1", "->", "3", "2", "->", "3"]
+    assert rows["questions gained / lost"] == ["0", "/", "1", "1", "/", "0", "1", "/", "1"]
+    assert rows["sign test p"] == ["1.000", "1.000", "1.000"]
+    assert rows["scope decisions changed"] == ["0", "1", "1"]
+    assert rows["same answer, in scope"] == ["2/2", "0/1", "2/3"]  # facts are counted apart from the text
+    # Words are of the questions in scope: x02's 99 words count nowhere; s01's are the same both times.
+    s01 = str(changed["s01"]["words"])
+    all_before, all_after = sorted([6, 10, int(s01)])[1], sorted([40, 10, int(s01)])[1]
+    assert rows["answer words p50"] == ["8", "->", "25", s01, "->", s01, str(all_before), "->", str(all_after)]
+    assert "left out: 0 answers in the first run only, 1 in the second only" in printed[-1]
+
+
+def test_compare_reads_scope_from_either_run_and_says_when_none_is_in_scope(tmp_path: Path) -> None:
+    """A run written before runs said which questions are off-topic is read as all in scope; the
+    other run's label still keeps an off-topic question out of the words."""
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    line = {"id": "x02", "facts_found": [], "words": 5, "answer": "The guides do not cover this."}
+    old.write_text(json.dumps(line) + "\n")
+    new.write_text(json.dumps(line | {"out_of_scope": True}) + "\n")
+    compared = compare_runs(load_run(old), load_run(new))
+    assert compared["halves"]["holdout"]["in_scope"] == 0
+    assert compared["halves"]["holdout"]["words_before"] is None
+    assert "answer words p50" in (table := format_comparison(compared)) and "- -> -" in table
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "out.jsonl:2: not a line of `tutor eval --out`"),
-        ('{"id": "a", "words": 3}', "out.jsonl:2: not a line"),  # no facts_found
-        ('{"id": "a", "facts_found": "yes", "words": 3}', "out.jsonl:2: not a line"),
-        ('{"id": "a", "facts_found": [], "words": null}', "out.jsonl:2: not a line"),
-        ('["a"]', "out.jsonl:2: not a line"),
-        ('{"id": "p01", "facts_found": [], "words": 3}', "each id come once"),
+        ("not json", "out.jsonl:2: not JSON"),
+        ("[" * 100_000, "out.jsonl:2: not JSON"),
+        ('["a"]', "out.jsonl:2: not a line of `tutor eval --out` (no id)"),
+        ('{"id": true, "facts_found": [], "words": 3, "answer": ""}', "(no id)"),
+        ('{"id": "a", "words": 3, "answer": ""}', "'facts_found' must be a list of true and false"),
+        ('{"id": "a", "facts_found": ["no"], "words": 3, "answer": ""}', "'facts_found' must be a list"),
+        ('{"id": "a", "facts_found": [], "words": 1e400, "answer": ""}', "'words' must be a whole number"),
+        ('{"id": "a", "facts_found": [], "words": 3.9, "answer": ""}', "'words' must be a whole number"),
+        ('{"id": "a", "facts_found": [], "words": true, "answer": ""}', "'words' must be a whole number"),
+        ('{"id": "a", "facts_found": [], "words": 3}', "'answer' must be text"),
+        ('{"id": "p01", "facts_found": [], "words": 3, "answer": ""}', "the id 'p01' comes twice"),
     ],
 )
 def test_compare_refuses_what_is_not_a_run(
@@ -260,16 +291,26 @@ def test_compare_refuses_what_is_not_a_run(
     with pytest.raises(TutorError, match=re.escape(message)):
         load_run(run_file)
     assert run(["compare", str(run_file), str(run_file)]) == 1
-    assert message in capsys.readouterr().err
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert run(["compare", str(empty), str(run_file)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and "Traceback" not in error
+
+
+def test_compare_refuses_runs_it_cannot_pair(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = json.dumps({"id": "p01", "facts_found": [True], "words": 3, "answer": "months"})
+    one, other, empty_file, folder = (tmp_path / name for name in ("one.jsonl", "other.jsonl", "empty.jsonl", "runs"))
+    one.write_text(good + "\n")
+    empty_file.write_text("\n")
+    folder.mkdir()
+    assert run(["compare", str(folder), str(folder)]) == 1
     assert "no run files" in capsys.readouterr().err
-    other = tmp_path / "other.jsonl"
-    other.write_text(json.dumps({"id": "zz", "facts_found": [], "words": 1}) + "\n")
-    (tmp_path / "one.jsonl").write_text(good + "\n")
-    assert run(["compare", str(tmp_path / "one.jsonl"), str(other)]) == 1
+    assert run(["compare", str(empty_file), str(one)]) == 1
+    assert "no answers in it" in capsys.readouterr().err
+    (folder / "set.jsonl").write_text(good + "\n")
+    assert run(["compare", str(folder), str(one)]) == 1
+    assert "compare two folders of runs, or two run files of one set" in capsys.readouterr().err
+    other.write_text(json.dumps({"id": "zz", "facts_found": [], "words": 1, "answer": ""}) + "\n")
+    assert run(["compare", str(one), str(other)]) == 1
     assert "share no question" in capsys.readouterr().err
     other.write_text(good.replace("[true]", "[false]") + "\n")  # two files of one set, named apart
-    assert run(["compare", str(tmp_path / "one.jsonl"), str(other)]) == 0
+    assert run(["compare", str(one), str(other)]) == 0
     assert "1 -> 0" in capsys.readouterr().out

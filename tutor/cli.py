@@ -1,4 +1,4 @@
-"""The `tutor` command: ingest | ask | eval | presets | serve | mcp. A thin client of the core."""
+"""The `tutor` command: ingest | ask | eval | compare | presets | serve | mcp. A thin client of the core."""
 
 from __future__ import annotations
 
@@ -141,6 +141,8 @@ def compare(before: Path, after: Path) -> None:
     facts, questions gained and lost with a sign test, unchanged answers and length, each half."""
     from .evaluate import compare_runs, format_comparison, load_run
 
+    if before.is_dir() != after.is_dir():
+        raise TutorError("compare two folders of runs, or two run files of one set")
     compared = compare_runs(load_run(before), load_run(after))
     if not compared["halves"]:
         raise TutorError(f"{before} and {after} share no question")

@@ -280,23 +280,40 @@ def load_run(path: Path) -> dict[tuple[str, str], Answered]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            where = f"{file}:{number}"
             try:
                 record = json.loads(line)
-                key = (file.name if path.is_dir() else "", str(record["id"]))
-                facts = record["facts_found"]
-                if not isinstance(facts, list) or key in run:
-                    raise ValueError("facts_found must be a list, and each id come once")
-                run[key] = Answered(
-                    half=half_of(key[1]),
-                    out_of_scope=record.get("out_of_scope") is True,
-                    facts=sum(bool(found) for found in facts),
-                    words=int(record["words"]),
-                    refused=record.get("in_scope") is False,
-                    answer=str(record.get("answer", "")),
-                )
-            except (ValueError, TypeError, KeyError) as exc:
-                raise TutorError(f"{file}:{number}: not a line of `tutor eval --out` ({exc})") from None
+            except (ValueError, RecursionError) as exc:
+                raise TutorError(f"{where}: not JSON ({str(exc)[:80]})") from None
+            answered = _answered(record, where)
+            key = (file.name if path.is_dir() else "", str(record["id"]))
+            if key in run:
+                raise TutorError(f"{where}: the id {key[1]!r} comes twice")
+            run[key] = answered
+    if not run:
+        raise TutorError(f"{path}: no answers in it")
     return run
+
+
+def _answered(record: Any, where: str) -> Answered:
+    """One line of a run, its fields checked for their types: a run is read, never trusted."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str | int) or isinstance(record["id"], bool):
+        raise TutorError(f"{where}: not a line of `tutor eval --out` (no id)")
+    facts, words, answer = record.get("facts_found"), record.get("words"), record.get("answer")
+    if not isinstance(facts, list) or not all(isinstance(found, bool) for found in facts):
+        raise TutorError(f"{where}: 'facts_found' must be a list of true and false")
+    if not isinstance(words, int) or isinstance(words, bool) or words < 0:
+        raise TutorError(f"{where}: 'words' must be a whole number")
+    if not isinstance(answer, str):
+        raise TutorError(f"{where}: 'answer' must be text")
+    return Answered(
+        half=half_of(record["id"]),
+        out_of_scope=record.get("out_of_scope") is True,
+        facts=sum(facts),
+        words=words,
+        refused=record.get("in_scope") is False,
+        answer=answer,
+    )
 
 
 def sign_test(gained: int, lost: int) -> float:
@@ -311,18 +328,19 @@ def sign_test(gained: int, lost: int) -> float:
 
 def compare_runs(before: dict[tuple[str, str], Answered], after: dict[tuple[str, str], Answered]) -> dict[str, Any]:
     """Each half's facts before and after, the questions that gained and lost facts (with the sign
-    test's p), the answers left word for word the same, scope decisions changed and the median
-    words of the questions in scope (as `score`); "all" where both halves are there.
+    test's p), scope decisions changed and, over the questions in scope (labelled so in either
+    run), the answers left word for word the same and the median words; "all" where both halves
+    are there. A question that finds one fact more and another less counts as neither.
 
     Two runs of the same code differ by a few facts (greedy decoding sums in another order when the
     model's cache holds something else), so a gain of two or three facts on a half of about 150
     questions is no gain; the count of questions that moved each way says more than the total."""
     shared = sorted(before.keys() & after.keys())
-    halves: dict[str, dict[str, Any]] = {}
     present = [half for half in HALVES if any(before[key].half == half for key in shared)]
+    halves: dict[str, dict[str, Any]] = {}
     for half in present + (["all"] if len(present) > 1 else []):
         keys = [key for key in shared if half in ("all", before[key].half)]
-        in_scope = [key for key in keys if not before[key].out_of_scope] or keys
+        in_scope = [key for key in keys if not (before[key].out_of_scope or after[key].out_of_scope)]
         gained = sum(after[key].facts > before[key].facts for key in keys)
         lost = sum(after[key].facts < before[key].facts for key in keys)
         halves[half] = {
@@ -331,11 +349,12 @@ def compare_runs(before: dict[tuple[str, str], Answered], after: dict[tuple[str,
             "facts_after": sum(after[key].facts for key in keys),
             "gained": gained,
             "lost": lost,
-            "sign_test_p": round(sign_test(gained, lost), 3),
-            "unchanged_answers": sum(before[key].answer == after[key].answer for key in keys),
+            "sign_test_p": sign_test(gained, lost),
             "scope_changed": sum(before[key].refused != after[key].refused for key in keys),
-            "words_before": statistics.median(before[key].words for key in in_scope),
-            "words_after": statistics.median(after[key].words for key in in_scope),
+            "in_scope": len(in_scope),
+            "unchanged_answers": sum(before[key].answer == after[key].answer for key in in_scope),
+            "words_before": statistics.median(before[key].words for key in in_scope) if in_scope else None,
+            "words_after": statistics.median(after[key].words for key in in_scope) if in_scope else None,
         }
     sets = sorted({name for name, _ in shared})
     by_set = {
@@ -345,7 +364,16 @@ def compare_runs(before: dict[tuple[str, str], Answered], after: dict[tuple[str,
         )
         for name in sets
     }
-    return {"halves": halves, "by_set": by_set, "left_out": len(before.keys() ^ after.keys())}
+    return {
+        "halves": halves,
+        "by_set": by_set,
+        "before_only": len(before.keys() - after.keys()),
+        "after_only": len(after.keys() - before.keys()),
+    }
+
+
+def _words(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def format_comparison(compared: dict[str, Any], title: str = "") -> str:
@@ -355,10 +383,10 @@ def format_comparison(compared: dict[str, Any], title: str = "") -> str:
         "questions in both": lambda h: str(h["questions"]),
         "facts found": lambda h: f"{h['facts_before']} -> {h['facts_after']}",
         "questions gained / lost": lambda h: f"{h['gained']} / {h['lost']}",
-        "sign test p": lambda h: f"{h['sign_test_p']:.3f}",
-        "answers word for word": lambda h: str(h["unchanged_answers"]),
+        "sign test p": lambda h: "<0.001" if h["sign_test_p"] < 0.001 else f"{h['sign_test_p']:.3f}",
         "scope decisions changed": lambda h: str(h["scope_changed"]),
-        "answer words p50": lambda h: f"{h['words_before']:g} -> {h['words_after']:g}",
+        "same answer, in scope": lambda h: f"{h['unchanged_answers']}/{h['in_scope']}",
+        "answer words p50": lambda h: f"{_words(h['words_before'])} -> {_words(h['words_after'])}",
     }
     width = max(12, *(len(cell(h)) + 2 for cell in rows.values() for h in halves.values()))
     lines = [title] if title else []
@@ -369,6 +397,9 @@ def format_comparison(compared: dict[str, Any], title: str = "") -> str:
     if len(compared["by_set"]) > 1:
         lines.append("facts found, each file:")
         lines.extend(f"  {name:32} {a:4} -> {b}" for name, (a, b) in compared["by_set"].items())
-    if compared["left_out"]:
-        lines.append(f"{compared['left_out']} answers are in one run only and are left out")
+    if compared["before_only"] or compared["after_only"]:
+        lines.append(
+            f"left out: {compared['before_only']} answers in the first run only, "
+            f"{compared['after_only']} in the second only (another half, or another set?)"
+        )
     return "\n".join(lines)
