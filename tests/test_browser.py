@@ -504,6 +504,8 @@ def test_questions_sent_during_an_answer_are_queued_and_the_conversation_comes_b
         if '"cleared"' in history_file.read_text(encoding="utf-8"):
             break
         time.sleep(0.1)
+    # Not recorded at all once: Clear reached a line other than the one the reload restored.
+    assert '"cleared"' in history_file.read_text(encoding="utf-8"), "the server did not record the clear"
     page.reload()  # the cleared conversation does not come back; the earlier questions do
     expect(page.locator("#history")).to_contain_text("What is pre-training?", timeout=30_000)
     expect(page.locator("#chat .message.user")).to_have_count(0)

@@ -127,3 +127,23 @@ def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
     list(events.drain(busy, request))  # type: ignore[arg-type]  # another tab's, answered after it
     events.new_conversation(answered, request)  # type: ignore[arg-type]  # the first tab cleared
     assert _asked(events.restore(Line(), request)[0]) == ["What is RLHF?"]  # the other tab's is not cleared
+
+
+def test_the_line_is_no_load_event_of_its_own(fake_tutor: tuple[Tutor, FakeChat], tmp_path: Path) -> None:
+    """Each page (full and embedded) has one line state holding a Line, and no event writes it:
+    given the class, Gradio ran it as a second load event on every page load, which replaced the
+    line `restore` had just filled (a browser run: after 2 reloads in 5, Clear cleared an empty
+    line, the conversation came back, and a follow-up lost its history)."""
+    from tutor.web.page import build_page
+
+    tutor, _ = fake_tutor
+    recorder = Recorder(tutor.settings.model_copy(update={"data_dir": tmp_path}), lambda: 0, lambda: 0)
+    for embed in (False, True):
+        page = build_page(tutor, recorder, embed=embed)
+        lines = [block for block in page.blocks.values() if isinstance(block, gr.State) and block.value is not None]
+        lines = [block for block in lines if isinstance(block.value, Line) or block.value is Line]
+        assert len(lines) == 1
+        assert isinstance(lines[0].value, Line)
+        writers = [fn.name for fn in page.fns.values() if any(block is lines[0] for block in fn.outputs)]
+        assert writers == []
+        assert sum("load" in str(target) for fn in page.fns.values() for target in fn.targets) == 1  # restore's

@@ -69,7 +69,7 @@ def build_page(tutor: Tutor, recorder: Recorder, *, embed: bool = False) -> gr.B
         return _embed_page(events)
     settings = tutor.settings
     with gr.Blocks(title=TITLE) as page:
-        line = gr.State(Line)
+        line = session_line()
         _header(settings)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row():
@@ -80,6 +80,15 @@ def build_page(tutor: Tutor, recorder: Recorder, *, embed: bool = False) -> gr.B
         _wire_feedback(events, chat, feedback)
         page.load(events.restore, line, [chat.chatbot, chat.panel, chat.earlier])
     return page
+
+
+def session_line() -> gr.State:
+    """The session's conversation line. An instance, never the class: Gradio runs a callable value
+    as a load event of its own on every page load, which put a new, empty line in the state while
+    `restore` filled the first one, so after about 2 reloads in 5 the page showed the conversation
+    and its later events (Clear, a follow-up) read an empty line. A session's first read deep-copies
+    the instance, and `Line.__deepcopy__` gives each session a line of its own."""
+    return gr.State(Line())
 
 
 def _header(settings: Settings) -> None:
@@ -199,7 +208,7 @@ def pick_earlier(sample: Any) -> Any:
 def _embed_page(events: ChatEvents) -> gr.Blocks:
     """The chat alone, for a frame: the default preset, retrieval on, the default number of passages."""
     with gr.Blocks(title="Tutor", fill_height=True) as page:
-        line = gr.State(Line)
+        line = session_line()
         chatbot = gr.Chatbot(
             label=TITLE,
             show_label=False,
