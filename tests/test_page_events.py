@@ -132,7 +132,7 @@ def test_a_reload_restores_the_last_conversation_but_not_over_a_new_one(
 def test_the_line_is_no_load_event_of_its_own(fake_tutor: tuple[Tutor, FakeChat], tmp_path: Path) -> None:
     """Each page (full and embedded) has one line state holding a Line, and no event writes it:
     given the class, Gradio ran it as a second load event on every page load, which replaced the
-    line `restore` had just filled (a browser run: after 2 reloads in 5, Clear cleared an empty
+    line `restore` had just filled (browser runs: after 7 reloads in 21, Clear cleared an empty
     line, the conversation came back, and a follow-up lost its history)."""
     from tutor.web.page import build_page
 

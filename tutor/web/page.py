@@ -85,7 +85,7 @@ def build_page(tutor: Tutor, recorder: Recorder, *, embed: bool = False) -> gr.B
 def session_line() -> gr.State:
     """The session's conversation line. An instance, never the class: Gradio runs a callable value
     as a load event of its own on every page load, which put a new, empty line in the state while
-    `restore` filled the first one, so after about 2 reloads in 5 the page showed the conversation
+    `restore` filled the first one, so after about 1 reload in 3 the page showed the conversation
     and its later events (Clear, a follow-up) read an empty line. A session's first read deep-copies
     the instance, and `Line.__deepcopy__` gives each session a line of its own."""
     return gr.State(Line())
