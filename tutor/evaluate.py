@@ -241,11 +241,16 @@ def format_scores(scores: dict[str, dict[str, Any]], title: str = "") -> str:
     """The scores of each half as a table: one line a figure, one column a half."""
     columns = list(scores)
     cells = {column: dict(_rows(scores[column])) for column in columns}
-    labels = [label for label, _ in _rows(scores[columns[0]])]
-    width = max(12, *(len(cell) + 2 for column in columns for cell in cells[column].values()))
+    rows = [(label, [cells[column][label] for column in columns]) for label, _ in _rows(scores[columns[0]])]
+    return _table(title, columns, rows, label_width=24)
+
+
+def _table(title: str, halves: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]], *, label_width: int) -> str:
+    """Lines of `label  cell cell …`, one column a half, under the halves' names, right-aligned."""
+    width = max(12, *(len(cell) + 2 for _, cells in rows for cell in cells))
     lines = [title] if title else []
-    lines.append(f"{'':24}" + "".join(f"{HALF_LABELS[column]:>{width}}" for column in columns))
-    lines.extend(f"{label:24}" + "".join(f"{cells[column][label]:>{width}}" for column in columns) for label in labels)
+    lines.append(" " * label_width + "".join(f"{HALF_LABELS[half]:>{width}}" for half in halves))
+    lines.extend(f"{label:{label_width}}" + "".join(f"{cell:>{width}}" for cell in cells) for label, cells in rows)
     return "\n".join(lines)
 
 
@@ -388,12 +393,8 @@ def format_comparison(compared: dict[str, Any], title: str = "") -> str:
         "same answer, in scope": lambda h: f"{h['unchanged_answers']}/{h['in_scope']}",
         "answer words p50": lambda h: f"{_words(h['words_before'])} -> {_words(h['words_after'])}",
     }
-    width = max(12, *(len(cell(h)) + 2 for cell in rows.values() for h in halves.values()))
-    lines = [title] if title else []
-    lines.append(f"{'':26}" + "".join(f"{HALF_LABELS[half]:>{width}}" for half in halves))
-    lines.extend(
-        f"{label:26}" + "".join(f"{cell(h):>{width}}" for h in halves.values()) for label, cell in rows.items()
-    )
+    table = [(label, [cell(h) for h in halves.values()]) for label, cell in rows.items()]
+    lines = [_table(title, list(halves), table, label_width=26)]
     if len(compared["by_set"]) > 1:
         lines.append("facts found, each file:")
         lines.extend(f"  {name:32} {a:4} -> {b}" for name, (a, b) in compared["by_set"].items())
