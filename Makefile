@@ -46,6 +46,7 @@ bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_core.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_layers.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_load.py
+	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_prefill.py
 
 # `make eval HALF=tune` while tuning: the hold-out half is then never answered. Each run's answers
 # go to their own folder (RUN), one file a set: `tutor compare eval/runs/before eval/runs/after`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -153,6 +154,35 @@ def test_real_model_out_of_scope_and_no_retrieval(real_tutor: Tutor) -> None:
     alone = real_tutor.ask("What is pre-training?", retrieval=False)
     assert alone.sources == () and alone.in_scope is None and alone.answer
     assert not re.search(r"\[\d+\]", alone.answer)
+
+
+def test_the_model_runs_with_flash_attention_unless_turned_off(real_tutor: Tutor) -> None:
+    """The default context uses llama.cpp's flash-attention kernels (prefill about 5% faster,
+    benchmarks/bench_prefill.py); turned off, the same model scores the same answer alike."""
+    import llama_cpp
+
+    from tutor.llm import LlamaCppChat
+    from tutor.model_files import resolve_model_path
+
+    s = real_tutor.settings
+    flash = real_tutor.chat
+    assert s.flash_attention
+    assert flash._llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED  # type: ignore[attr-defined]
+    plain = LlamaCppChat(resolve_model_path(s.model_path, s.model_sha256, s.cache_dir, s.model), flash_attention=False)
+    try:
+        assert plain._llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        messages = compose_messages("Answer from the passages.", [], [], "What is fine-tuning?")
+        answer = "Fine-tuning trains a pre-trained model further on examples of one task."
+        with_flash = flash.token_logprobs(messages, answer)
+        without = plain.token_logprobs(messages, answer)
+    finally:
+        plain._llm.close()
+    assert [piece for piece, _ in with_flash] == [piece for piece, _ in without]
+    pairs = [(a, b) for (_, a), (_, b) in zip(with_flash, without, strict=True)]
+    # Rounding differs (about 0.01 to 0.3 nats, the most on unlikely tokens): each token's
+    # probability within 0.05 (0.02 seen), the answer's log-likelihood within 1% (0.2% seen).
+    assert max(abs(math.exp(a) - math.exp(b)) for a, b in pairs) < 0.05, pairs
+    assert abs(sum(a for a, _ in pairs) - sum(b for _, b in pairs)) < 0.01 * abs(sum(b for _, b in pairs)), pairs
 
 
 def test_attribution_logic_with_a_fake_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:

@@ -1,9 +1,11 @@
-"""The scale benchmark runs end to end on a small synthetic index: a benchmark nobody runs in CI
-breaks silently when the code under it changes (bench_core once read a retriever attribute that
-the one-vector-path change removed). Its figures are not asserted; that they are printed is."""
+"""The scale benchmark runs end to end on a small synthetic index, the prefill one on the guides'
+index: a benchmark nobody runs in CI breaks silently when the code under it changes (bench_core
+once read a retriever attribute that the one-vector-path change removed). Their figures are not
+asserted; that they are printed is."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,3 +34,20 @@ def test_bench_scale_measures_a_small_synthetic_index_and_an_ingest(tmp_path: Pa
         assert re.search(rf"^{re.escape(label)}\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", out, re.MULTILINE), (label, out)
     ingest = re.search(r"ingest of (\d+) chunks: ([\d.]+) chunks/s", out)
     assert ingest and int(ingest[1]) >= 25 and float(ingest[2]) > 0, out
+
+
+@pytest.mark.slow
+def test_bench_prefill_times_both_kernels_on_the_tutors_prompts(corpus_index: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_prefill.py", "--questions", "2", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "TUTOR_INDEX_DIR": str(corpus_index)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert re.search(r"^model: \S+; \d+ prompts, p50 \d+ tokens prefilled", out, re.MULTILINE), out
+    for label in ("prefill p50 (s)", "prefill slowest (s)", "decoding (ms a token)"):
+        assert re.search(rf"^{re.escape(label)}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE), (label, out)

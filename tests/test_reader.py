@@ -93,7 +93,10 @@ def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkey
     """A passage reaches the cosine threshold for these (0.27 to 0.33), but they are not about the
     guides: the model, shown the passages' best sentences, says so (the last two got in when it
     was asked only whether the question was on the guides' topic). Questions in the same band that
-    the guides answer are answered."""
+    the guides answer are answered: these two with the model's yes ahead of its no by 1.1 to 1.2
+    and 0.3 to 0.4 (log-probability; "Why can't the raw output of a base model be used yet?", here
+    until 2026-12-05, was a tie at -0.01 to +0.07, answered or refused by the rounding of the
+    cache's state)."""
     for question in (
         "Which laptop should I buy to run a language model locally?",
         "Can you suggest a data model for our HR records?",
@@ -103,7 +106,7 @@ def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkey
         answer = real_tutor.ask(question, explain=False)
         assert answer.in_scope is False and answer.answer == OUT_OF_SCOPE_ANSWER, answer.answer
     for question in (
-        "Why can't the raw output of a base model be used yet?",
+        "what sort of cash are we talking for building one from nothing?",
         "is getting a chatbot to read our own documents before it answers a cheap trick or a costly one?",
     ):
         answer = real_tutor.ask(question, explain=False)

@@ -68,6 +68,8 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
         )
     else:
         model_path = resolve_model_path(settings.model_path, settings.model_sha256, settings.cache_dir, settings.model)
-        chat = LlamaCppChat(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+        chat = LlamaCppChat(
+            model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, flash_attention=settings.flash_attention
+        )
     gate = ModelGate(slots=settings.llm_parallel if settings.llm_url else 1, max_waiting=settings.max_waiting)
     return Tutor(retriever=retriever, chat=chat, embedder=embedder, presets=presets, settings=settings, gate=gate)

@@ -135,7 +135,9 @@ class LlamaCppChat:
     system prompt (first, the same for every question) is prefilled once.
     """
 
-    def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None, flash_attention: bool = True
+    ) -> None:
         try:
             import llama_cpp
             from llama_cpp import Llama
@@ -146,11 +148,20 @@ class LlamaCppChat:
         # llama-cpp-python generates on half the cores by default (prefill uses all): on 2 cores
         # one thread decoded 17 tokens/s, two 25 (benchmarks, README).
         n_threads = n_threads or os.cpu_count() or 1
-        try:
-            self._llm: Any = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False)
-            self._open_context = lambda: Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False
+
+        def open_context() -> Any:
+            return Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=512,
+                flash_attn=flash_attention,
+                verbose=False,
             )
+
+        try:
+            self._llm: Any = open_context()
+            self._open_context = open_context
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {path}: {exc}") from None
         template = self._llm.metadata.get("tokenizer.chat_template")
