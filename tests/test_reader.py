@@ -29,7 +29,7 @@ from tutor.embed import Embedder
 from tutor.errors import ModelError
 from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes, ranked_evidence
 from tutor.injection import INSTRUCTIONS_REPLY
-from tutor.llm import Message
+from tutor.llm import Generation, Message
 from tutor.retrieve import Passage, refers_back, without_subject_change
 from tutor.web.render import verdict
 from tutor.web.transcript import UNBACKED_MARK, chat_messages
@@ -137,6 +137,37 @@ def test_the_scope_judgement_keeps_the_models_cached_prompt(real_tutor: Tutor) -
     main.forget_from(0)  # nothing cached: the system prompt prefilled afresh, then the question
     real_tutor.warm_up()
     assert "".join(real_tutor.chat.stream(question, max_tokens=16, temperature=0.0)) == after_judgement
+
+
+def test_a_judgement_reads_alike_whatever_was_judged_before_it(real_tutor: Tutor) -> None:
+    """A call aside is prefilled from its first turn's end, not from wherever the call before it
+    left the cache: the same judgement gives the same log-probability after another judgement, after
+    itself and after an answer (before, a near tie went "yes" or "no" with what was judged before)."""
+
+    def judge(question: str, sentence: str) -> list[Message]:
+        asked = f"Passage: {sentence}\nQuestion: {question}"
+        return [{"role": "system", "content": SCOPE_JUDGE_PROMPT}, {"role": "user", "content": asked}]
+
+    tie = judge(
+        "Why can't the raw output of a base model be used yet?",
+        "A base model only continues text. It is not yet an assistant that follows instructions.",
+    )
+    before = [
+        judge("how much is chatgpt plus per month now", "Cost: $10M-$100M+ for frontier models."),
+        tie,
+        judge("whats a foundation model", "A base model, or foundation model, is what pre-training makes."),
+    ]
+    read = []
+    for earlier in before:
+        list(real_tutor.chat.stream(earlier, max_tokens=2, temperature=0.0, aside=True))
+        generation = Generation(messages=tie)
+        list(real_tutor.chat.stream(tie, max_tokens=1, temperature=0.0, aside=True, generation=generation))
+        read.append(generation.scored)
+    real_tutor.ask("What is a base model?", explain=False)  # an answer between two judgements
+    generation = Generation(messages=tie)
+    list(real_tutor.chat.stream(tie, max_tokens=1, temperature=0.0, aside=True, generation=generation))
+    read.append(generation.scored)
+    assert len(read[0]) == 1 and all(scored == read[0] for scored in read), read
 
 
 def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(

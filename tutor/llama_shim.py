@@ -128,6 +128,10 @@ class LlamaInternals:
         llm.n_tokens = min(self.cached_prefix(tokens), len(tokens) - 1)  # the last token is evaluated again
         llm.eval(tokens[llm.n_tokens :])
 
+    def reuse_at_most(self, tokens: int) -> None:
+        """Let the next prompt reuse no more than its first `tokens` from the cache."""
+        self.llm.n_tokens = min(self.llm.n_tokens, tokens)
+
     @contextlib.contextmanager
     def kept_cache(self) -> Iterator[None]:
         """Run a call beside the conversation (the scope judgement or the stance check, each with a

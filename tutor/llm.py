@@ -207,9 +207,20 @@ class LlamaCppChat:
         with self._lock:
             if aside:
                 with self._main.kept_cache():
+                    self._main.reuse_at_most(self._fixed_part(messages))
                     yield from self._stream(messages, max_tokens, temperature, generation, None)
             else:
                 yield from self._stream(messages, max_tokens, temperature, generation, contrast)
+
+    def _fixed_part(self, messages: list[Message]) -> int:
+        """How many leading tokens of the prompt come before its last message's content.
+
+        A call aside is prefilled from there whatever the call before it left in the cache: where
+        a batch starts changes how llama.cpp's sums round, and a scope judgement near a tie ("yes"
+        and "no" 0.07 apart) went either way with the judgement asked before it."""
+        prompt = self._prompt_tokens(messages)
+        emptied = self._prompt_tokens([*messages[:-1], {**messages[-1], "content": ""}])
+        return len(os.path.commonprefix([prompt, emptied]))
 
     def _stream(
         self,
