@@ -29,7 +29,7 @@ from tutor.embed import Embedder
 from tutor.errors import ModelError
 from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes, ranked_evidence
 from tutor.injection import INSTRUCTIONS_REPLY
-from tutor.llm import Generation, Message
+from tutor.llm import Generation, Message, TokenLogprobs
 from tutor.retrieve import Passage, refers_back, without_subject_change
 from tutor.web.render import verdict
 from tutor.web.transcript import UNBACKED_MARK, chat_messages
@@ -139,10 +139,11 @@ def test_the_scope_judgement_keeps_the_models_cached_prompt(real_tutor: Tutor) -
     assert "".join(real_tutor.chat.stream(question, max_tokens=16, temperature=0.0)) == after_judgement
 
 
-def test_a_judgement_reads_alike_whatever_was_judged_before_it(real_tutor: Tutor) -> None:
-    """A call aside is prefilled from its first turn's end, not from wherever the call before it
-    left the cache: the same judgement gives the same log-probability after another judgement, after
-    itself and after an answer (before, a near tie went "yes" or "no" with what was judged before)."""
+def test_a_judgement_reads_alike_whatever_was_asked_before_it(real_tutor: Tutor) -> None:
+    """A call aside evaluates its prompt from its last message's content on, whatever the call
+    before it left in the cache: the same judgement gives the same log-probability after another
+    judgement, after itself, after a stance check (a system prompt of its own), with no call aside
+    cached and after an answer (before, a near tie went "yes" or "no" with what came before)."""
 
     def judge(question: str, sentence: str) -> list[Message]:
         asked = f"Passage: {sentence}\nQuestion: {question}"
@@ -152,21 +153,28 @@ def test_a_judgement_reads_alike_whatever_was_judged_before_it(real_tutor: Tutor
         "Why can't the raw output of a base model be used yet?",
         "A base model only continues text. It is not yet an assistant that follows instructions.",
     )
-    before = [
-        judge("how much is chatgpt plus per month now", "Cost: $10M-$100M+ for frontier models."),
-        tie,
-        judge("whats a foundation model", "A base model, or foundation model, is what pre-training makes."),
+    stance = [
+        {"role": "system", "content": STANCE_CHECK_PROMPT},
+        {
+            "role": "user",
+            "content": "Passage: Only the first three layers change the model.\nQuestion: does RAG change it?",
+        },
     ]
-    read = []
-    for earlier in before:
-        list(real_tutor.chat.stream(earlier, max_tokens=2, temperature=0.0, aside=True))
+    main = real_tutor.chat._main  # type: ignore[attr-defined]
+
+    def read_tie() -> TokenLogprobs:
         generation = Generation(messages=tie)
         list(real_tutor.chat.stream(tie, max_tokens=1, temperature=0.0, aside=True, generation=generation))
-        read.append(generation.scored)
-    real_tutor.ask("What is a base model?", explain=False)  # an answer between two judgements
-    generation = Generation(messages=tie)
-    list(real_tutor.chat.stream(tie, max_tokens=1, temperature=0.0, aside=True, generation=generation))
-    read.append(generation.scored)
+        return generation.scored
+
+    read = []
+    for earlier in (judge("how much is chatgpt plus per month now", "Cost: $10M-$100M+."), tie, stance):
+        list(real_tutor.chat.stream(earlier, max_tokens=2, temperature=0.0, aside=True))
+        read.append(read_tie())
+    main._aside = None  # no call aside cached: the first since the model was loaded
+    read.append(read_tie())
+    real_tutor.ask("What is a base model?", explain=False)  # an answer between two calls aside
+    read.append(read_tie())
     assert len(read[0]) == 1 and all(scored == read[0] for scored in read), read
 
 

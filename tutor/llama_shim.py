@@ -128,9 +128,15 @@ class LlamaInternals:
         llm.n_tokens = min(self.cached_prefix(tokens), len(tokens) - 1)  # the last token is evaluated again
         llm.eval(tokens[llm.n_tokens :])
 
-    def reuse_at_most(self, tokens: int) -> None:
-        """Let the next prompt reuse no more than its first `tokens` from the cache."""
-        self.llm.n_tokens = min(self.llm.n_tokens, tokens)
+    def hold_fixed_part(self, prompt: list[int], fixed: int) -> None:
+        """Leave exactly `prompt[:fixed]` in the cache, evaluated on its own from position 0 (kept
+        where the cache already holds it, which was evaluated the same way), so that the rest of
+        the prompt is always evaluated from `fixed` on, whatever the cache held before."""
+        if self.cached_prefix(prompt) >= fixed:
+            self.forget_from(fixed)
+        else:
+            self.forget_from(0)
+            self.llm.eval(prompt[:fixed])
 
     @contextlib.contextmanager
     def kept_cache(self) -> Iterator[None]:
@@ -138,8 +144,8 @@ class LlamaInternals:
         system prompt of its own) without losing the conversation's cached prompt: the cache is
         copied out before the call and put back after it (the KV cells of the context's one
         sequence and the tokens they hold, about 28 KB a token for the 1.5B model), and the call's
-        own cache is kept the same way for the next call aside, which then prefills only what
-        follows the longest prefix it shares with it. Without this the judgement and the answer
+        own cache is kept the same way for the next call aside, which then reuses the part of its
+        prompt before its last message's content (`hold_fixed_part`). Without this the judgement and the answer
         after it would each prefill their system prompt again. Should a copy fail, the cache is
         left empty and the next prompt prefilled in full."""
         conversation = self._saved_cache()
@@ -169,6 +175,7 @@ class LlamaInternals:
             tokens = saved[0]
             self.llm.input_ids[: len(tokens)] = tokens
             self.llm.n_tokens = len(tokens)
+        self.llm._requires_eval = True  # the logits are not those of the restored tokens
 
     def forget_from(self, position: int) -> None:
         """Drop the KV cache from `position` on: what follows is evaluated afresh."""

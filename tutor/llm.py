@@ -207,20 +207,21 @@ class LlamaCppChat:
         with self._lock:
             if aside:
                 with self._main.kept_cache():
-                    self._main.reuse_at_most(self._fixed_part(messages))
+                    prompt = self._prompt_tokens(messages)
+                    self._main.hold_fixed_part(prompt, self._fixed_part(messages, prompt))
                     yield from self._stream(messages, max_tokens, temperature, generation, None)
             else:
                 yield from self._stream(messages, max_tokens, temperature, generation, contrast)
 
-    def _fixed_part(self, messages: list[Message]) -> int:
-        """How many leading tokens of the prompt come before its last message's content.
+    def _fixed_part(self, messages: list[Message], prompt: list[int]) -> int:
+        """How many leading tokens of the prompt come before its last message's content (at most
+        all but one).
 
-        A call aside is prefilled from there whatever the call before it left in the cache: where
-        a batch starts changes how llama.cpp's sums round, and a scope judgement near a tie ("yes"
-        and "no" 0.07 apart) went either way with the judgement asked before it."""
-        prompt = self._prompt_tokens(messages)
+        A call aside evaluates its prompt from there, whatever the call before it left in the
+        cache: where a batch starts changes how llama.cpp's sums round, and a scope judgement near
+        a tie ("yes" and "no" 0.07 apart) went either way with the judgement asked before it."""
         emptied = self._prompt_tokens([*messages[:-1], {**messages[-1], "content": ""}])
-        return len(os.path.commonprefix([prompt, emptied]))
+        return min(len(os.path.commonprefix([prompt, emptied])), len(prompt) - 1)
 
     def _stream(
         self,
