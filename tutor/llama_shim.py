@@ -145,9 +145,9 @@ class LlamaInternals:
         copied out before the call and put back after it (the KV cells of the context's one
         sequence and the tokens they hold, about 28 KB a token for the 1.5B model), and the call's
         own cache is kept the same way for the next call aside, which then reuses the part of its
-        prompt before its last message's content (`hold_fixed_part`). Without this the judgement and the answer
-        after it would each prefill their system prompt again. Should a copy fail, the cache is
-        left empty and the next prompt prefilled in full."""
+        prompt before its last message's content (`hold_fixed_part`). Without this the judgement
+        and the answer after it would each prefill their system prompt again. Should a copy fail,
+        the cache is left empty and the next prompt prefilled in full."""
         conversation = self._saved_cache()
         self._restore_cache(self._aside)
         try:

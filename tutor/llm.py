@@ -204,14 +204,16 @@ class LlamaCppChat:
         contrast: list[Message] | None = None,
         aside: bool = False,
     ) -> Iterator[str]:
+        prompt = self._prompt_tokens(messages)
+        if len(prompt) + max_tokens > self._llm.n_ctx():
+            raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
         with self._lock:
             if aside:
                 with self._main.kept_cache():
-                    prompt = self._prompt_tokens(messages)
                     self._main.hold_fixed_part(prompt, self._fixed_part(messages, prompt))
-                    yield from self._stream(messages, max_tokens, temperature, generation, None)
+                    yield from self._stream(prompt, max_tokens, temperature, generation, None)
             else:
-                yield from self._stream(messages, max_tokens, temperature, generation, contrast)
+                yield from self._stream(prompt, max_tokens, temperature, generation, contrast)
 
     def _fixed_part(self, messages: list[Message], prompt: list[int]) -> int:
         """How many leading tokens of the prompt come before its last message's content (at most
@@ -225,15 +227,12 @@ class LlamaCppChat:
 
     def _stream(
         self,
-        messages: list[Message],
+        prompt: list[int],
         max_tokens: int,
         temperature: float,
         generation: Generation | None,
         contrast: list[Message] | None,
     ) -> Iterator[str]:
-        prompt = self._prompt_tokens(messages)
-        if len(prompt) + max_tokens > self._llm.n_ctx():
-            raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context ({self._llm.n_ctx()})")
         if contrast is not None and temperature == 0:
             yield from self._contrastive(prompt, contrast, max_tokens, generation)
             return
