@@ -77,11 +77,10 @@ def synthetic_guides(count: int, chunk_size: int, seed: int, sections: int = CHU
 class RandomVectors:
     """Stands in for the embedder when the large index is built: unit vectors, no model."""
 
-    model_id = "synthetic-random"
-
     def __init__(self, dimensions: int) -> None:
         self.rng = np.random.default_rng(0)
         self.dimensions = dimensions
+        self.model_id = f"synthetic-random-{dimensions}"  # a kept index of other dimensions is built again
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         vectors = self.rng.standard_normal((len(texts), self.dimensions)).astype(np.float32)
@@ -90,17 +89,17 @@ class RandomVectors:
 
 def build_large(folder: Path, chunks: int) -> float:
     """The synthetic index in `folder` (kept between runs); returns the seconds the build took."""
-    from tutor import FolderStore, load_settings
+    from tutor import FolderStore, build_embedder, load_settings
     from tutor.index import ingest
 
+    settings = load_settings()
+    random_vectors: Any = RandomVectors(build_embedder(settings).dimensions)  # stands in for the Embedder
     store = FolderStore(folder)
     manifest = store.read_manifest()
-    if manifest and manifest["chunks"] >= chunks:
+    if manifest and manifest["chunks"] >= chunks and manifest["settings"]["embed_model"] == random_vectors.model_id:
         return 0.0
-    settings = load_settings()
     started = time.perf_counter()
     guides = synthetic_guides(chunks // CHUNKS_PER_GUIDE, settings.chunk_size, seed=1)
-    random_vectors: Any = RandomVectors(384)  # stands in for the Embedder
     ingest(guides, store, embedder=random_vectors, chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     return time.perf_counter() - started
 

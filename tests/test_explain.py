@@ -46,6 +46,24 @@ def test_support_picks_the_backing_passage() -> None:
     assert unsupported.supported_by == () and unsupported.support < 0.45
 
 
+def test_a_widened_passage_is_embedded_only_when_a_sentence_is_scored() -> None:
+    """Retriever.widen joins chunks without embedding the joined text: that would cost the model's
+    first token 0.14 s with all-mpnet-base-v2; the scorer embeds it at the first sentence."""
+    embedded: list[str] = []
+
+    def embed(text: str) -> list[float]:
+        embedded.append(text)
+        return _fake_embed(text)
+
+    widened = Passage(id="p1+p3", text=PASSAGES[0].text, guide="G", path="g.md", section="S", position=1, score=0.5)
+    scorer = SupportScorer([widened, PASSAGES[1]], embed)
+    assert embedded == []
+    assert scorer.score("Pre-training creates the foundational model.").supported_by == (1,)
+    assert embedded == [f"G\nS\n{PASSAGES[0].text}", "Pre-training creates the foundational model."]
+    scorer.score("RAG incorporates external knowledge.")
+    assert len(embedded) == 3  # the sentence alone
+
+
 def test_words_repeated_from_the_question_are_not_support() -> None:
     question = "How long does pre-training of the foundational model take?"
     echo = "Pre-training of the foundational model takes time."

@@ -57,7 +57,7 @@ def test_bm25_finds_words_the_vectors_miss(index_copy: Path, embedder: Embedder)
     [
         ("Which layers do not alter the model at all?", "Only the first three"),
         ("why isn't the base model good enough on its own", "output is not usable"),
-        ("Can a base model be used as an assistant straight away?", "output is not usable"),
+        ("why can't we use the base model directly", "output is not usable"),
     ],
 )
 def test_the_answering_sentence_lifts_its_chunk(
@@ -97,6 +97,24 @@ def test_sentence_vectors_are_made_once_per_chunk(index_copy: Path, embedder: Em
     made = len(embedded)
     assert [p.id for p in warmed.search("How long does fine-tuning take?", 5)] == [p.id for p in first]
     assert warmed.search("What is RLHF short for?", 5) and len(embedded) == made + 2  # the two queries alone
+
+
+def test_the_embedder_keeps_the_texts_it_embedded_lately(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question is searched more than once and the guides' sentences are ranked question after
+    question: each text is encoded once, and the same vector comes back."""
+    model = embedder._load()
+    encoded: list[list[str]] = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda texts, **kw: encoded.append(list(texts)) or encode(texts, **kw))
+    a, b, c = "a text that no other test embeds", "a second such text", "a third such text"
+    first = embedder.embed([a, b])
+    again = embedder.embed([b, a, c, c])
+    assert encoded == [[a, b], [c]]
+    assert again[:2] == first[::-1] and again[2] == again[3]
+    monkeypatch.setattr("tutor.embed.CACHED_TEXTS", 2)
+    embedder.embed(["a fourth such text"])  # the cache keeps the latest two: the third and the fourth
+    embedder.embed([c, a])
+    assert encoded[-1] == [a]
 
 
 def test_follow_up_query_carries_the_topic() -> None:

@@ -155,18 +155,19 @@ def compare(before: Path, after: Path) -> None:
 @click.option("--root-path", default="", help="The sub-path a reverse proxy serves the tutor at, such as /tutor.")
 @click.option("--log-questions", is_flag=True, default=None, help="Put the question text in the request log lines.")
 def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> None:
-    """Serve the page and the JSON API; builds the index from the corpus on first run."""
+    """Serve the page and the JSON API; builds the index from the corpus on first run, or when it
+    holds another embedding model's vectors."""
     from .web.app import limit_malloc_arenas
 
     limit_malloc_arenas()  # before the model and its threads allocate
-    from .factory import build_tutor, index_store, ingest_from_settings
+    from .factory import build_tutor, ingest_from_settings
     from .web.app import check_exposure
     from .web.app import serve as serve_http
 
     settings = _settings(log_questions=log_questions)
     check_exposure(settings, host)
-    if index_store(settings).read_manifest() is None:
-        click.echo(f"no index yet: building it from {settings.corpus_dir} ...")
+    if reason := _why_build_the_index(settings):
+        click.echo(f"{reason}: building it from {settings.corpus_dir} ...")
         ingest_from_settings(settings, progress=True)
     tutor = build_tutor(settings)
     tutor.warm_up()
@@ -174,15 +175,27 @@ def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> N
     serve_http(tutor, host, port, root_path)
 
 
+def _why_build_the_index(settings: Settings) -> str | None:
+    """Why a server builds the index before it starts: there is none, or its vectors are another
+    embedding model's (the default changed, or TUTOR_EMBED_MODEL did)."""
+    from .factory import build_embedder, index_store, other_embedder_of_index
+
+    if index_store(settings).read_manifest() is None:
+        return "no index yet"
+    if built := other_embedder_of_index(settings, build_embedder(settings)):
+        return f"the index was built with the embedding model {built}"
+    return None
+
+
 @cli.command()
 def mcp() -> None:
     """Serve the tutor to an MCP client over stdio (tools ask and search_guides, the guides as resources)."""
-    from .factory import build_tutor, index_store, ingest_from_settings
+    from .factory import build_tutor, ingest_from_settings
     from .mcp_server import build_mcp
 
     settings = _settings()
-    if index_store(settings).read_manifest() is None:  # stdout is the protocol's: say it on stderr
-        click.echo(f"no index yet: building it from {settings.corpus_dir} ...", err=True)
+    if reason := _why_build_the_index(settings):  # stdout is the protocol's: say it on stderr
+        click.echo(f"{reason}: building it from {settings.corpus_dir} ...", err=True)
         ingest_from_settings(settings, progress=True)
     build_mcp(build_tutor(settings)).run("stdio")
 

@@ -53,13 +53,13 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="A Chroma server (http://HOST:PORT, `chroma run`) holding the index instead of index_dir; tutors pointed at it share one index.")
     prompts_dir: Path = Field(Path("prompts"), description="Folder of system prompt presets (*.md).")
     data_dir: Path = Field(Path("data"), description="Where the UI keeps local records: feedback.jsonl.")
-    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined packaged model files are kept.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the joined packaged model files (and the unpacked embedding model) are kept.")
 
     # Models.
     model: Literal["default", "fast"] = Field("default", description="The packaged chat model: default (Qwen2.5-Coder-1.5B-Instruct, reads its passages best) or fast (Qwen2.5-Coder-0.5B-Instruct, about half the time per token, for small machines).")
     model_path: Path | None = Field(None, description="A GGUF chat model to use instead of the packaged one named by model.")
     model_sha256: str | None = Field(None, description="Expected SHA-256 of model_path; checked before loading when set.")
-    embed_model: str | None = Field(None, description="A sentence-transformers model folder or name; default all-MiniLM-L6-v2 from its package.")
+    embed_model: str | None = Field(None, description="The sentence-transformers model: default (all-mpnet-base-v2 from its packages, finds the answering passage more often), minilm (all-MiniLM-L6-v2 from its package, about five times cheaper an embedding, for large corpora), or a model folder or hub name.")
     llm_url: str | None = Field(None, description="An OpenAI-compatible server (…/v1) to generate and score with, instead of the in-process model; it must return logprobs.")
     llm_model: str | None = Field(None, description="The model name to ask llm_url for; default: the first it lists.")
     llm_server_tokenizer: Literal["auto", "estimate"] = Field("auto", description="How tokens are counted for llm_url (passage and history budgets): auto asks the server's own tokenizer (llama-cpp-python's /extras/tokenize/count, llama.cpp's or vLLM's /tokenize), found once at start, else estimates; estimate counts 4 characters a token.")

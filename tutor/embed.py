@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import ModelError
 
@@ -14,12 +18,20 @@ from .errors import ModelError
 BATCH_SIZE = 16
 
 
+# Vectors kept, the latest used (about 12 MB at all-mpnet-base-v2's 768 dimensions). The same
+# texts come back question after question: the question itself (searched more than once), and the
+# guides' sentences that the scope judgement, the quotes and the checks rank, which warm_up embeds.
+CACHED_TEXTS = 4096
+
+
 class Embedder:
     """Normalised sentence embeddings, so that a dot product is a cosine similarity."""
 
     def __init__(self, name_or_path: str) -> None:
         self.name = name_or_path
         self._model: Any = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()  # embeddings are asked for from several request threads
 
     @property
     def model_id(self) -> str:
@@ -43,18 +55,35 @@ class Embedder:
                 raise ModelError(f"cannot load the embedding model {self.name}: {exc}") from None
         return self._model
 
+    @property
+    def dimensions(self) -> int:
+        """The length of its vectors (768 for the default all-mpnet-base-v2, 384 for MiniLM)."""
+        return int(self._load().get_embedding_dimension())
+
     def embed(self, texts: list[str], progress: bool = False) -> list[list[float]]:
-        """Embed texts in batches; `progress` shows a bar on long runs."""
+        """Embed texts in batches, those embedded lately taken from the cache; `progress` shows a
+        bar on long runs."""
         if not texts:
             return []
-        vectors = self._load().encode(
-            texts,
-            batch_size=BATCH_SIZE,
-            normalize_embeddings=True,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-        )
-        return [vector.tolist() for vector in vectors]
+        with self._cache_lock:
+            known = {text: self._cache[text] for text in texts if text in self._cache}
+            for text in known:
+                self._cache.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            vectors = self._load().encode(
+                missing,
+                batch_size=BATCH_SIZE,
+                normalize_embeddings=True,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+            )
+            with self._cache_lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    known[text] = self._cache[text] = np.asarray(vector, dtype=np.float32)
+                while len(self._cache) > CACHED_TEXTS:
+                    self._cache.popitem(last=False)
+        return [known[text].tolist() for text in texts]
 
     def embed_one(self, text: str) -> list[float]:
         """Embed one text (a query or an answer sentence)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .index import text_to_embed
 from .lexical import lexical_tokens
 from .llm import TokenLogprobs
 from .markers import CITATION_MARKERS, LIST_ITEM, OPEN_CITATION, SENTENCE_END, split_sentences
@@ -47,14 +48,24 @@ class SupportScorer:
         # Words the sentence only repeats from the question are no evidence that a passage backs it.
         self._question_words = set(lexical_tokens(question))
         self._embed = embed
-        self._vectors = np.asarray([p.embedding for p in self.passages], dtype=np.float32)
+        self._vectors: np.ndarray | None = None
         self._words = [set(lexical_tokens(p.text)) for p in self.passages]
+
+    def _passage_vectors(self) -> np.ndarray:
+        """The passages' vectors; a widened passage's is made here, when the first sentence is
+        scored, not before the model's first token."""
+        if self._vectors is None:
+            self._vectors = np.asarray(
+                [p.embedding or self._embed(text_to_embed(p.guide, p.section, p.text)) for p in self.passages],
+                dtype=np.float32,
+            )
+        return self._vectors
 
     def score(self, sentence: str) -> SentenceSupport:
         words = set(lexical_tokens(sentence)) - self._question_words
         if not self.passages or not words:
             return SentenceSupport(sentence, (), 0.0)
-        similarity = self._vectors @ np.asarray(self._embed(sentence), dtype=np.float32)
+        similarity = self._passage_vectors() @ np.asarray(self._embed(sentence), dtype=np.float32)
         overlap = np.asarray([len(words & pw) / len(words) for pw in self._words])
         support = 0.5 * np.clip(similarity, 0.0, 1.0) + 0.5 * overlap
         best = float(support.max())

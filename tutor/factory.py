@@ -9,6 +9,7 @@ from .answer import Tutor
 from .config import Settings
 from .corpus import read_guides
 from .embed import Embedder
+from .errors import IndexMissingError
 from .gate import ModelGate
 from .index import FolderStore, IngestReport, Store, ingest
 from .index_server import ChromaServerStore
@@ -20,7 +21,7 @@ from .retrieve import Retriever
 
 def build_embedder(settings: Settings) -> Embedder:
     """The configured sentence-transformers embedder (loaded on first use)."""
-    return Embedder(resolve_embed_model(settings.embed_model))
+    return Embedder(resolve_embed_model(settings.embed_model, settings.cache_dir))
 
 
 def index_store(settings: Settings) -> Store:
@@ -44,10 +45,23 @@ def ingest_from_settings(
     )
 
 
+def other_embedder_of_index(settings: Settings, embedder: Embedder) -> str | None:
+    """The embedding model the index was built with, where it is not this one (None: no index,
+    or built with this one). Its vectors cannot be compared with this model's."""
+    manifest = index_store(settings).read_manifest()
+    built = str((manifest or {}).get("settings", {}).get("embed_model") or "")
+    return built if built and built != embedder.model_id else None
+
+
 def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     """A Tutor on the configured index, embedder and chat model; cheap checks run first."""
     presets = load_presets(settings.prompts_dir)
     embedder = build_embedder(settings)
+    if retrieval and (built := other_embedder_of_index(settings, embedder)):
+        raise IndexMissingError(
+            f"the index was built with the embedding model {built}, not {embedder.model_id} as set now: "
+            "run `tutor ingest` to build it again"
+        )
     retriever = (
         Retriever(
             index_store(settings),

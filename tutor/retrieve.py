@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import OpenedVersion, Store, text_to_embed
+from .index import OpenedVersion, Store
 from .lexical import chunk_words, lexical_tokens
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
 
@@ -32,7 +32,7 @@ class Passage:
     rank_score: float = 0.0  # what the passages are ordered by: score (or its blend with the best sentence's) + BM25
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
     planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
-    embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)  # () for a widened passage
 
 
 Turn = tuple[str, str]
@@ -372,26 +372,30 @@ class Retriever:
                 passages.append(leader)
                 continue
             first, text = run[0], _joined(run)
-            vector = self.embedder.embed_one(text_to_embed(first.meta["guide"], first.meta["section"], text))
+            # No vector: the joined text is embedded only where a sentence's support is scored.
             passages.append(
                 replace(
                     leader,
                     id="+".join(c.id for c in run),
                     text=text,
                     position=int(first.meta["position"]),
-                    embedding=tuple(vector),
+                    embedding=(),
                 )
             )
         return passages
 
-    def chunks(self) -> list[tuple[dict[str, Any], str]]:
-        """Every chunk of the current version as (metadata, text), a page at a time: the guides
-        as indexed, for the MCP server's resources, which show them without reading any file."""
+    def chunks(self, limit: int | None = None) -> list[tuple[dict[str, Any], str]]:
+        """Every chunk of the current version (or the first `limit`) as (metadata, text), a page at a
+        time: the guides as indexed, for the MCP server's resources, which show them without
+        reading any file."""
         with self._lock:
             self.refresh()
             collection, found = self._opened.collection, []
-            for offset in range(0, collection.count(), 1000):
-                page = collection.get(include=["documents", "metadatas"], limit=1000, offset=offset)
+            count = collection.count() if limit is None else min(limit, collection.count())
+            for offset in range(0, count, 1000):
+                page = collection.get(
+                    include=["documents", "metadatas"], limit=min(1000, count - offset), offset=offset
+                )
                 found += [(dict(m), t) for m, t in zip(page["metadatas"], page["documents"], strict=True)]
             return found
 
