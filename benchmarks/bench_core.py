@@ -72,6 +72,7 @@ def time_answers(tutor: Tutor, asked: Sequence[tuple[str, list[tuple[str, str]]]
     total: list[float] = []
     prompt_tokens: list[int] = []
     for question, history in asked:
+        tutor.embedder.clear_cache()  # no vector of this question kept: as a server meets it first
         tutor.warm_up()
         answer = tutor.ask(question, history)
         first_token_s, total_s = answer.timings["first_token_s"], answer.timings["total_s"]
@@ -166,6 +167,7 @@ def main() -> None:
         pair: list[float | None] = []
         for settings_now in (settings_judged, settings_unjudged):
             tutor.settings = settings_now
+            tutor.embedder.clear_cache()
             tutor.warm_up()
             answer = tutor.ask(question)
             pair.append(answer.timings["first_token_s"] if answer.in_scope else None)

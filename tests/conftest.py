@@ -93,7 +93,7 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The real default embedder (all-MiniLM-L6-v2 from its package)."""
+    """The real default embedder (all-mpnet-base-v2 from its packages)."""
     return build_embedder(load_settings(embed_model=None))
 
 

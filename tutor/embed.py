@@ -80,10 +80,16 @@ class Embedder:
             )
             with self._cache_lock:
                 for text, vector in zip(missing, vectors, strict=True):
-                    known[text] = self._cache[text] = np.asarray(vector, dtype=np.float32)
+                    # A copy: a row of the batch would keep the whole batch alive.
+                    known[text] = self._cache[text] = np.array(vector, dtype=np.float32)
                 while len(self._cache) > CACHED_TEXTS:
                     self._cache.popitem(last=False)
         return [known[text].tolist() for text in texts]
+
+    def clear_cache(self) -> None:
+        """Forget every vector kept (bench_core times a question as a server meets it first)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def embed_one(self, text: str) -> list[float]:
         """Embed one text (a query or an answer sentence)."""

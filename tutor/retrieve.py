@@ -201,6 +201,7 @@ class Retriever:
         self._sentence_vectors: dict[str, np.ndarray] = {}  # a chunk's text -> its sentences' vectors
         self._lock = threading.Lock()  # searches come from several request threads
         self._opened: OpenedVersion = store.open_version()
+        self._passed_over = ""  # a newer version this replica does not switch to (another embedder's)
 
     @property
     def corpus_version(self) -> str:
@@ -216,13 +217,19 @@ class Retriever:
         return self._opened.collection
 
     def refresh(self) -> None:
-        """Switch to the newest published index version, if there is one."""
-        if self.store.current_version() != self._opened.name:
-            old = self._opened
-            self._opened = self.store.open_version()
-            old.words.close()
-            if old.client is not self._opened.client:  # a server store keeps one client
-                old.client.close()
+        """Switch to the newest published index version, if there is one, unless its vectors are
+        another embedding model's and the version searched now is this one's: a replica not yet
+        upgraded keeps serving what it can compare (a rolling upgrade rebuilds the shared index)."""
+        if self.store.current_version() in (self._opened.name, self._passed_over):
+            return
+        old, newest = self._opened, self.store.open_version()
+        if _embedded_by(newest) != self.embedder.model_id == _embedded_by(old):
+            old, self._passed_over = newest, newest.name
+        else:
+            self._opened = newest
+        old.words.close()
+        if old.client is not self._opened.client:  # a server store keeps one client
+            old.client.close()
 
     def search(self, query: str, limit: int = 8) -> list[Passage]:
         """The best `limit` passages for the query, best first.
@@ -402,6 +409,10 @@ class Retriever:
     def close(self) -> None:
         self._opened.words.close()
         self._opened.client.close()
+
+
+def _embedded_by(version: OpenedVersion) -> str:
+    return str(version.manifest.get("settings", {}).get("embed_model") or "")
 
 
 def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
