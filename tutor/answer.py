@@ -819,7 +819,7 @@ class Tutor:
                     position=0,
                     score=0.0,
                 )
-                for meta, text in self.retriever.chunks(limit=WARM_UP_CHUNKS)
+                for meta, text in self.retriever.chunks()
             ]
             ranked_evidence(guides, "warm up", self.embedder.embed, with_questions=True)
         system = pick_preset(self.presets, preset or self.settings.preset).system_prompt

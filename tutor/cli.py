@@ -181,9 +181,10 @@ def _why_build_the_index(settings: Settings) -> str | None:
     not rebuilt by whichever tutor starts first: that is `tutor ingest`'s to do."""
     from .factory import build_embedder, index_store, other_embedder_of_index
 
-    if index_store(settings).read_manifest() is None:
+    manifest = index_store(settings).read_manifest()
+    if manifest is None:
         return "no index yet"
-    if built := other_embedder_of_index(settings, build_embedder(settings)):
+    if built := other_embedder_of_index(manifest, build_embedder(settings)):
         if settings.chroma_url:  # shared by other tutors, which may still embed with that model
             raise IndexMissingError(
                 f"the index on {settings.chroma_url} was built with the embedding model {built}: run `tutor ingest` "

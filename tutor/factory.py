@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .answer import Tutor
 from .config import Settings
@@ -11,7 +12,7 @@ from .corpus import read_guides
 from .embed import Embedder
 from .errors import IndexMissingError
 from .gate import ModelGate
-from .index import FolderStore, IngestReport, Store, ingest
+from .index import FolderStore, IngestReport, Store, embedded_by, ingest
 from .index_server import ChromaServerStore
 from .llm import ChatModel, LlamaCppChat, OpenAIChat
 from .model_files import resolve_embed_model, resolve_model_path
@@ -45,11 +46,10 @@ def ingest_from_settings(
     )
 
 
-def other_embedder_of_index(settings: Settings, embedder: Embedder) -> str | None:
+def other_embedder_of_index(manifest: dict[str, Any] | None, embedder: Embedder) -> str | None:
     """The embedding model the index was built with, where it is not this one (None: no index,
     or built with this one). Its vectors cannot be compared with this model's."""
-    manifest = index_store(settings).read_manifest()
-    built = str((manifest or {}).get("settings", {}).get("embed_model") or "")
+    built = embedded_by(manifest)
     return built if built and built != embedder.model_id else None
 
 
@@ -57,7 +57,7 @@ def build_tutor(settings: Settings, *, retrieval: bool = True) -> Tutor:
     """A Tutor on the configured index, embedder and chat model; cheap checks run first."""
     presets = load_presets(settings.prompts_dir)
     embedder = build_embedder(settings)
-    if retrieval and (built := other_embedder_of_index(settings, embedder)):
+    if retrieval and (built := other_embedder_of_index(index_store(settings).read_manifest(), embedder)):
         raise IndexMissingError(
             f"the index was built with the embedding model {built}, not {embedder.model_id} as set now: "
             "run `tutor ingest` to build it again"

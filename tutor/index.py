@@ -135,6 +135,11 @@ class OpenedVersion:
     words: LexicalIndex
 
 
+def embedded_by(manifest: dict[str, Any] | None) -> str:
+    """The embedding model an index version was built with ("" for none recorded)."""
+    return str((manifest or {}).get("settings", {}).get("embed_model") or "")
+
+
 @dataclass(frozen=True)
 class IngestReport:
     """What one ingest did."""

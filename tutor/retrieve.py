@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import OpenedVersion, Store
+from .index import OpenedVersion, Store, embedded_by
 from .lexical import chunk_words, lexical_tokens
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
 
@@ -223,7 +223,7 @@ class Retriever:
         if self.store.current_version() in (self._opened.name, self._passed_over):
             return
         old, newest = self._opened, self.store.open_version()
-        if _embedded_by(newest) != self.embedder.model_id == _embedded_by(old):
+        if embedded_by(newest.manifest) != self.embedder.model_id == embedded_by(old.manifest):
             old, self._passed_over = newest, newest.name
         else:
             self._opened = newest
@@ -391,28 +391,20 @@ class Retriever:
             )
         return passages
 
-    def chunks(self, limit: int | None = None) -> list[tuple[dict[str, Any], str]]:
-        """Every chunk of the current version (or the first `limit`) as (metadata, text), a page at a
-        time: the guides as indexed, for the MCP server's resources, which show them without
-        reading any file."""
+    def chunks(self) -> list[tuple[dict[str, Any], str]]:
+        """Every chunk of the current version as (metadata, text), a page at a time: the guides
+        as indexed, for the MCP server's resources and warm_up, which read them without any file."""
         with self._lock:
             self.refresh()
             collection, found = self._opened.collection, []
-            count = collection.count() if limit is None else min(limit, collection.count())
-            for offset in range(0, count, 1000):
-                page = collection.get(
-                    include=["documents", "metadatas"], limit=min(1000, count - offset), offset=offset
-                )
+            for offset in range(0, collection.count(), 1000):
+                page = collection.get(include=["documents", "metadatas"], limit=1000, offset=offset)
                 found += [(dict(m), t) for m, t in zip(page["metadatas"], page["documents"], strict=True)]
             return found
 
     def close(self) -> None:
         self._opened.words.close()
         self._opened.client.close()
-
-
-def _embedded_by(version: OpenedVersion) -> str:
-    return str(version.manifest.get("settings", {}).get("embed_model") or "")
 
 
 def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
