@@ -25,6 +25,7 @@ from .explain import (
     evidence_sentence,
     guide_quotes,
     guide_sentence_for,
+    misread_comparison,
     misread_figure_line,
     ranked_evidence,
     stated_kinds,
@@ -173,8 +174,10 @@ def repair_figures(
     text: str, sentences: list[SentenceSupport], passages: Sequence[Passage], question: str
 ) -> tuple[str, list[SentenceSupport], list[str]]:
     """Sentences stating a duration, an amount or a number that their passages (nor the question) do
-    not give, or that misstate the duration or cost of the guide line they are about, are replaced
-    by the guides' sentence, quoted, and said so.
+    not give, that misstate the duration or cost of the guide line they are about, or that compare
+    two such lines the other way round ("Fine-tuning takes longer than preference optimization."
+    beside "days" and "weeks"), are replaced by the guides' sentence (or both lines), quoted, and
+    said so.
 
     A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
     compute"), or the other figure of the same line ("Prompting costs seconds." beside "(seconds,
@@ -195,20 +198,34 @@ def repair_figures(
                 sentences[i] = replace(sentence, supported_by=())
                 warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
                 continue
-            warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; "
+            guides = [replacement]
+            warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; it was replaced"
+        elif misread_line:
+            guides = [misread_line]
+            warning = "A sentence of this answer gave a duration or cost other than its guide line's; it was replaced"
+        elif compared := misread_comparison(sentence.text, passages):
+            guides = compared
+            warning = "A sentence of this answer compared two layers the other way round from their guide lines; it was"
+            warning += " replaced"
         else:
-            replacement = misread_line
-            if replacement is None:
-                continue
-            warning = "A sentence of this answer gave a duration or cost other than its guide line's; "
-        n, guide_sentence = replacement
-        quoted = f"The guides say: “{guide_sentence}”"
-        said_at = _where_said(text, [sentence.text])
-        if said_at:
-            text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
-        sentences[i] = SentenceSupport(quoted, (n,), 1.0, replaced=sentence.text)
-        warnings.append(warning + "it was replaced by the guides' own sentence.")
+            continue
+        text = _replace_said(text, sentence.text, guides)
+        sentences[i] = SentenceSupport(_quoted(guides), tuple(n for n, _ in guides), 1.0, replaced=sentence.text)
+        warnings.append(f"{warning} by the guides' own {'sentence' if len(guides) == 1 else 'lines'}.")
     return text, sentences, warnings
+
+
+def _quoted(guide_sentences: Sequence[tuple[int, str]]) -> str:
+    return "The guides say: " + " ".join(f"“{said}”" for _, said in guide_sentences)
+
+
+def _replace_said(text: str, said: str, guide_sentences: Sequence[tuple[int, str]]) -> str:
+    """The answer's text with the model's sentence replaced by the guides' sentences, quoted and cited."""
+    said_at = _where_said(text, [said])
+    if not said_at:
+        return text
+    quoted = "The guides say: " + " ".join(f"“{sentence}”[{n}]" for n, sentence in guide_sentences)
+    return f"{text[: said_at.start()]}{quoted}{text[said_at.end() :]}"
 
 
 def repair_stance(
@@ -363,6 +380,9 @@ class Prepared:
     retrieval: bool
     started: float
     retrieved_at: float
+    # The texts the model must judge in or out of scope before it answers (the question, and a
+    # follow-up's joined query): the cosine check was unsure. Empty once decided.
+    scope_to_judge: tuple[str, ...] = ()
 
     @property
     def asks_model(self) -> bool:
@@ -408,23 +428,32 @@ class Tutor:
         Three steps: `prepare` (checks, scope, retrieval: a value), `_generate` (the model, under
         the gate) and `_finish` (checks and repairs of the text, the Answer). While the model is
         busy with other questions, Queued items say how many are ahead; a full line raises
-        BusyError before anything is yielded. The model is held through the attribution: it then
+        BusyError before anything is yielded. A scope the model must judge is judged in the
+        question's own turn at the gate, after it was told its place. The model is held through the attribution: it then
         reuses the log-probabilities read while generating, which another question's generation
         in between would throw away.
         """
-        prepared = self.prepare(question, history, preset=preset, retrieval=retrieval, k=k)
-        messages = self.messages_for(prepared)
-        citer = CitingStream(
-            SupportScorer(prepared.passages, self.embedder.embed_one, prepared.question) if prepared.passages else None
-        )
-        generation = Generation(messages)
+        prepared = self.prepare(question, history, preset=preset, retrieval=retrieval, k=k, judged=False)
         ticket = self.gate.join() if prepared.asks_model else None
         try:
+            if ticket is not None:
+                # Told its place at once, and judged in its turn: never a silent wait, nor a second turn.
+                yield from self._wait_turn(ticket)
+            prepared = self._decide_scope(prepared)
+            if ticket is not None and not prepared.asks_model:  # judged off topic: the model is free again
+                self.gate.leave(ticket)
+                ticket = None
+            citer = CitingStream(
+                SupportScorer(prepared.passages, self.embedder.embed_one, prepared.question)
+                if prepared.passages
+                else None
+            )
+            generation = Generation(self.messages_for(prepared))
             if ticket is None:
                 yield Token(citer.feed(INSTRUCTIONS_REPLY if prepared.refused else OUT_OF_SCOPE_ANSWER))
                 first_token_at, generated = None, ""
             else:
-                first_token_at, generated = yield from self._generate(prepared, ticket, citer, generation, max_tokens)
+                first_token_at, generated = yield from self._generate(prepared, citer, generation, max_tokens)
             rest = citer.finish()
             if rest:
                 yield Token(rest)
@@ -448,9 +477,13 @@ class Tutor:
         preset: str | None = None,
         retrieval: bool = True,
         k: int | None = None,
+        judged: bool = True,
     ) -> Prepared:
-        """Everything decided before the model is asked: the question checked, the history that
-        fits, whether the question is in scope, and the passages for it."""
+        """Everything decided before the model is asked to answer: the question checked, the
+        history that fits, whether the question is in scope, and the passages for it. Where the
+        cosine check is unsure of the scope, the model judges it, in its turn at the gate; with
+        `judged` off that is left to the caller (`Prepared.scope_to_judge`, `_decide_scope`), as
+        `stream` does once the question has been told its place."""
         s = self.settings
         started = time.perf_counter()
         question = check_question(question, s.max_question_chars)
@@ -480,17 +513,11 @@ class Tutor:
             # A follow-up is searched as asked too: joined to the turn before it, its own words
             # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
             passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
-            # In scope or not by the question itself; a follow-up's turn before it only helps the
-            # model read "it" ("got it. what's the weather in London?" was answered from the guides).
-            if passages and self._judged_off_topic(asked, passages, found_alone, joined=query if follow_up else None):
-                passages = []
-        warnings += [
-            f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
-            "it was left out of the prompt."
-            for p in passages
-            if p.planted
-        ]
-        return Prepared(
+        # In scope or not by the question itself; a follow-up's turn before it only helps the model
+        # read "it" ("got it. what's the weather in London?" was answered from the guides).
+        unsure = bool(passages) and self.scope_is_unsure(asked, found_alone)
+        to_judge = (asked, *((query,) if follow_up else ())) if unsure else ()
+        prepared = Prepared(
             question=question,
             preset=chosen_preset,
             history=tuple(kept),
@@ -503,7 +530,14 @@ class Tutor:
             retrieval=retrieval,
             started=started,
             retrieved_at=time.perf_counter(),
+            scope_to_judge=to_judge,
         )
+        if not judged:
+            return prepared
+        if not to_judge:
+            return self._decide_scope(prepared)
+        with self.gate.hold():
+            return self._decide_scope(prepared)
 
     def _search_alone(self, question: str) -> list[Passage]:
         return self.retriever.search(question, limit=8) if self.retriever is not None else []
@@ -532,25 +566,32 @@ class Tutor:
         best = max((p.score for p in found), default=0.0)
         return best < below and not any(p.has_all_terms for p in found)
 
-    def _judged_off_topic(
-        self,
-        question: str,
-        passages: Sequence[Passage],
-        found_alone: FoundAlone,
-        *,
-        joined: str | None = None,
-    ) -> bool:
-        """The model's judgement, asked only where the cosine check is unsure of the question: does
-        what the passages say best for it answer it? A short call (two tokens out) under the model's
-        gate, aside from the conversation: the model's cached system prompt is kept for the answer.
+    def _decide_scope(self, prepared: Prepared) -> Prepared:
+        """The question's scope where the cosine check was unsure: the model's judgement, asked
+        once the caller holds the model's gate. Does what the passages say best for the question
+        answer it? A short call (two tokens out) aside from the conversation, so that the model's
+        cached system prompt is kept for the answer. Then the warnings of the passages kept.
 
-        A follow-up (`joined`: its search query with the turn before it) is off topic only when the
-        model also says no to the joined query, a second call: asked alone, "and can people use it
-        straight away?" was judged off topic, joined to its fine-tuning turn it was not."""
-        if not self.scope_is_unsure(question, found_alone):
-            return False
-        with self.gate.hold():  # once for both calls: a busy model is waited for once
-            return all(self._judged_no(text, passages) for text in (question, *((joined,) if joined else ())))
+        A follow-up (its search query with the turn before it, the second text to judge) is off
+        topic only when the model also says no to the joined query, a second call: asked alone,
+        "and can people use it straight away?" was judged off topic, joined to its fine-tuning turn
+        it was not."""
+        passages = prepared.passages
+        if prepared.scope_to_judge and all(self._judged_no(text, passages) for text in prepared.scope_to_judge):
+            passages = ()
+        planted = [
+            f"A passage from “{p.guide}” has text that reads as an instruction to the model; "
+            "it was left out of the prompt."
+            for p in passages
+            if p.planted
+        ]
+        return replace(
+            prepared,
+            passages=passages,
+            in_scope=bool(passages) if prepared.in_scope is not None else None,
+            warnings=(*prepared.warnings, *planted),
+            scope_to_judge=(),
+        )
 
     def _judged_no(self, question: str, passages: Sequence[Passage]) -> bool:
         """The model says the passages' best sentences for the question are not about what it asks;
@@ -582,17 +623,20 @@ class Tutor:
             prepared.preset.system_prompt, prepared.passages, prepared.history, prepared.question, layout
         )
 
-    def _generate(
-        self, prepared: Prepared, ticket: Any, citer: CitingStream, generation: Generation, max_tokens: int | None
-    ) -> Generator[Token | Queued, None, tuple[float | None, str]]:
-        """Wait for the model, then stream its answer through the citer; returns the first token's
-        time and the model's own text."""
-        s = self.settings
-        # Said at once, then every second: a client that left is then noticed and its place freed.
+    def _wait_turn(self, ticket: object) -> Iterator[Queued]:
+        """How many are ahead, said at once and then every second until the ticket holds the model:
+        a client that left is then noticed and its place freed."""
         ahead = self.gate.ahead(ticket, timeout=0)
         while ahead:
             yield Queued(ahead)
             ahead = self.gate.ahead(ticket, timeout=1.0)
+
+    def _generate(
+        self, prepared: Prepared, citer: CitingStream, generation: Generation, max_tokens: int | None
+    ) -> Generator[Token, None, tuple[float | None, str]]:
+        """Stream the answer through the citer, the model held; returns the first token's time and
+        the model's own text."""
+        s = self.settings
         # Context-aware decoding contrasts the prompt with the same prompt without passages.
         contrast = (
             compose_messages(prepared.preset.system_prompt, [], prepared.history, prepared.question)

@@ -430,6 +430,63 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     return best if wrong_time or wrong_level or time_as_cost else None
 
 
+# "X takes longer than Y": which figure each comparative says is the larger one of X's.
+_COMPARATIVES = (
+    ("time", 1, re.compile(r"\b(?:longer|slower|lengthier|more time)\b", re.IGNORECASE)),
+    ("time", -1, re.compile(r"\b(?:shorter|quicker|faster|sooner|less time)\b", re.IGNORECASE)),
+    ("cost", 1, re.compile(r"\b(?:more (?:expensive|costly)|costlier|pricier|dearer|costs? more)\b", re.IGNORECASE)),
+    ("cost", -1, re.compile(r"\b(?:cheaper|less (?:expensive|costly)|more affordable|costs? less)\b", re.IGNORECASE)),
+)
+_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[,;:(]|\b(?:and|but|while|whereas|which)\b", re.IGNORECASE)
+_COST_ORDER = ("low", "moderate", "high")
+
+
+def misread_comparison(sentence: str, passages: Sequence[Passage]) -> list[tuple[int, str]] | None:
+    """The two guide lines that this sentence compares the other way round from their figures
+    ("Fine-tuning takes longer than preference optimization." beside "(days, …)" and "(weeks,
+    …)"), or None. Each side must name one line alone by its subject words, as in
+    `misread_figure_line`; two equal figures make any "longer" or "cheaper" wrong, and ranges
+    that overlap are not judged."""
+    than = _THAN.search(sentence)
+    if not than:
+        return None
+    lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
+    for kind, larger, says in _COMPARATIVES:
+        said = [*says.finditer(sentence, 0, than.start())]
+        if not said:
+            continue
+        first = _only_line(re.split(_CLAUSE_END, sentence[: said[-1].start()])[-1], lines)  # nearest "than"
+        second = _only_line(re.split(_CLAUSE_END, sentence[than.end() :])[0], lines)
+        if first is None or second is None or first[1] == second[1]:
+            continue
+        a, b = _figure_range(first[1], kind), _figure_range(second[1], kind)
+        if a is None or b is None:
+            continue
+        order = 1 if a[0] > b[1] else -1 if a[1] < b[0] else 0 if a == b else None
+        if order is not None and order != larger:
+            return [first, second]
+    return None
+
+
+def _only_line(text: str, lines: Sequence[tuple[int, str, set[str]]]) -> tuple[int, str] | None:
+    """The one guide line that shares the most subject words with the text, or None for none or a tie."""
+    words = _subject(text)
+    overlaps = sorted(((len(words & subject), n, line) for n, line, subject in lines), reverse=True)
+    if not overlaps or overlaps[0][0] == 0 or (len(overlaps) > 1 and overlaps[1][0] == overlaps[0][0]):
+        return None
+    return overlaps[0][1], overlaps[0][2]
+
+
+def _figure_range(line: str, kind: str) -> tuple[int, int] | None:
+    """A line's duration (as positions in _UNITS, least and most) or cost level, to compare by."""
+    if kind == "cost":
+        level = cost_level(line)
+        return (_COST_ORDER.index(level),) * 2 if level else None
+    times = [_UNITS.index(f) for f in figures(line) if _kind(f) == "time"]
+    return (min(times), max(times)) if times else None
+
+
 # --- Layer attribution -------------------------------------------------------------------------
 
 FIXED_REPLY_METHOD = "fixed reply: no passage passed the relevance threshold, so the model was not asked"
