@@ -68,3 +68,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/midconv_questions.jsonl --half $(HALF) --out $(RUN)/midconv.jsonl
 	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out $(RUN)/chat.jsonl
 	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out $(RUN)/unseen.jsonl
+	$(BIN)/tutor eval eval/blind_questions.jsonl --half $(HALF) --out $(RUN)/blind.jsonl

@@ -67,6 +67,7 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "midconv_questions.jsonl",
             ROOT / "eval" / "chat_questions.jsonl",
             ROOT / "eval" / "unseen_questions.jsonl",
+            ROOT / "eval" / "blind_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]
