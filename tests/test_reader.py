@@ -3,6 +3,7 @@ question itself, figures checked against the passages, and a verdict that rests 
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -229,8 +230,19 @@ def test_the_model_judges_scope_only_where_the_cosine_check_is_unsure(
     assert len(chat.prompts) == asked
 
 
-def _take_next(events: Iterator[object], into: list[object]) -> None:
-    into.append(next(events))
+def _take(events: Iterator[object], into: list[object], count: int | None = None) -> None:
+    into.extend(itertools.islice(events, count))
+
+
+def _within(seconds: float, work: Callable[[], None], unblock: Callable[[], None], failure: str) -> None:
+    """Run `work` in a thread; if it is still blocked after `seconds`, `unblock` it and fail."""
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=seconds)
+    if thread.is_alive():
+        unblock()
+        thread.join()
+        pytest.fail(failure)
 
 
 def test_a_judged_question_is_told_its_place_and_judged_in_its_turn(fake_tutor: tuple[Tutor, FakeChat]) -> None:
@@ -244,18 +256,14 @@ def test_a_judged_question_is_told_its_place_and_judged_in_its_turn(fake_tutor: 
         busy = tutor.gate.join()  # another question holds the model
         events = tutor.stream(question)
         first: list[object] = []
-        reader = threading.Thread(target=partial(_take_next, events, first))
-        reader.start()
-        reader.join(timeout=10)
-        if reader.is_alive():
-            tutor.gate.leave(busy)
-            reader.join()
-            pytest.fail("the question waited in silence for the model")
+        _within(10, partial(_take, events, first, 1), partial(tutor.gate.leave, busy), "it waited in silence")
         assert first == [Queued(1)] and tutor.gate.waiting == 1 and not chat.prompts
         later = tutor.gate.join()  # a question asked after it
         chat.replies += [judged, ["A data model is a plan of the records."]] if in_scope else [judged]
         tutor.gate.leave(busy)
-        answered = [e.answer for e in events if isinstance(e, Answered)]
+        rest: list[object] = []
+        _within(10, partial(_take, events, rest), partial(tutor.gate.leave, later), "it queued again behind later")
+        answered = [e.answer for e in rest if isinstance(e, Answered)]
         assert answered and answered[0].in_scope is in_scope, answered
         assert chat.prompts[0][0]["content"] == SCOPE_JUDGE_PROMPT and len(chat.prompts) == 1 + in_scope
         assert tutor.gate.ahead(later, 0) == 0  # served in its own turn, before the later question
@@ -440,11 +448,18 @@ def test_two_layers_compared_the_other_way_round_are_repaired(fake_tutor: tuple[
         answer.answer,
     ), answer.answer
     assert answer.sentences[0].replaced == "Fine-tuning is slower than preference optimization."
-    assert len(answer.sentences[0].supported_by) == 2
+    cited = {int(n) for n in re.findall(r"\[(\d)\]", answer.answer)}
+    assert set(answer.sentences[0].supported_by) == cited, answer.sentences[0]  # each passage once
     assert any("compared two layers the other way round" in w for w in answer.warnings), answer.warnings
-    chat.replies.append(["Fine-tuning is quicker than preference optimization."])
-    kept = tutor.ask(asked, explain=False, quote=False)
-    assert kept.answer.startswith("Fine-tuning is quicker than") and not kept.warnings, kept.answer
+    # Comparisons the lines bear out stay the model's, the one-line cost check included: "cheaper"
+    # is not held to preference optimization's "moderate cost" alone.
+    for right in (
+        "Fine-tuning is quicker than preference optimization.",
+        "Prompting is cheaper than preference optimization.",
+    ):
+        chat.replies.append([right])
+        kept = tutor.ask(asked, explain=False, quote=False)
+        assert re.sub(r"\[\d\]", "", kept.answer) == right and not kept.warnings, kept.answer
 
 
 @pytest.mark.parametrize(
@@ -459,6 +474,12 @@ def test_two_layers_compared_the_other_way_round_are_repaired(fake_tutor: tuple[
         ("Prompting is quicker and cheaper than the other ways.", False),  # "the other ways": no one line
         ("RAG is cheaper than fine-tuning, which takes longer than prompting.", False),  # each clause its own
         ("Pre-training takes months, longer than the rest.", False),  # no line after "than"
+        ("Fine-tuning is not slower than preference optimization.", False),  # negated
+        ("Fine-tuning isn't cheaper than RAG.", False),
+        ("Is preference optimization faster than fine-tuning?", False),  # a question
+        ("Prompting with longer prompts is still cheaper than fine-tuning.", False),  # "cheaper" governs "than"
+        ("Fine-tuning takes much longer to run than preference optimization.", True),
+        ("Use RAG rather than fine-tuning.", False),
     ],
 )
 def test_which_comparisons_read_their_guide_lines_backwards(sentence: str, misread: bool) -> None:
@@ -473,18 +494,21 @@ def test_which_comparisons_read_their_guide_lines_backwards(sentence: str, misre
         assert len(found) == 2 and all(n == 1 and line.endswith(")") for n, line in found)
 
 
-def test_a_real_comparison_of_two_layers_agrees_with_their_guide_lines(real_tutor: Tutor) -> None:
-    """The real reader, asked to compare two layers' time and cost: whatever it writes, no sentence
-    of the final answer orders the two guide lines the other way round."""
+def test_a_real_comparison_of_two_layers_gives_both_guide_lines_figures(real_tutor: Tutor) -> None:
+    """The real reader asked to compare two layers: the answer gives each layer's figure from its
+    guide line, and no sentence of it orders the two lines the other way round."""
     from tutor.explain import misread_comparison
 
-    for question in ("is RAG a bigger expense than a fine-tune?", "what's over quicker: prompting or RAG?"):
+    for question, figures in (
+        ("is RAG a bigger expense than a fine-tune?", (r"low[- ]cost|cheap", r"moderate")),
+        ("what's over quicker: prompting or RAG?", (r"seconds", r"minutes")),
+    ):
         answer = real_tutor.ask(question, explain=False)
         assert answer.in_scope and answer.sources, answer.answer
+        for figure in figures:
+            assert re.search(figure, answer.answer, re.IGNORECASE), (figure, answer.answer)
         for sentence in answer.sentences:
             assert misread_comparison(sentence.text, answer.sources) is None, (answer.answer, answer.warnings)
-        replaced = [s for s in answer.sentences if s.replaced and len(s.supported_by) == 2]
-        assert bool(replaced) is any("compared two layers" in w for w in answer.warnings), answer.warnings
 
 
 def test_plus_both_gives_a_layers_cost_not_its_duration(real_tutor: Tutor) -> None:

@@ -210,7 +210,9 @@ def repair_figures(
         else:
             continue
         text = _replace_said(text, sentence.text, guides)
-        sentences[i] = SentenceSupport(_quoted(guides), tuple(n for n, _ in guides), 1.0, replaced=sentence.text)
+        sentences[i] = SentenceSupport(
+            _quoted(guides), tuple(dict.fromkeys(n for n, _ in guides)), 1.0, replaced=sentence.text
+        )
         warnings.append(f"{warning} by the guides' own {'sentence' if len(guides) == 1 else 'lines'}.")
     return text, sentences, warnings
 
@@ -587,6 +589,8 @@ class Tutor:
         ]
         return replace(
             prepared,
+            # Retrieval ends with the scope decided: a judgement (and its wait) counts in it, as before.
+            retrieved_at=time.perf_counter() if prepared.scope_to_judge else prepared.retrieved_at,
             passages=passages,
             in_scope=bool(passages) if prepared.in_scope is not None else None,
             warnings=(*prepared.warnings, *planted),

@@ -51,7 +51,8 @@ class SentenceModel(ContractModel):
         exclude_if=_absent,
         description=(
             "The model's own sentence, when the guides' sentence replaced it: a figure not the guides', "
-            "or an opening Yes or No the guides contradict (present only then)."
+            "two layers compared the other way round from their guide lines, or an opening Yes or No the "
+            "guides contradict (present only then)."
         ),
     )
     quoted: bool = Field(

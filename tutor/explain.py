@@ -403,7 +403,7 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     duration must be the line's, its cost level the line's, and a cost must not be given as a time.
     """
     kinds = stated_kinds(sentence)
-    if not kinds:
+    if not kinds or compared_lines(sentence, passages):  # two lines compared: `misread_comparison`'s
         return None
     lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
     best: tuple[int, str] | None = None
@@ -430,43 +430,63 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     return best if wrong_time or wrong_level or time_as_cost else None
 
 
-# "X takes longer than Y": which figure each comparative says is the larger one of X's.
+# "X takes longer than Y": which figure each comparative says is X's larger one. A comparative
+# counts only right before "than", up to three words between ("takes much longer to run than").
 _COMPARATIVES = (
-    ("time", 1, re.compile(r"\b(?:longer|slower|lengthier|more time)\b", re.IGNORECASE)),
-    ("time", -1, re.compile(r"\b(?:shorter|quicker|faster|sooner|less time)\b", re.IGNORECASE)),
-    ("cost", 1, re.compile(r"\b(?:more (?:expensive|costly)|costlier|pricier|dearer|costs? more)\b", re.IGNORECASE)),
-    ("cost", -1, re.compile(r"\b(?:cheaper|less (?:expensive|costly)|more affordable|costs? less)\b", re.IGNORECASE)),
+    ("time", 1, r"longer|slower|lengthier|more time"),
+    ("time", -1, r"shorter|quicker|faster|sooner|less time"),
+    ("cost", 1, r"more (?:expensive|costly)|costlier|pricier|dearer|costs? more"),
+    ("cost", -1, r"cheaper|less (?:expensive|costly)|more affordable|costs? less"),
 )
-_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
+_COMPARED = re.compile(
+    "(?:"
+    + "|".join(rf"\b(?P<{kind}_{'more' if larger > 0 else 'less'}>{words})\b" for kind, larger, words in _COMPARATIVES)
+    + r")(?P<between>(?:\s+[\w'-]+){0,3}?)\s+than\b",
+    re.IGNORECASE,
+)
 _CLAUSE_END = re.compile(r"[,;:(]|\b(?:and|but|while|whereas|which)\b", re.IGNORECASE)
+_NOT_COMPARED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't|don't|hardly|rather)\b|n't\b", re.IGNORECASE)
 _COST_ORDER = ("low", "moderate", "high")
+
+
+def compared_lines(
+    sentence: str, passages: Sequence[Passage]
+) -> tuple[str, int, tuple[int, str], tuple[int, str]] | None:
+    """What a sentence that compares two guide lines claims: the kind (time or cost), 1 when it says
+    the first line's is the larger, -1 the smaller, and the two lines (each its passage number and
+    text). None for a question, a negated or hedged comparison ("not slower than", "rather than"),
+    or a side that names no one line alone by its subject words."""
+    if sentence.rstrip(" \"'”’»)").endswith("?"):
+        return None
+    said = _COMPARED.search(sentence)
+    if not said or said.group("between") and _CLAUSE_END.search(said.group("between")):
+        return None
+    kind, larger = next(name.split("_") for name, text in said.groupdict().items() if text and name != "between")
+    before = re.split(_CLAUSE_END, sentence[: said.start()])[-1]
+    if _NOT_COMPARED.search(before + said.group(0)):
+        return None
+    lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
+    first = _only_line(before, lines)
+    second = _only_line(re.split(_CLAUSE_END, sentence[said.end() :])[0], lines)
+    if first is None or second is None or first[1] == second[1]:
+        return None
+    return kind, 1 if larger == "more" else -1, first, second
 
 
 def misread_comparison(sentence: str, passages: Sequence[Passage]) -> list[tuple[int, str]] | None:
     """The two guide lines that this sentence compares the other way round from their figures
     ("Fine-tuning takes longer than preference optimization." beside "(days, …)" and "(weeks,
-    …)"), or None. Each side must name one line alone by its subject words, as in
-    `misread_figure_line`; two equal figures make any "longer" or "cheaper" wrong, and ranges
-    that overlap are not judged."""
-    than = _THAN.search(sentence)
-    if not than:
+    …)"), or None (`compared_lines`). Two equal figures make any "longer" or "cheaper" wrong;
+    ranges that overlap are not judged."""
+    compared = compared_lines(sentence, passages)
+    if compared is None:
         return None
-    lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
-    for kind, larger, says in _COMPARATIVES:
-        said = [*says.finditer(sentence, 0, than.start())]
-        if not said:
-            continue
-        first = _only_line(re.split(_CLAUSE_END, sentence[: said[-1].start()])[-1], lines)  # nearest "than"
-        second = _only_line(re.split(_CLAUSE_END, sentence[than.end() :])[0], lines)
-        if first is None or second is None or first[1] == second[1]:
-            continue
-        a, b = _figure_range(first[1], kind), _figure_range(second[1], kind)
-        if a is None or b is None:
-            continue
-        order = 1 if a[0] > b[1] else -1 if a[1] < b[0] else 0 if a == b else None
-        if order is not None and order != larger:
-            return [first, second]
-    return None
+    kind, larger, first, second = compared
+    a, b = _figure_range(first[1], kind), _figure_range(second[1], kind)
+    if a is None or b is None:
+        return None
+    order = 1 if a[0] > b[1] else -1 if a[1] < b[0] else 0 if a == b else None
+    return [first, second] if order is not None and order != larger else None
 
 
 def _only_line(text: str, lines: Sequence[tuple[int, str, set[str]]]) -> tuple[int, str] | None:
