@@ -480,6 +480,8 @@ def test_two_layers_compared_the_other_way_round_are_repaired(fake_tutor: tuple[
         ("Prompting with longer prompts is still cheaper than fine-tuning.", False),  # "cheaper" governs "than"
         ("Fine-tuning takes much longer to run than preference optimization.", True),
         ("Use RAG rather than fine-tuning.", False),
+        ("RAG is a bigger expense than fine-tuning.", True),
+        ("RAG is a lower expense than a fine-tune.", False),
     ],
 )
 def test_which_comparisons_read_their_guide_lines_backwards(sentence: str, misread: bool) -> None:
@@ -499,13 +501,23 @@ def test_a_real_comparison_of_two_layers_agrees_with_their_guide_lines(real_tuto
     guide lines say of the right one, and no sentence of it orders the two lines the other way."""
     from tutor.explain import misread_comparison
 
-    for question, right in (
-        ("is RAG a bigger expense than a fine-tune?", r"\b(?:RAG|it)\b[^.]*\b(?:low(?:er)?[- ]cost|cheap)"),
-        ("what's over quicker: prompting or RAG?", r"\bprompting\b[^.]*\b(?:seconds?|quick|fast)"),
+    cheaper = r"cheap|low(?:er)?[- ](?:cost|expense)|less (?:expensive|costly)|smaller expense|fraction of the cost"
+    for question, right, wrong in (
+        (
+            "is RAG a bigger expense than a fine-tune?",
+            rf"\b(?:RAG|it)\b[^.]*\b(?:{cheaper})",
+            r"\bRAG\b[^.]*\b(?:(?:bigger|higher|greater) (?:cost|expense)|more (?:expensive|costly)|costlier) than",
+        ),
+        (
+            "what's over quicker: prompting or RAG?",
+            r"\bprompting\b[^.]*\b(?:seconds?|quick|fast|sooner|shorter)",
+            r"\bRAG\b[^.]*\b(?:quicker|faster|sooner|shorter) than",
+        ),
     ):
         answer = real_tutor.ask(question, explain=False)
         assert answer.in_scope and answer.sources, answer.answer
         assert re.search(right, answer.answer, re.IGNORECASE), answer.answer
+        assert not re.search(wrong, answer.answer, re.IGNORECASE), answer.answer
         for sentence in answer.sentences:
             assert misread_comparison(sentence.text, answer.sources) is None, (answer.answer, answer.warnings)
 

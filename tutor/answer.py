@@ -431,9 +431,9 @@ class Tutor:
         the gate) and `_finish` (checks and repairs of the text, the Answer). While the model is
         busy with other questions, Queued items say how many are ahead; a full line raises
         BusyError before anything is yielded. A scope the model must judge is judged in the
-        question's own turn at the gate, after it was told its place. The model is held through the attribution: it then
-        reuses the log-probabilities read while generating, which another question's generation
-        in between would throw away.
+        question's own turn at the gate, after it was told its place. The model is held through
+        the attribution: it then reuses the log-probabilities read while generating, which another
+        question's generation in between would throw away.
         """
         prepared = self.prepare(question, history, preset=preset, retrieval=retrieval, k=k, judged=False)
         ticket = self.gate.join() if prepared.asks_model else None

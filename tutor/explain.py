@@ -432,11 +432,13 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
 
 # "X takes longer than Y": which figure each comparative says is X's larger one. A comparative
 # counts only right before "than", up to three words between ("takes much longer to run than").
+_MORE_COST = r"more (?:expensive|costly)|costlier|pricier|dearer|costs? more|(?:bigger|higher|greater) (?:cost|expense)"
+_LESS_COST = r"cheaper|less (?:expensive|costly)|more affordable|costs? less|(?:lower|smaller) (?:cost|expense)"
 _COMPARATIVES = (
     ("time", 1, r"longer|slower|lengthier|more time"),
     ("time", -1, r"shorter|quicker|faster|sooner|less time"),
-    ("cost", 1, r"more (?:expensive|costly)|costlier|pricier|dearer|costs? more"),
-    ("cost", -1, r"cheaper|less (?:expensive|costly)|more affordable|costs? less"),
+    ("cost", 1, _MORE_COST),
+    ("cost", -1, _LESS_COST),
 )
 _COMPARED = re.compile(
     "(?:"
