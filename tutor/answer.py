@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from typing import Any
@@ -209,25 +210,19 @@ def repair_figures(
             warning += " replaced"
         else:
             continue
-        text = _replace_said(text, sentence.text, guides)
+        said_at = _where_said(text, [sentence.text])
+        if said_at:
+            text = f"{text[: said_at.start()]}{_guides_say(guides, cited=True)}{text[said_at.end() :]}"
         sentences[i] = SentenceSupport(
-            _quoted(guides), tuple(dict.fromkeys(n for n, _ in guides)), 1.0, replaced=sentence.text
+            _guides_say(guides), tuple(dict.fromkeys(n for n, _ in guides)), 1.0, replaced=sentence.text
         )
         warnings.append(f"{warning} by the guides' own {'sentence' if len(guides) == 1 else 'lines'}.")
     return text, sentences, warnings
 
 
-def _quoted(guide_sentences: Sequence[tuple[int, str]]) -> str:
-    return "The guides say: " + " ".join(f"“{said}”" for _, said in guide_sentences)
-
-
-def _replace_said(text: str, said: str, guide_sentences: Sequence[tuple[int, str]]) -> str:
-    """The answer's text with the model's sentence replaced by the guides' sentences, quoted and cited."""
-    said_at = _where_said(text, [said])
-    if not said_at:
-        return text
-    quoted = "The guides say: " + " ".join(f"“{sentence}”[{n}]" for n, sentence in guide_sentences)
-    return f"{text[: said_at.start()]}{quoted}{text[said_at.end() :]}"
+def _guides_say(guide_sentences: Sequence[tuple[int, str]], *, cited: bool = False) -> str:
+    """The guides' sentences quoted in place of the model's, each with its citation when `cited`."""
+    return "The guides say: " + " ".join(f"“{said}”{f'[{n}]' if cited else ''}" for n, said in guide_sentences)
 
 
 def repair_stance(
@@ -536,9 +531,7 @@ class Tutor:
         )
         if not judged:
             return prepared
-        if not to_judge:
-            return self._decide_scope(prepared)
-        with self.gate.hold():
+        with self.gate.hold() if to_judge else nullcontext():
             return self._decide_scope(prepared)
 
     def _search_alone(self, question: str) -> list[Passage]:
