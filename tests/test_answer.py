@@ -68,6 +68,18 @@ def test_the_question_is_searched_alone_only_when_a_decision_reads_it(
     assert tutor.prepare("What is pre-training?").passages and searched == ["How long?"]
 
 
+def test_an_initialism_alone_mid_conversation_is_a_question_of_its_own(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """ "rlhf?" after a turn on pre-training's cost was searched with that turn, as "How long?" is:
+    its letters alone found nothing. Searched with its words, it names a topic of its own."""
+    tutor, chat = fake_tutor
+    chat.replies += [["Yes"]] * 2  # a scope judgement, should the cosine check be unsure
+    history = [("How much does pre-training cost?", "Pre-training costs millions of dollars [1].")]
+    prepared = tutor.prepare("rlhf?", history)
+    assert prepared.query == "rlhf?" and prepared.in_scope
+    assert any("reinforcement learning" in p.text for p in prepared.passages)
+    assert tutor.prepare("How long?", history).query != "How long?"  # a follow-up still carries its turn
+
+
 def test_no_retrieval_sends_the_question_alone(fake_tutor: tuple[Tutor, FakeChat]) -> None:
     tutor, chat = fake_tutor
     chat.replies.append(["A model [1] answer."])

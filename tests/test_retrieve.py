@@ -12,7 +12,7 @@ import pytest
 from tutor import FolderStore, Retriever, load_settings
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
-from tutor.lexical import lexical_tokens
+from tutor.lexical import lexical_tokens, with_initialisms_spelled_out
 from tutor.markers import LIST_ITEM
 from tutor.model_files import resolve_embed_model
 from tutor.retrieve import Passage, join_overlapping, select_for_prompt, standalone_query
@@ -208,6 +208,26 @@ def test_a_british_spelling_finds_the_same_passage_with_all_its_words(retriever:
     american = retriever.search("preference optimization in weeks?", 1)[0]
     assert british.id == american.id and british.has_all_terms
     assert any("specialisation" in p.text for p in retriever.search("domain specialization", 3))
+
+
+def test_initialisms_are_searched_with_their_words() -> None:
+    assert with_initialisms_spelled_out("RLHF vs sft vs rlhf?") == (
+        "RLHF vs sft vs rlhf? (reinforcement learning from human feedback; supervised fine-tuning)"
+    )
+    for plain in ("How do you drag a fragment of the corpus in?", "What is pre-training?", ""):
+        assert with_initialisms_spelled_out(plain) == plain  # whole words only
+
+
+def test_an_initialism_alone_finds_the_passage_that_spells_it_out(retriever: Retriever) -> None:
+    """The embedder alone put "rlhf??" nearest a general passage on training (cosine 0.10): the
+    guides spell out the reinforcement learning and name RLHF once, in a glossary list."""
+    for question in ("rlhf explained pls", "what does rlhf do"):
+        passages = retriever.search(question, 3)
+        assert any("reinforcement learning" in p.text for p in passages), [p.text[:60] for p in passages]
+    # Whether a passage holds all the question's words is read from the words typed: the glossary
+    # line holds "RLHF aligning behaviour", not "reinforcement" or "feedback".
+    glossary = next(p for p in retriever.search("RLHF aligning behaviour", 8) if "RLHF: Aligning" in p.text)
+    assert glossary.has_all_terms and "reinforcement" not in glossary.text.lower()
 
 
 def test_retriever_follows_a_new_index_version(index_copy: Path, embedder: Embedder, tmp_path: Path) -> None:

@@ -62,6 +62,29 @@ def _american(word: str) -> str:
     return word
 
 
+# Training methods that staff name by their initials, searched with the words as well: the guides
+# spell most of them out, or name them once ("RLHF" in one glossary line), and the embedder reads
+# "rlhf??" as nothing in particular (cosine 0.10 to its passage). Retrieval only; the model reads
+# the question as typed.
+INITIALISMS = {
+    "rlhf": "reinforcement learning from human feedback",
+    "rlaif": "reinforcement learning from AI feedback",
+    "sft": "supervised fine-tuning",
+    "dpo": "direct preference optimization",
+    "ppo": "proximal policy optimization",
+    "lora": "low-rank adaptation fine-tuning",
+    "peft": "parameter-efficient fine-tuning",
+    "rag": "retrieval-augmented generation",
+}
+
+
+def with_initialisms_spelled_out(query: str) -> str:
+    """The query, followed by what its initialisms stand for: "rlhf vs sft?" searches as
+    "rlhf vs sft? (reinforcement learning from human feedback; supervised fine-tuning)"."""
+    named = dict.fromkeys(word for word in re.findall(r"[a-z]+", query.lower()) if word in INITIALISMS)
+    return f"{query} ({'; '.join(INITIALISMS[word] for word in named)})" if named else query
+
+
 # "fine tuning", "fine-tuning" and "finetuning" are one word, as are "pre training" and "pretraining".
 _JOINED_PREFIX = re.compile(r"\b(pre|post|fine|multi|non|self|sub|co) +(?=[a-z])")
 
