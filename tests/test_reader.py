@@ -462,6 +462,51 @@ def test_two_layers_compared_the_other_way_round_are_repaired(fake_tutor: tuple[
         assert re.sub(r"\[\d\]", "", kept.answer) == right and not kept.warnings, kept.answer
 
 
+def test_a_duration_neither_compared_layer_has_is_repaired(fake_tutor: tuple[Tutor, FakeChat]) -> None:
+    """ "Fine-tuning takes months, longer than prompting." compares the right way round, but gives
+    fine-tuning pre-training's "months": about two lines, it was held to neither, and "months" is in
+    the passage. Both lines replace it, and the answer says so; the lines' own durations stay."""
+    tutor, chat = fake_tutor
+    asked = "How long do fine-tuning and preference optimization each take?"  # best passage over 0.35: not judged
+    chat.replies.append(["Fine-tuning takes months, longer than preference optimization."])
+    answer = tutor.ask(asked, explain=False, quote=False)
+    assert re.search(
+        r"^The guides say: “Fine-tuning: .*\(days, moderate cost\)”\[\d\] “Preference optimization: .*\(weeks, ",
+        answer.answer,
+    ), answer.answer
+    assert answer.sentences[0].replaced == "Fine-tuning takes months, longer than preference optimization."
+    assert any("a duration neither guide line gives" in w for w in answer.warnings), answer.warnings
+    chat.replies.append(["Fine-tuning takes days, preference optimization weeks."])
+    kept = tutor.ask(asked, explain=False, quote=False)
+    assert kept.answer.startswith("Fine-tuning takes days, preference optimization weeks.") and not kept.warnings
+
+
+@pytest.mark.parametrize(
+    ("sentence", "misplaced"),
+    [
+        ("Fine-tuning takes months, longer than prompting.", True),  # days and seconds
+        ("Fine-tuning, which takes months, takes longer than prompting.", True),
+        ("Fine-tuning takes longer than prompting, which takes weeks.", True),
+        ("RAG takes hours and prompting takes seconds.", True),
+        ("Fine-tuning takes days, longer than prompting's seconds.", False),
+        ("Pre-training takes months while fine-tuning takes days.", False),
+        ("Pre-training takes months, longer than the rest.", False),  # one line: misread_figure_line's
+        ("Fine-tuning takes weeks.", False),
+        ("Fine-tuning is cheaper than pre-training.", False),  # no duration
+    ],
+)
+def test_which_sentences_give_two_layers_a_duration_neither_has(sentence: str, misplaced: bool) -> None:
+    from tutor.explain import misplaced_duration
+
+    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
+    start = guide.index("1. Pre-training:")
+    passage = Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
+    found = misplaced_duration(sentence, [passage])
+    assert (found is not None) is misplaced, found
+    if found:
+        assert len(found) == 2 and all(n == 1 and line.endswith(")") for n, line in found)
+
+
 @pytest.mark.parametrize(
     ("sentence", "misread"),
     [

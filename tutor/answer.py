@@ -26,6 +26,7 @@ from .explain import (
     evidence_sentence,
     guide_quotes,
     guide_sentence_for,
+    misplaced_duration,
     misread_comparison,
     misread_figure_line,
     ranked_evidence,
@@ -175,10 +176,10 @@ def repair_figures(
     text: str, sentences: list[SentenceSupport], passages: Sequence[Passage], question: str
 ) -> tuple[str, list[SentenceSupport], list[str]]:
     """Sentences stating a duration, an amount or a number that their passages (nor the question) do
-    not give, that misstate the duration or cost of the guide line they are about, or that compare
+    not give, that misstate the duration or cost of the guide line they are about, that compare
     two such lines the other way round ("Fine-tuning takes longer than preference optimization."
-    beside "days" and "weeks"), are replaced by the guides' sentence (or both lines), quoted, and
-    said so.
+    beside "days" and "weeks"), or that give two lines a duration neither has, are replaced by the
+    guides' sentence (or both lines), quoted, and said so.
 
     A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
     compute"), or the other figure of the same line ("Prompting costs seconds." beside "(seconds,
@@ -201,6 +202,9 @@ def repair_figures(
                 continue
             guides = [replacement]
             warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; it was replaced"
+        elif both := misplaced_duration(sentence.text, passages):  # about two lines: not one line's to check
+            guides = both
+            warning = "A sentence of this answer gave two layers a duration neither guide line gives; it was replaced"
         elif misread_line:
             guides = [misread_line]
             warning = "A sentence of this answer gave a duration or cost other than its guide line's; it was replaced"

@@ -491,6 +491,27 @@ def misread_comparison(sentence: str, passages: Sequence[Passage]) -> list[tuple
     return [first, second] if order is not None and order != larger else None
 
 
+def misplaced_duration(sentence: str, passages: Sequence[Passage]) -> list[tuple[int, str]] | None:
+    """The two guide lines a sentence is about, when it gives a duration that is neither line's
+    ("Fine-tuning takes months, longer than prompting." beside "(days, …)" and "(seconds, …)"), or None.
+
+    The two lines are the two sharing the most subject words with the sentence, above the rest.
+    "Months" is in the passage, on pre-training's line, so the passage-wide check passes it, and
+    `misread_figure_line` holds such a sentence to one line or, on a tie, to neither."""
+    times = {f for f in figures(sentence) if _kind(f) == "time"}
+    if not times:
+        return None
+    words = _subject(sentence)
+    overlaps = sorted(((len(words & _subject(line)), n, line) for n, line in _figure_lines(passages)), reverse=True)
+    if len(overlaps) < 2 or overlaps[1][0] == 0 or (len(overlaps) > 2 and overlaps[2][0] == overlaps[1][0]):
+        return None  # not two lines named above the rest
+    named = [(n, line) for _, n, line in overlaps[:2]]
+    if named[0][1] == named[1][1]:
+        return None
+    given = {f for _, line in named for f in figures(line) if _kind(f) == "time"}
+    return sorted(named) if times - given else None
+
+
 def _only_line(text: str, lines: Sequence[tuple[int, str, set[str]]]) -> tuple[int, str] | None:
     """The one guide line that shares the most subject words with the text, or None for none or a tie."""
     words = _subject(text)
