@@ -72,11 +72,12 @@ def test_an_initialism_alone_mid_conversation_is_a_question_of_its_own(fake_tuto
     """ "rlhf?" after a turn on pre-training's cost was searched with that turn, as "How long?" is:
     its letters alone found nothing. Searched with its words, it names a topic of its own."""
     tutor, chat = fake_tutor
-    chat.replies += [["Yes"]] * 2  # a scope judgement, should the cosine check be unsure
     history = [("How much does pre-training cost?", "Pre-training costs millions of dollars [1].")]
+    assert not tutor.scope_is_unsure("rlhf?")  # in scope by its search alone: the model is not asked
     prepared = tutor.prepare("rlhf?", history)
-    assert prepared.query == "rlhf?" and prepared.in_scope
+    assert prepared.query == "rlhf?" and prepared.in_scope and chat.prompts == []
     assert any("reinforcement learning" in p.text for p in prepared.passages)
+    chat.replies.append(["Yes"])  # "How long?" with its turn is judged by the model
     assert tutor.prepare("How long?", history).query != "How long?"  # a follow-up still carries its turn
 
 

@@ -92,6 +92,16 @@ def test_an_off_topic_question_that_leans_back_is_refused(real_tutor: Tutor) -> 
     assert prepared.in_scope is True and prepared.query.startswith(FINE_TUNING[0][0])
 
 
+def test_letters_that_stand_for_something_else_are_still_off_topic(real_tutor: Tutor) -> None:
+    """Initialisms are searched with their training words ("dpo" with "direct preference
+    optimization"), which raises the cosine of staff's own DPO or a cleaning rag: these stay in the
+    band the model judges, and it refuses them."""
+    for question in ("who is our DPO?", "a rag to clean my screen", "does my PPO health plan cover physio?"):
+        assert real_tutor.scope_is_unsure(question), question
+        prepared = real_tutor.prepare(question)
+        assert prepared.in_scope is False and not prepared.passages, question
+
+
 def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkeypatch: pytest.MonkeyPatch) -> None:
     """A passage reaches the cosine threshold for these (0.27 to 0.33), but they are not about the
     guides: the model, shown the passages' best sentences, says so (the last two got in when it
@@ -475,10 +485,21 @@ def test_a_duration_neither_compared_layer_has_is_repaired(fake_tutor: tuple[Tut
         answer.answer,
     ), answer.answer
     assert answer.sentences[0].replaced == "Fine-tuning takes months, longer than preference optimization."
-    assert any("a duration neither guide line gives" in w for w in answer.warnings), answer.warnings
+    assert any("a duration their guide lines do not" in w for w in answer.warnings), answer.warnings
+    # A duration in no passage at all: both lines too, not the one sharing the most words.
+    chat.replies.append(["Fine-tuning takes years, longer than preference optimization."])
+    years = tutor.ask(asked, explain=False, quote=False)
+    assert years.answer.startswith("The guides say: “Fine-tuning: ") and "“Preference optimization: " in years.answer
     chat.replies.append(["Fine-tuning takes days, preference optimization weeks."])
     kept = tutor.ask(asked, explain=False, quote=False)
     assert kept.answer.startswith("Fine-tuning takes days, preference optimization weeks.") and not kept.warnings
+
+
+def _five_layers_list() -> Passage:
+    """The five layers' list as one passage: "1. Pre-training: … (months, expensive)" and the rest."""
+    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
+    start = guide.index("1. Pre-training:")
+    return Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -493,18 +514,23 @@ def test_a_duration_neither_compared_layer_has_is_repaired(fake_tutor: tuple[Tut
         ("Pre-training takes months, longer than the rest.", False),  # one line: misread_figure_line's
         ("Fine-tuning takes weeks.", False),
         ("Fine-tuning is cheaper than pre-training.", False),  # no duration
+        ("Pre-training takes months, fine-tuning weeks and prompting seconds.", True),  # three lines named
+        ("Fine-tuning adapts the model for specific tasks at runtime in weeks.", False),  # "runtime" names no line
+        ("Neither fine-tuning nor prompting takes months.", False),  # denied or bounded
+        ("Fine-tuning and preference optimization take days to weeks, not months.", False),
+        ("Prompting takes seconds and RAG minutes, so both fit within a day.", False),
+        ("Fine-tuning and prompting both take far less than months.", False),
+        ("Does fine-tuning take months, like prompting?", False),
     ],
 )
 def test_which_sentences_give_two_layers_a_duration_neither_has(sentence: str, misplaced: bool) -> None:
     from tutor.explain import misplaced_duration
 
-    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
-    start = guide.index("1. Pre-training:")
-    passage = Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
+    passage = _five_layers_list()
     found = misplaced_duration(sentence, [passage])
     assert (found is not None) is misplaced, found
     if found:
-        assert len(found) == 2 and all(n == 1 and line.endswith(")") for n, line in found)
+        assert len(found) >= 2 and all(n == 1 and line.endswith(")") for n, line in found)
 
 
 @pytest.mark.parametrize(
@@ -532,9 +558,7 @@ def test_which_sentences_give_two_layers_a_duration_neither_has(sentence: str, m
 def test_which_comparisons_read_their_guide_lines_backwards(sentence: str, misread: bool) -> None:
     from tutor.explain import misread_comparison
 
-    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
-    start = guide.index("1. Pre-training:")
-    passage = Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
+    passage = _five_layers_list()
     found = misread_comparison(sentence, [passage])
     assert (found is not None) is misread, found
     if found:
@@ -598,9 +622,7 @@ def test_plus_both_gives_a_layers_cost_not_its_duration(real_tutor: Tutor) -> No
 def test_which_sentences_misread_their_guide_line(sentence: str, question: str, misread: bool) -> None:
     from tutor.explain import misread_figure_line
 
-    guide = (ROOT / "corpus" / "five-layers-of-model-training.md").read_text()
-    start = guide.index("1. Pre-training:")
-    passage = Passage("l", guide[start : guide.index("\n\n", start)], "g", "p", "s", 0, 0.5)
+    passage = _five_layers_list()
     found = misread_figure_line(sentence, [passage], question)
     assert (found is not None) is misread, found
     if found:

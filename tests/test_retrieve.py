@@ -212,9 +212,10 @@ def test_a_british_spelling_finds_the_same_passage_with_all_its_words(retriever:
 
 def test_initialisms_are_searched_with_their_words() -> None:
     assert with_initialisms_spelled_out("RLHF vs sft vs rlhf?") == (
-        "RLHF vs sft vs rlhf? (reinforcement learning from human feedback; supervised fine-tuning)"
+        "RLHF (reinforcement learning from human feedback) vs sft (supervised fine-tuning) vs rlhf?"
     )
-    for plain in ("How do you drag a fragment of the corpus in?", "What is pre-training?", ""):
+    assert with_initialisms_spelled_out("RAGs") == "RAGs (retrieval augmented generation)"
+    for plain in ("How do you drag a fragment of the corpus in?", "What is pre-training?", "dpo2", ""):
         assert with_initialisms_spelled_out(plain) == plain  # whole words only
 
 

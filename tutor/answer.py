@@ -178,7 +178,7 @@ def repair_figures(
     """Sentences stating a duration, an amount or a number that their passages (nor the question) do
     not give, that misstate the duration or cost of the guide line they are about, that compare
     two such lines the other way round ("Fine-tuning takes longer than preference optimization."
-    beside "days" and "weeks"), or that give two lines a duration neither has, are replaced by the
+    beside "days" and "weeks"), or that name two lines and a duration neither has, are replaced by the
     guides' sentence (or both lines), quoted, and said so.
 
     A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
@@ -193,18 +193,23 @@ def repair_figures(
         wrong = unbacked_figures(sentence.text, " ".join([question, *(p.text for p in backing)]))
         # The guide line the sentence is about, when it gives that line's duration or cost otherwise.
         misread_line = misread_figure_line(sentence.text, passages, question)
+        # About two guide lines or more, named: not one line's to check.
+        named_lines = misplaced_duration(sentence.text, passages)
         if wrong:
             said = ", ".join(sorted(wrong))
             replacement = misread_line or guide_sentence_for(sentence.text, passages, question)
-            if replacement is None:
+            if named_lines:
+                guides = named_lines
+            elif replacement is not None:
+                guides = [replacement]
+            else:
                 sentences[i] = replace(sentence, supported_by=())
                 warnings.append(f"A figure in this answer ({said}) is in none of its passages: check it in the guides.")
                 continue
-            guides = [replacement]
             warning = f"A sentence of this answer gave a figure ({said}) that its passages do not; it was replaced"
-        elif both := misplaced_duration(sentence.text, passages):  # about two lines: not one line's to check
-            guides = both
-            warning = "A sentence of this answer gave two layers a duration neither guide line gives; it was replaced"
+        elif named_lines:
+            guides = named_lines
+            warning = "A sentence of this answer gave layers a duration their guide lines do not; it was replaced"
         elif misread_line:
             guides = [misread_line]
             warning = "A sentence of this answer gave a duration or cost other than its guide line's; it was replaced"

@@ -419,7 +419,7 @@ def misread_figure_line(sentence: str, passages: Sequence[Passage], question: st
     line = best[1]
     stated = figures(sentence)
     times = {f for f in stated if _kind(f) == "time"}
-    line_times = {f for f in figures(line) if _kind(f) == "time"}
+    line_times = _times(line)
     level = cost_level(sentence)
     wrong_time = bool(times) and not times & line_times
     wrong_level = level is not None and level != cost_level(line)
@@ -449,6 +449,7 @@ _COMPARED = re.compile(
 _CLAUSE_END = re.compile(r"[,;:(]|\b(?:and|but|while|whereas|which)\b", re.IGNORECASE)
 _NOT_COMPARED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't|don't|hardly|rather)\b|n't\b", re.IGNORECASE)
 _COST_ORDER = ("low", "moderate", "high")
+_BOUNDED = re.compile(r"\b(?:neither|nor|less than|within|under|up to|at most|instead of)\b", re.IGNORECASE)
 
 
 def compared_lines(
@@ -492,24 +493,31 @@ def misread_comparison(sentence: str, passages: Sequence[Passage]) -> list[tuple
 
 
 def misplaced_duration(sentence: str, passages: Sequence[Passage]) -> list[tuple[int, str]] | None:
-    """The two guide lines a sentence is about, when it gives a duration that is neither line's
-    ("Fine-tuning takes months, longer than prompting." beside "(days, …)" and "(seconds, …)"), or None.
+    """The guide lines a sentence names by their labels, two or more ("Fine-tuning", "Prompting"),
+    when it gives a duration that none of them gives ("Fine-tuning takes months, longer than
+    prompting." beside "(days, …)" and "(seconds, …)"), or None.
 
-    The two lines are the two sharing the most subject words with the sentence, above the rest.
     "Months" is in the passage, on pre-training's line, so the passage-wide check passes it, and
-    `misread_figure_line` holds such a sentence to one line or, on a tie, to neither."""
-    times = {f for f in figures(sentence) if _kind(f) == "time"}
-    if not times:
+    `misread_figure_line` holds such a sentence to one line or, on a tie, to neither. A question,
+    and a duration denied or bounded ("not months", "less than a day", "within weeks"), are left alone."""
+    times = _times(sentence)
+    if not times or sentence.rstrip(" \"'”’»)").endswith("?") or _NOT_COMPARED.search(sentence):
+        return None
+    if _BOUNDED.search(sentence):
         return None
     words = _subject(sentence)
-    overlaps = sorted(((len(words & _subject(line)), n, line) for n, line in _figure_lines(passages)), reverse=True)
-    if len(overlaps) < 2 or overlaps[1][0] == 0 or (len(overlaps) > 2 and overlaps[2][0] == overlaps[1][0]):
-        return None  # not two lines named above the rest
-    named = [(n, line) for _, n, line in overlaps[:2]]
-    if named[0][1] == named[1][1]:
+    named: dict[str, tuple[int, str]] = {}  # by text: the same list in two passages is one line
+    for n, line in _figure_lines(passages):
+        label, colon, _ = line.partition(":")
+        if colon and _subject(label) & words:
+            named.setdefault(line, (n, line))
+    if len(named) < 2:
         return None
-    given = {f for _, line in named for f in figures(line) if _kind(f) == "time"}
-    return sorted(named) if times - given else None
+    return list(named.values()) if times - set().union(*(_times(line) for line in named)) else None
+
+
+def _times(text: str) -> set[str]:
+    return {f for f in figures(text) if _kind(f) == "time"}
 
 
 def _only_line(text: str, lines: Sequence[tuple[int, str, set[str]]]) -> tuple[int, str] | None:

@@ -62,27 +62,37 @@ def _american(word: str) -> str:
     return word
 
 
-# Training methods that staff name by their initials, searched with the words as well: the guides
-# spell most of them out, or name them once ("RLHF" in one glossary line), and the embedder reads
-# "rlhf??" as nothing in particular (cosine 0.10 to its passage). Retrieval only; the model reads
-# the question as typed.
+# Training methods that staff name by their initials. The embedder reads "rlhf??" as nothing in
+# particular (cosine 0.10 to its passage), and the guides name only RLHF (once, in a glossary line)
+# and RAG: they describe the rest in words (instruction fine-tuning, preference optimization). A
+# question's initialisms are searched with those words beside them; the model reads it as typed.
 INITIALISMS = {
     "rlhf": "reinforcement learning from human feedback",
     "rlaif": "reinforcement learning from AI feedback",
     "sft": "supervised fine-tuning",
     "dpo": "direct preference optimization",
     "ppo": "proximal policy optimization",
-    "lora": "low-rank adaptation fine-tuning",
-    "peft": "parameter-efficient fine-tuning",
-    "rag": "retrieval-augmented generation",
+    "lora": "low rank adaptation, a way of fine-tuning",
+    "peft": "parameter efficient fine-tuning",
+    "rag": "retrieval augmented generation",
 }
+_INITIALISM = re.compile(r"\b(" + "|".join(INITIALISMS) + r")s?\b", re.IGNORECASE)
 
 
 def with_initialisms_spelled_out(query: str) -> str:
-    """The query, followed by what its initialisms stand for: "rlhf vs sft?" searches as
-    "rlhf vs sft? (reinforcement learning from human feedback; supervised fine-tuning)"."""
-    named = dict.fromkeys(word for word in re.findall(r"[a-z]+", query.lower()) if word in INITIALISMS)
-    return f"{query} ({'; '.join(INITIALISMS[word] for word in named)})" if named else query
+    """The query with its initialisms' words beside the first mention of each: "rlhf vs sft?"
+    searches as "rlhf (reinforcement learning from human feedback) vs sft (supervised
+    fine-tuning)?". Beside, not at the end, so that a long query cut to the embedder's length keeps them."""
+    seen: set[str] = set()
+
+    def spelled_out(found: re.Match[str]) -> str:
+        key = found.group(1).lower()
+        if key in seen:
+            return found.group(0)
+        seen.add(key)
+        return f"{found.group(0)} ({INITIALISMS[key]})"
+
+    return _INITIALISM.sub(spelled_out, query)
 
 
 # "fine tuning", "fine-tuning" and "finetuning" are one word, as are "pre training" and "pretraining".
