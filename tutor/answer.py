@@ -178,8 +178,8 @@ def repair_figures(
     """Sentences stating a duration, an amount or a number that their passages (nor the question) do
     not give, that misstate the duration or cost of the guide line they are about, that compare
     two such lines the other way round ("Fine-tuning takes longer than preference optimization."
-    beside "days" and "weeks"), or that name two lines and a duration neither has, are replaced by the
-    guides' sentence (or both lines), quoted, and said so.
+    beside "days" and "weeks"), or that name two lines or more and a duration none of them has, are
+    replaced by the guides' sentence (or those lines), quoted, and said so.
 
     A small reader often takes a neighbouring figure or its own ("3 years" beside "months of GPU
     compute"), or the other figure of the same line ("Prompting costs seconds." beside "(seconds,

@@ -27,7 +27,7 @@ class Passage:
     path: str
     section: str
     position: int
-    score: float  # cosine similarity of question and passage, 0..1: decides relevance
+    score: float  # cosine similarity of the query (initialisms spelled out) and passage, 0..1: decides relevance
     lexical: float = 0.0  # BM25 score relative to the best one for this query, 0..1
     rank_score: float = 0.0  # what the passages are ordered by: score (or its blend with the best sentence's) + BM25
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
