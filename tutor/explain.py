@@ -227,7 +227,7 @@ def asked_kinds(question: str) -> set[str]:
 
 def stated_kinds(sentence: str) -> set[str]:
     """The kinds of figure a sentence gives: a duration ("months"), a cost ("moderate cost", "$10M")."""
-    kinds = {"time"} if any(_kind(f) == "time" for f in figures(sentence)) else set()
+    kinds = {"time"} if _times(sentence) else set()
     return kinds | ({"cost"} if _STATES_COST.search(sentence) else set())
 
 
@@ -389,7 +389,7 @@ def _figure_lines(passages: Sequence[Passage]) -> list[tuple[int, str]]:
         (n, LIST_ITEM.sub("", line).strip())
         for n, passage in enumerate(passages, start=1)
         for line in split_sentences(passage.text)
-        if any(_kind(f) == "time" for f in figures(line)) and cost_level(line)
+        if _times(line) and cost_level(line)
     ]
 
 
@@ -459,7 +459,7 @@ def compared_lines(
     the first line's is the larger, -1 the smaller, and the two lines (each its passage number and
     text). None for a question, a negated or hedged comparison ("not slower than", "rather than"),
     or a side that names no one line alone by its subject words."""
-    if sentence.rstrip(" \"'”’»)").endswith("?"):
+    if _asks(sentence):
         return None
     said = _COMPARED.search(sentence)
     if not said or said.group("between") and _CLAUSE_END.search(said.group("between")):
@@ -501,9 +501,7 @@ def misplaced_duration(sentence: str, passages: Sequence[Passage]) -> list[tuple
     `misread_figure_line` holds such a sentence to one line or, on a tie, to neither. A question,
     and a duration denied or bounded ("not months", "less than a day", "within weeks"), are left alone."""
     times = _times(sentence)
-    if not times or sentence.rstrip(" \"'”’»)").endswith("?") or _NOT_COMPARED.search(sentence):
-        return None
-    if _BOUNDED.search(sentence):
+    if not times or _asks(sentence) or _NOT_COMPARED.search(sentence) or _BOUNDED.search(sentence):
         return None
     words = _subject(sentence)
     named: dict[str, tuple[int, str]] = {}  # by text: the same list in two passages is one line
