@@ -24,6 +24,7 @@ from tutor.answer import (
     Answered,
     Explained,
     as_corrected,
+    implied_stance,
     is_fixed_reply,
     repair_stance,
 )
@@ -913,9 +914,57 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
     assert kept[:2] == (text, sentences) and "could not be checked (the model server went away)" in kept[2][0]
 
 
+@pytest.mark.parametrize(
+    ("question", "sentence", "stance"),
+    [
+        ("Does instruction tuning need labelled examples?", "Instruction tuning needs labelled examples.", "yes"),
+        ("Does reinforcement learning use human ratings?", "Reinforcement learning uses human ratings, mostly.", "yes"),
+        ("so a prompt rewrites the weights, right?", "A prompt rewrites the weights at runtime.", "yes"),
+        ("Is it true that pre-training finishes in a week?", "Pre-training finishes in about a week.", "yes"),
+        ("Is retrieval costly to run?", "Retrieval is not costly to run.", "no"),
+        ("Is retrieval expensive to set up?", "Retrieval is inexpensive to set up.", "no"),
+        ("Is the last stage needed?", "The last stage isn't needed for every model.", "no"),
+        # Not a yes or no in other words:
+        ("Does prompting change the model?", "Prompting guides the model at runtime.", None),  # the subject only
+        ("Can you list the training layers?", "I can list the training layers.", None),  # asks for something
+        ("Is retrieval cheap or costly?", "Retrieval is cheap.", None),  # a choice
+        ("Can't fine-tuning fix the cut-off?", "Fine-tuning cannot fix the cut-off.", None),  # a negative question
+        ("What does pre-training cost?", "Pre-training costs a lot.", None),  # no yes/no question
+    ],
+)
+def test_an_opening_sentence_says_yes_or_no_in_other_words(question: str, sentence: str, stance: str | None) -> None:
+    """implied_stance: an opening sentence that repeats the question's claim affirms it, with a
+    negation ("not", "isn't", "inexpensive") denies it; a sentence that shares only the subject, and
+    questions that ask for something, offer a choice or are negative, give none."""
+    assert implied_stance(sentence, question) == stance
+
+
+def test_an_opening_that_says_yes_in_other_words_is_checked(embedder: Embedder) -> None:
+    """An answer to a yes/no question that opens by repeating its claim ("Prompting changes the model
+    …") is checked like an opening Yes: replaced by "No. The guides say: “…”" where the guides'
+    sentence, read alone, says no, and left alone where it says yes."""
+    passages = [_passage(1, "RAG brings in outside knowledge on the fly."), _passage(2, ONLY_THREE)]
+    said = "Prompting changes the model at runtime."
+    sentences = [SentenceSupport(said, (1,), 0.6), SentenceSupport("It is cheap.", (1,), 0.7)]
+    question = "so prompting changes the model, right?"
+    rank = partial(ranked_evidence, passages, embed=embedder.embed)
+    text = f"{said}[1] It is cheap."
+    fixed, fixed_sentences, warnings = repair_stance(
+        text, list(sentences), question, question, rank=rank, judge=lambda messages: "No"
+    )
+    assert fixed == "No. The guides say: “Only the first three actually change the model.”[2] It is cheap.", fixed
+    assert fixed_sentences[0].replaced == said and fixed_sentences[1:] == sentences[1:]
+    assert warnings == [
+        "This answer said yes in other words, but the guides' sentence that answers the question says no: "
+        "the opening was replaced by the guides' own sentence."
+    ]
+    agreed = repair_stance(text, list(sentences), question, question, rank=rank, judge=lambda messages: "Yes")
+    assert agreed == (text, sentences, [])
+
+
 def test_a_real_inverted_opening_is_turned_round(real_tutor: Tutor) -> None:
-    """The real model, reading the guides' sentence alone, answers no where the reader said yes;
-    and leaves a right "Yes" alone."""
+    """The real model, reading the guides' sentence alone, answers no where the reader said yes,
+    with the word or in other words; and leaves a right yes alone."""
 
     def checked(question: str, opening: str) -> tuple[str, list[SentenceSupport], list[str]]:
         passages, _ = real_tutor.retrieve(question)
@@ -941,6 +990,14 @@ def test_a_real_inverted_opening_is_turned_round(real_tutor: Tutor) -> None:
         [SentenceSupport(right, (), 0.0)],
         [],
     )
+    # Yes said in other words: the claim repeated as the answer.
+    text, sentences, warnings = checked(
+        "is the pre-training stage over in a few days?", "The pre-training stage is over in a few days."
+    )
+    assert text.startswith("No. The guides say: “") and re.search(r"months", text), text
+    assert "said yes in other words" in warnings[0]
+    right = "Pre-training learns from unlabelled text from the internet."
+    assert checked("Does pre-training learn from unlabelled text from the internet?", right)[0] == right
 
 
 def test_the_stance_check_runs_in_the_pipeline(fake_tutor: tuple[Tutor, FakeChat]) -> None:

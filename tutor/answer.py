@@ -42,6 +42,7 @@ from .injection import (
     unsourced_warnings,
     without_planted,
 )
+from .lexical import lexical_tokens
 from .llm import ChatModel, Generation, Message, TokenLogprobs
 from .markers import NOT_COVERED, NOT_COVERED_SAID, NOT_TEXT
 from .prompts import (
@@ -90,6 +91,29 @@ STANCE_CHECK_PROMPT = (
 )
 # "Yes," "No." "Yes!" as a word of their own: not "No one …", "No-code …" or "No doubt, …".
 _OPENING_STANCE = re.compile(r"^\W*(yes|no)\s*(?=[,.!;:]|[—–-]\s|$)", re.IGNORECASE)
+# A yes/no question: it opens with a verb ("Is pre-training quick?", "so can you …") or ends with a tag
+# ("prompting retrains the model, right?"); "can you list …" asks for something instead.
+_YES_NO_QUESTION = re.compile(
+    r"^\W*(?:(?:so|and|but|ok|okay|btw|hey|wait|also)\b[\s,]*)*"
+    r"(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have|had)\b"
+    r"|[\s,](?:right|correct|true|yes or no|isn'?t it|doesn'?t it|don'?t they)\s*\?+\s*$",
+    re.IGNORECASE,
+)
+_ASKS_FOR_SOMETHING = re.compile(
+    r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:list|give|tell|explain|show|describe|summari[sz]e|"
+    r"help|name|walk|define|clarify|break|outline|compare|recap)\b",
+    re.IGNORECASE,
+)
+_CLAIM_FRAME = re.compile(
+    r"\b(?:is it|it is|isn'?t it) (?:true|right|correct|the case) that\b|\b(?:right|correct|true|yes or no)\s*\?+\s*$",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|cannot|neither|nor|none|isnt|arent|doesnt|dont|didnt|cant|wont)\b|n[’']t\b", re.IGNORECASE
+)
+_NEGATING_PREFIX = re.compile(r"^(?:in|un|non-?|im)(?=\w{4})", re.IGNORECASE)  # "inexpensive", "unnecessary"
+_OR = re.compile(r"\bor\b(?! not\b)", re.IGNORECASE)
+RESTATES_CLAIM = 0.75  # share of the question's claim words an opening sentence repeats to answer it: all of three
 
 
 @dataclass(frozen=True)
@@ -234,6 +258,28 @@ def _guides_say(guide_sentences: Sequence[tuple[int, str]], *, cited: bool = Fal
     return "The guides say: " + " ".join(f"“{said}”{f'[{n}]' if cited else ''}" for n, said in guide_sentences)
 
 
+def implied_stance(sentence: str, question: str) -> str | None:
+    """The yes or no an answer's opening sentence gives without saying the word: to a yes/no
+    question, a sentence that repeats most of the question's claim affirms it ("Is pre-training
+    quick?" → "Pre-training is quick, …"), and denies it with a negation ("… is not optional.").
+    None when the question is not a yes/no question, asks for something ("can you list …"), offers a
+    choice, or is negative itself ("can't fine-tuning fix that?": which reply means what is unclear)."""
+    if (
+        not _YES_NO_QUESTION.search(question)
+        or _ASKS_FOR_SOMETHING.search(question)
+        or _OR.search(question)
+        or _NEGATION.search(question)
+    ):
+        return None
+    claim = set(lexical_tokens(_CLAIM_FRAME.sub(" ", question)))
+    said = set(lexical_tokens(sentence))
+    unprefixed = lexical_tokens(" ".join(_NEGATING_PREFIX.sub("", word) for word in sentence.split()))
+    negated = {word for word in unprefixed if word in claim} - said  # "inexpensive" for "expensive"
+    if len(claim) < 2 or len(claim & (said | negated)) / len(claim) < RESTATES_CLAIM:
+        return None
+    return "no" if negated or _NEGATION.search(sentence) else "yes"
+
+
 def repair_stance(
     text: str,
     sentences: list[SentenceSupport],
@@ -244,7 +290,8 @@ def repair_stance(
     judge: Callable[[list[Message]], str],
 ) -> tuple[str, list[SentenceSupport], list[str]]:
     """An opening Yes or No the guides' own sentence contradicts is replaced by the guides' answer
-    and that sentence, quoted, and said so.
+    and that sentence, quoted, and said so; so is an opening sentence that says yes or no in other
+    words (`implied_stance`: "Prompting retrains the model, …" to "prompting retrains it, right?").
 
     The model (`judge`, a one-word reply) reads the question with only the passages' sentence that
     best answers it (`rank`: the passages' sentences ranked for a text, `ranked_evidence`). That
@@ -253,10 +300,13 @@ def repair_stance(
     says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """
-    opening = _OPENING_STANCE.match(sentences[0].text) if sentences and not sentences[0].quoted else None
-    if not opening:
+    first = sentences[0].text if sentences and not sentences[0].quoted else ""
+    opening = _OPENING_STANCE.match(first)
+    stance = opening.group(1) if opening else implied_stance(first, question) if first else None
+    if stance is None:
         return text, sentences, []
-    bare = not sentences[0].text[opening.end() :].strip(" ,.!;:") and len(sentences) > 1 and not sentences[1].quoted
+    bare = opening is not None and not first[opening.end() :].strip(" ,.!;:")
+    bare = bare and len(sentences) > 1 and not sentences[1].quoted
     own = sentences[:2] if bare else sentences[:1]
     said_at = _where_said(text, [s.text for s in own])
     ranked = rank(question) if said_at else []
@@ -270,15 +320,16 @@ def repair_stance(
     try:
         judged = _OPENING_STANCE.match(judge(prompt))
     except ModelError as exc:  # the answer stands unchecked
-        return text, sentences, [f"The answer's opening “{opening.group(1)}” could not be checked ({exc})."]
-    if not judged or judged.group(1).lower() == opening.group(1).lower():
+        return text, sentences, [f"The answer's opening “{stance}” could not be checked ({exc})."] if opening else []
+    if not judged or judged.group(1).lower() == stance.lower():
         return text, sentences, []
     guides = judged.group(1).capitalize()
     quoted = f"{guides}. The guides say: “{evidence}”"
     text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
     replaced = SentenceSupport(quoted, (n,), 1.0, replaced=" ".join(s.text for s in own))
+    said = f"opened with “{stance}”" if opening else f"said {stance.lower()} in other words"
     warning = (
-        f"This answer opened with “{opening.group(1)}”, but the guides' sentence that answers the question "
+        f"This answer {said}, but the guides' sentence that answers the question "
         f"says {guides.lower()}: the opening was replaced by the guides' own sentence."
     )
     return text, [replaced, *sentences[len(own) :]], [warning]
