@@ -765,6 +765,23 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
     ]
 
 
+def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedder: Embedder) -> None:
+    """The reader repeats the best sentence and stops: the quote is then that sentence with the one
+    after it that leans on it, unless the answer says that too or nothing leans on it."""
+    first = "The aim of the warm-up stage is to imitate the text it reads."
+    going_on = "This involves learning which words tend to follow which."
+    passage = _passage(1, f"{first} {going_on}")
+    question = "What is the aim of the warm-up stage?"
+    ranked = ranked_evidence([passage], question, embedder.embed)
+    assert ranked[0][1] == first, ranked  # the best sentence alone: it answers by itself
+    assert guide_quotes("", ranked, question) == [(1, first)]
+    assert guide_quotes(first, ranked, question) == [(1, f"{first} {going_on}")]
+    assert guide_quotes(f"{first} {going_on}", ranked, question) == []
+    # The next sentence stands alone (no "This", not short): it is no continuation of the best.
+    alone = _passage(1, f"{first} Many teams skip the warm-up stage entirely when time is short.")
+    assert guide_quotes(first, ranked_evidence([alone], question, embedder.embed), question) == []
+
+
 def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
     """Two sentences the ranking cannot tell apart are both quoted, the best first; one that trails
     by more than RUNNER_UP_WITHIN is not, and neither is one the answer already says. Each sentence

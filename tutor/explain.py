@@ -263,7 +263,12 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     own sentence beside its answer gives staff the fact in the guides' words, cited. When two
     sentences score about the same, the ranking cannot tell which one answers, so both are shown.
     With the heading ranked with each sentence: tuning halves 86 → 91 of 108 facts, hold-out
-    77 → 82 of 90 (README, Evaluation)."""
+    77 → 82 of 90 (README, Evaluation).
+
+    A chosen sentence the answer already says gives way to itself with the sentence after it,
+    where that one leans on it ("- Key Objective: … This involves learning the probabilistic
+    relationships …") and the answer does not say it: the reader often repeats the best sentence
+    and stops there. Tuning halves 283 → 288 of 346 facts, hold-out 269 → 271 of 334."""
     if not ranked:
         return []
     best = ranked[0]
@@ -271,12 +276,20 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     chosen = [best] if runner_up is None or best[2] - runner_up[2] > RUNNER_UP_WITHIN else [best, runner_up]
     question_words = set(lexical_tokens(question))
     said = set(lexical_tokens(answer))
+
+    def says_new(text: str) -> bool:
+        own = set(lexical_tokens(text)) - question_words
+        return not own or len(own & said) / len(own) < QUOTE_ALREADY_SAID
+
     quotes = []
     for n, sentence, _ in chosen:
-        own = set(lexical_tokens(sentence)) - question_words
-        if not own or len(own & said) / len(own) < QUOTE_ALREADY_SAID:
-            quotes.append((n, sentence))
-            said |= own  # the second is weighed against the answer and the first quote
+        if not says_new(sentence):
+            going_on = next((c[1] for c in ranked if c[0] == n and c[1] != sentence and c[1].startswith(sentence)), "")
+            if not going_on or not says_new(going_on[len(sentence) :]):
+                continue
+            sentence = going_on
+        quotes.append((n, sentence))
+        said |= set(lexical_tokens(sentence)) - question_words  # the second is weighed against the first too
     return quotes
 
 
