@@ -766,8 +766,9 @@ def test_the_quoted_sentence_can_be_read_alone(embedder: Embedder) -> None:
 
 
 def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedder: Embedder) -> None:
-    """The reader repeats the best sentence and stops: the quote is then that sentence with the one
-    after it that leans on it, unless the answer says that too or nothing leans on it."""
+    """The reader repeats the best sentence and stops: the quote is then the sentence after it that
+    leans on it, marked as going on ("… This involves …"), unless the answer says that too or
+    nothing leans on it."""
     first = "The aim of the warm-up stage is to imitate the text it reads."
     going_on = "This involves learning which words tend to follow which."
     passage = _passage(1, f"{first} {going_on}")
@@ -775,7 +776,7 @@ def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedd
     ranked = ranked_evidence([passage], question, embedder.embed)
     assert ranked[0][1] == first, ranked  # the best sentence alone: it answers by itself
     assert guide_quotes("", ranked, question) == [(1, first)]
-    assert guide_quotes(first, ranked, question) == [(1, f"{first} {going_on}")]
+    assert guide_quotes(first, ranked, question) == [(1, f"… {going_on}")]  # what the answer says left out
     assert guide_quotes(f"{first} {going_on}", ranked, question) == []
     # The next sentence stands alone (no "This", not short): it is no continuation of the best.
     alone = _passage(1, f"{first} Many teams skip the warm-up stage entirely when time is short.")
@@ -865,7 +866,7 @@ def test_a_real_answer_gets_the_guides_figure_verbatim(real_tutor: Tutor) -> Non
     quoted = [s for s in answer.sentences if s.quoted]
     assert re.search(r"month", own, re.IGNORECASE) or any(re.search(r"month", s.text) for s in quoted), answer.answer
     for sentence in quoted:
-        words = sentence.text.removeprefix("The guides say: ").strip("“”")
+        words = sentence.text.removeprefix("The guides say: ").strip("“”").removeprefix("… ")  # a continuation
         cited = answer.sources[sentence.supported_by[0] - 1].text
         assert " ".join(words.split()) in " ".join(cited.split()), (words, cited)
 
