@@ -30,7 +30,7 @@ from tutor.answer import (
 )
 from tutor.embed import Embedder
 from tutor.errors import ModelError
-from tutor.explain import SentenceSupport, evidence_sentence, guide_quotes, ranked_evidence
+from tutor.explain import QUOTED_ANSWER_WORDS, SentenceSupport, evidence_sentence, guide_quotes, ranked_evidence
 from tutor.gate import Queued
 from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.llm import Generation, Message, TokenLogprobs
@@ -785,7 +785,8 @@ def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedd
 
 def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
     """Two sentences the ranking cannot tell apart are both quoted, the best first; one that trails
-    by more than RUNNER_UP_WITHIN is not, and neither is one the answer already says. Each sentence
+    by more than RUNNER_UP_WITHIN is not, and neither is one the answer already says, nor one that
+    would take the answer past QUOTED_ANSWER_WORDS. Each sentence
     is ranked with its section's heading in front."""
     best = "Pre-training runs for months on thousands of graphics cards."
     close = "Fine-tuning then adapts the base model for a few days."
@@ -805,6 +806,8 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
 
     passage = replace(_passage(1, f"{best} {close} {far}"), section="Stages")
     assert quotes("", [passage], "Q?") == [(1, best), (1, close)]
+    long_answer = " ".join(["Words."] * (QUOTED_ANSWER_WORDS - 20))  # with both quotes, over the limit
+    assert quotes(long_answer, [passage], "Q?") == [(1, best)]
     assert quotes(close, [passage], "Q?") == [(1, best)]
     assert quotes(best, [passage], "Q?") == [(1, close)]  # the best already said
     echo = "Pre-training runs for months on thousands of graphics cards today."

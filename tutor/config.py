@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     figure_aware_ranking: bool = Field(True, description="Rank higher the passages that give the kind of figure the question asks for (a duration for \"how long\", a cost for \"how expensive\").")
     passage_headings: bool = Field(False, description="Open each passage in the prompt with its guide and section heading.")
     evidence_sentence: bool = Field(False, description="Quote the passages' sentence that best answers the question after the passages, where the model reads it last.")
-    quote_guides: bool = Field(True, description="Quote, under the answer, the guides' sentence that best answers the question, and the runner-up when it scores within 0.10 of it (each unless the answer already says it).")
+    quote_guides: bool = Field(True, description="Quote, under the answer, the guides' sentence that best answers the question, and the runner-up when it scores within 0.10 of it and the answer stays within 80 words (each unless the answer already says it; then the sentence after it that leans on it, where there is one).")
     check_stance: bool = Field(True, description="Check an answer that opens with Yes or No (or says it in other words, repeating the question's claim) against the guides' sentence that best answers the question, read alone by the model, and replace its opening sentence by the guides' answer where they disagree.")
     context_aware_decoding: bool = Field(False, description="Choose each token for what the passages add to the model's belief (context-aware decoding with an adaptive weight; in-process model only).")
     chunk_size: int = Field(400, ge=100, description="Largest chunk, in characters.")
