@@ -778,6 +778,10 @@ def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedd
     assert guide_quotes("", ranked, question) == [(1, first)]
     assert guide_quotes(first, ranked, question) == [(1, f"… {going_on}")]  # what the answer says left out
     assert guide_quotes(f"{first} {going_on}", ranked, question) == []
+    # A runner-up that holds the continuation is not quoted a second time.
+    third = "This is why the warm-up stage is run first."
+    chosen = [(1, first, 0.9), (1, f"{going_on} {third}", 0.85), (1, f"{first} {going_on}", 0.5)]
+    assert guide_quotes(first, chosen, question) == [(1, f"… {going_on}")]
     # The next sentence stands alone (no "This", not short): it is no continuation of the best.
     alone = _passage(1, f"{first} Many teams skip the warm-up stage entirely when time is short.")
     assert guide_quotes(first, ranked_evidence([alone], question, embedder.embed), question) == []
@@ -806,8 +810,10 @@ def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:
 
     passage = replace(_passage(1, f"{best} {close} {far}"), section="Stages")
     assert quotes("", [passage], "Q?") == [(1, best), (1, close)]
-    long_answer = " ".join(["Words."] * (QUOTED_ANSWER_WORDS - 20))  # with both quotes, over the limit
-    assert quotes(long_answer, [passage], "Q?") == [(1, best)]
+    # "The guides say:" and both quotes come to 3 + 9 + 10 words: at the limit both stay, past it one.
+    at_limit = " ".join(["Words."] * (QUOTED_ANSWER_WORDS - 22))
+    assert quotes(at_limit, [passage], "Q?") == [(1, best), (1, close)]
+    assert quotes(f"{at_limit} More.", [passage], "Q?") == [(1, best)]
     assert quotes(close, [passage], "Q?") == [(1, best)]
     assert quotes(best, [passage], "Q?") == [(1, close)]  # the best already said
     echo = "Pre-training runs for months on thousands of graphics cards today."
@@ -945,12 +951,20 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
         ("Is retrieval costly to run?", "Retrieval is not costly to run.", "no"),
         ("Is retrieval expensive to set up?", "Retrieval is inexpensive to set up.", "no"),
         ("Is the last stage needed?", "The last stage isn't needed for every model.", "no"),
+        ("Is it true that RLHF helps?", "RLHF helps a lot.", "yes"),  # "true" is the frame, not the claim
+        ("hey, also, prompting retrains the model, right?", "Prompting retrains the model.", "yes"),
+        # A negation outside the clause that repeats the claim, or one that names something, denies nothing:
+        ("Does fine-tuning need labelled data?", "Fine-tuning needs labelled data, not raw text.", "yes"),
+        ("Can staff build a chatbot with RAG?", "Staff can build a chatbot with RAG using no-code tools.", "yes"),
+        ("Is human feedback valuable for alignment?", "Human feedback is invaluable for alignment.", "yes"),
         # Not a yes or no in other words:
         ("Does prompting change the model?", "Prompting guides the model at runtime.", None),  # the subject only
         ("Can you list the training layers?", "I can list the training layers.", None),  # asks for something
-        ("Is retrieval cheap or costly?", "Retrieval is cheap.", None),  # a choice
+        ("Is retrieval cheap or costly to run?", "Retrieval is cheap to run.", None),  # a choice
         ("Can't fine-tuning fix the cut-off?", "Fine-tuning cannot fix the cut-off.", None),  # a negative question
         ("What does pre-training cost?", "Pre-training costs a lot.", None),  # no yes/no question
+        ("How do I know the model's output is correct?", "You know the model's output is correct.", None),
+        ("Is pre-training quick?", "Is pre-training quick?", None),  # the question repeated first
     ],
 )
 def test_an_opening_sentence_says_yes_or_no_in_other_words(question: str, sentence: str, stance: str | None) -> None:
@@ -981,6 +995,17 @@ def test_an_opening_that_says_yes_in_other_words_is_checked(embedder: Embedder) 
     ]
     agreed = repair_stance(text, list(sentences), question, question, rank=rank, judge=lambda messages: "Yes")
     assert agreed == (text, sentences, [])
+
+    def broken(messages: list[Message]) -> str:
+        raise ModelError("the model server went away")
+
+    kept = repair_stance(text, list(sentences), question, question, rank=rank, judge=broken)
+    assert kept[:2] == (text, sentences) and kept[2] == [
+        "The answer's yes in other words could not be checked (the model server went away)."
+    ]
+    # A sentence the figure check put in place of the model's is the guides' own: not read again.
+    figure_fixed = [replace(sentences[0], replaced="Prompting changes the model in years.")]
+    assert repair_stance(text, figure_fixed, question, question, rank=rank, judge=lambda m: "No")[0] == text
 
 
 def test_a_real_inverted_opening_is_turned_round(real_tutor: Tutor) -> None:

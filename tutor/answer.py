@@ -16,6 +16,7 @@ from .embed import Embedder
 from .errors import ModelError, QuestionError
 from .explain import (
     ASKED_KIND_BONUS,
+    CLAUSE_END,
     FIXED_REPLY_METHOD,
     CitingStream,
     Evidence,
@@ -26,6 +27,7 @@ from .explain import (
     evidence_sentence,
     guide_quotes,
     guide_sentence_for,
+    is_question,
     misplaced_duration,
     misread_comparison,
     misread_figure_line,
@@ -91,28 +93,35 @@ STANCE_CHECK_PROMPT = (
 )
 # "Yes," "No." "Yes!" as a word of their own: not "No one …", "No-code …" or "No doubt, …".
 _OPENING_STANCE = re.compile(r"^\W*(yes|no)\s*(?=[,.!;:]|[—–-]\s|$)", re.IGNORECASE)
-# A yes/no question: it opens with a verb ("Is pre-training quick?", "so can you …") or ends with a tag
-# ("prompting retrains the model, right?"); "can you list …" asks for something instead.
-_YES_NO_QUESTION = re.compile(
+# A yes/no question opens with a verb ("Is pre-training quick?", "so can it …") or ends with a tag
+# (", right?"); what it asks about, its claim, is the rest. "Can you list …" asks for something.
+_YES_NO_OPENING = re.compile(
     r"^\W*(?:(?:so|and|but|ok|okay|btw|hey|wait|also)\b[\s,]*)*"
-    r"(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have|had)\b"
-    r"|[\s,](?:right|correct|true|yes or no|isn'?t it|doesn'?t it|don'?t they)\s*\?+\s*$",
+    r"(?P<verb>(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have|had)\b"
+    r"(?: it (?:true|right|correct|the case) that\b)?)?",
     re.IGNORECASE,
 )
+_YES_NO_TAG = re.compile(
+    r",\s*(?:right|correct|true|yes or no|isn'?t it|doesn'?t it|don'?t they)\s*\?+\s*$", re.IGNORECASE
+)
+_ASKS_WHAT = re.compile(r"^\W*(?:what|how|why|which|who|whom|whose|when|where)\b", re.IGNORECASE)
 _ASKS_FOR_SOMETHING = re.compile(
     r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:list|give|tell|explain|show|describe|summari[sz]e|"
     r"help|name|walk|define|clarify|break|outline|compare|recap)\b",
     re.IGNORECASE,
 )
-_CLAIM_FRAME = re.compile(
-    r"\b(?:is it|it is|isn'?t it) (?:true|right|correct|the case) that\b|\b(?:right|correct|true|yes or no)\s*\?+\s*$",
+# Not "no-code": a hyphenated "no" names something.
+_NEGATION = re.compile(
+    r"\b(?:not|no(?!-)|never|cannot|neither|nor|none|isnt|arent|doesnt|dont|didnt|cant|wont)\b|n[’']t\b",
     re.IGNORECASE,
 )
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|neither|nor|none|isnt|arent|doesnt|dont|didnt|cant|wont)\b|n[’']t\b", re.IGNORECASE
+# "inexpensive" denies "expensive"; "invaluable" and "information" deny nothing.
+_NEGATING_PREFIX = re.compile(
+    r"^(?:un|non-?)(?=\w{4})|^(?:in|im)(?=(?:expensive|correct|accurate|effective|efficient|sufficient|complete|"
+    r"possible|practical|precise|appropriate)\b)",
+    re.IGNORECASE,
 )
-_NEGATING_PREFIX = re.compile(r"^(?:in|un|non-?|im)(?=\w{4})", re.IGNORECASE)  # "inexpensive", "unnecessary"
-_OR = re.compile(r"\bor\b(?! not\b)", re.IGNORECASE)
+_OR = re.compile(r"\bor\b", re.IGNORECASE)
 RESTATES_CLAIM = 0.75  # share of the question's claim words an opening sentence repeats to answer it: all of three
 
 
@@ -260,24 +269,40 @@ def _guides_say(guide_sentences: Sequence[tuple[int, str]], *, cited: bool = Fal
 
 def implied_stance(sentence: str, question: str) -> str | None:
     """The yes or no an answer's opening sentence gives without saying the word: to a yes/no
-    question, a sentence that repeats most of the question's claim affirms it ("Is pre-training
-    quick?" → "Pre-training is quick, …"), and denies it with a negation ("… is not optional.").
+    question, a sentence that repeats the question's claim (RESTATES_CLAIM of its words) affirms it
+    ("Is pre-training quick?" → "Pre-training is quick, …"), and denies it with a negation in the
+    clause that repeats it ("… is not optional.", "inexpensive"; not "…, not raw text").
     None when the question is not a yes/no question, asks for something ("can you list …"), offers a
-    choice, or is negative itself ("can't fine-tuning fix that?": which reply means what is unclear)."""
-    if (
-        not _YES_NO_QUESTION.search(question)
-        or _ASKS_FOR_SOMETHING.search(question)
-        or _OR.search(question)
-        or _NEGATION.search(question)
-    ):
+    choice, or is negative itself ("can't fine-tuning fix that?": which reply means what is unclear),
+    and when the sentence is itself a question (an answer that repeats the question first)."""
+    tag = _YES_NO_TAG.search(question)
+    opening = _YES_NO_OPENING.match(question)
+    asks_yes_or_no = bool(tag or (opening and opening.group("verb")))
+    if not asks_yes_or_no or _ASKS_WHAT.match(question) or _ASKS_FOR_SOMETHING.search(question):
         return None
-    claim = set(lexical_tokens(_CLAIM_FRAME.sub(" ", question)))
-    said = set(lexical_tokens(sentence))
-    unprefixed = lexical_tokens(" ".join(_NEGATING_PREFIX.sub("", word) for word in sentence.split()))
-    negated = {word for word in unprefixed if word in claim} - said  # "inexpensive" for "expensive"
-    if len(claim) < 2 or len(claim & (said | negated)) / len(claim) < RESTATES_CLAIM:
+    if is_question(sentence):
         return None
-    return "no" if negated or _NEGATION.search(sentence) else "yes"
+    untagged = question[: tag.start()] if tag else question
+    if _OR.search(untagged) or _NEGATION.search(untagged):
+        return None
+    claim_text = untagged[opening.end() if opening else 0 :]
+    claim = set(lexical_tokens(claim_text))
+    if len(claim) < 2:
+        return None
+    clauses = [c for c in CLAUSE_END.split(sentence) if c and c.strip()]
+    best = max(clauses, key=lambda c: len(claim & _claim_words_in(c, claim)[0]), default="")
+    said, denied = _claim_words_in(best, claim)
+    if len(claim & said) / len(claim) < RESTATES_CLAIM:
+        return None
+    return "no" if denied or _NEGATION.search(best) else "yes"
+
+
+def _claim_words_in(clause: str, claim: set[str]) -> tuple[set[str], bool]:
+    """The claim's words a clause holds, its negated forms ("inexpensive") counted, and whether one was negated."""
+    said = set(lexical_tokens(clause))
+    unprefixed = set(lexical_tokens(" ".join(_NEGATING_PREFIX.sub("", word) for word in clause.split())))
+    denied = (unprefixed & claim) - said
+    return said | denied, bool(denied)
 
 
 def repair_stance(
@@ -300,7 +325,8 @@ def repair_stance(
     says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """
-    first = sentences[0].text if sentences and not sentences[0].quoted else ""
+    # Not a sentence the figure check already replaced by the guides' own.
+    first = sentences[0].text if sentences and not sentences[0].quoted and sentences[0].replaced is None else ""
     opening = _OPENING_STANCE.match(first)
     stance = opening.group(1) if opening else implied_stance(first, question) if first else None
     if stance is None:
@@ -320,7 +346,8 @@ def repair_stance(
     try:
         judged = _OPENING_STANCE.match(judge(prompt))
     except ModelError as exc:  # the answer stands unchecked
-        return text, sentences, [f"The answer's opening “{stance}” could not be checked ({exc})."] if opening else []
+        said = f"opening “{stance}”" if opening else f"{stance.lower()} in other words"
+        return text, sentences, [f"The answer's {said} could not be checked ({exc})."]
     if not judged or judged.group(1).lower() == stance.lower():
         return text, sentences, []
     guides = judged.group(1).capitalize()
@@ -728,7 +755,7 @@ class Tutor:
         quote: bool = True,
     ) -> tuple[Answer, str]:
         """The Answer from the streamed text, checked (scope said, planted text repeated, links no
-        passage has, figures the passages do not give, an opening Yes or No the guides contradict)
+        passage has, figures the passages do not give, a yes or no the guides contradict, said or implied)
         and with the guides' sentences quoted under it; and the text added after streaming, to show."""
         s = self.settings
         passages, question = prepared.passages, prepared.question

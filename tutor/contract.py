@@ -51,14 +51,17 @@ class SentenceModel(ContractModel):
         exclude_if=_absent,
         description=(
             "The model's own sentence, when the guides' sentence replaced it: a figure not the guides', "
-            "two layers compared the other way round from their guide lines, or an opening Yes or No the "
-            "guides contradict (present only then)."
+            "two layers compared the other way round from their guide lines, or an opening Yes or No (said "
+            "or implied by repeating the question's claim) the guides contradict (present only then)."
         ),
     )
     quoted: bool = Field(
         False,
         exclude_if=_absent,
-        description="One of the guides' own sentences quoted under the answer: not the model's (present only then).",
+        description=(
+            "One of the guides' own sentences quoted under the answer, not the model's (present only then); "
+            "“… ” in front marks one that goes on from a sentence the answer already says."
+        ),
     )
 
 

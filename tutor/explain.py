@@ -36,7 +36,7 @@ class SentenceSupport:
     supported_by: tuple[int, ...]
     support: float
     layers: LayerShares | None = field(default=None, compare=False)
-    replaced: str | None = None  # the model's own sentence, when the guides' replaced it (a figure, an opening Yes/No)
+    replaced: str | None = None  # the model's own sentence, when the guides' replaced it (a figure, a yes or no)
     quoted: bool = False  # the guides' sentence quoted under the answer, not the model's
 
 
@@ -182,7 +182,7 @@ def ranked_evidence(
         sentences = [s for s in split_sentences(passage.text) if not any(p in s or s in p for p in passage.planted)]
         heading = f"{passage.section}: " if passage.section else ""
         for i, sentence in enumerate(sentences):
-            if len(sentence.split()) >= 4 and (with_questions or not _asks(sentence)):
+            if len(sentence.split()) >= 4 and (with_questions or not is_question(sentence)):
                 candidates.append((n, sentence, _readable_alone(sentences, i), heading))
     if not candidates:
         return []
@@ -198,7 +198,7 @@ def ranked_evidence(
     return [(candidates[i][0], candidates[i][2], float(scores[i])) for i in order]
 
 
-def _asks(sentence: str) -> bool:
+def is_question(sentence: str) -> bool:
     return sentence.rstrip(" \"'”’»)").endswith("?")
 
 
@@ -267,7 +267,8 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     77 → 82 of 90 (README, Evaluation).
 
     A chosen sentence the answer already says gives way to the sentence after it, where that one
-    leans on it and the answer does not say it; it is quoted as going on from the answer ("… This
+    leans on it (it is short, or opens with "This", "It" …: `_readable_alone` reads it after the
+    one before) and the answer does not say it; it is quoted as going on from the answer ("… This
     involves learning the probabilistic relationships …" after "The key objective is to …
     imitate"): the reader often repeats the best sentence and stops there. Tuning halves 283 →
     288 of 346 facts, hold-out 269 → 271 of 334 (README).
@@ -283,17 +284,20 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     question_words = set(lexical_tokens(question))
     said = set(lexical_tokens(answer))
 
-    def says_new(text: str) -> bool:
+    def says_new(text: str, *, empty: bool = True) -> bool:
         own = set(lexical_tokens(text)) - question_words
-        return not own or len(own & said) / len(own) < QUOTE_ALREADY_SAID
+        return empty if not own else len(own & said) / len(own) < QUOTE_ALREADY_SAID
 
-    quotes = []
+    quotes: list[tuple[int, str]] = []
     for n, sentence, _ in chosen:
         if not says_new(sentence):
-            going_on = next((c[1] for c in ranked if c[0] == n and c[1] != sentence and c[1].startswith(sentence)), "")
-            if not going_on or not says_new(going_on[len(sentence) :]):
+            going_on = next((c[1] for c in ranked if c[0] == n and c[1].startswith(sentence + " ")), "")
+            if not going_on or not says_new(going_on[len(sentence) :], empty=False):
                 continue
             sentence = "… " + going_on[len(sentence) :].lstrip()
+        words = sentence.removeprefix("… ")
+        if any(words in quoted or quoted.removeprefix("… ") in words for _, quoted in quotes):
+            continue  # a continuation and a runner-up that hold the same sentence
         quotes.append((n, sentence))
         said |= set(lexical_tokens(sentence)) - question_words  # the second is weighed against the first too
     if len(" ".join([answer, "The guides say:", *(sentence for _, sentence in quotes)]).split()) > QUOTED_ANSWER_WORDS:
@@ -467,7 +471,7 @@ _COMPARED = re.compile(
     + r")(?P<between>(?:\s+[\w'-]+){0,3}?)\s+than\b",
     re.IGNORECASE,
 )
-_CLAUSE_END = re.compile(r"[,;:(]|\b(?:and|but|while|whereas|which)\b", re.IGNORECASE)
+CLAUSE_END = re.compile(r"[,;:(]|\b(?:and|but|while|whereas|which)\b", re.IGNORECASE)
 _NOT_COMPARED = re.compile(r"\b(?:not|never|no|isn't|aren't|doesn't|don't|hardly|rather)\b|n't\b", re.IGNORECASE)
 _COST_ORDER = ("low", "moderate", "high")
 _BOUNDED = re.compile(r"\b(?:neither|nor|less than|within|under|up to|at most|instead of)\b", re.IGNORECASE)
@@ -480,18 +484,18 @@ def compared_lines(
     the first line's is the larger, -1 the smaller, and the two lines (each its passage number and
     text). None for a question, a negated or hedged comparison ("not slower than", "rather than"),
     or a side that names no one line alone by its subject words."""
-    if _asks(sentence):
+    if is_question(sentence):
         return None
     said = _COMPARED.search(sentence)
-    if not said or said.group("between") and _CLAUSE_END.search(said.group("between")):
+    if not said or said.group("between") and CLAUSE_END.search(said.group("between")):
         return None
     kind, larger = next(name.split("_") for name, text in said.groupdict().items() if text and name != "between")
-    before = re.split(_CLAUSE_END, sentence[: said.start()])[-1]
+    before = re.split(CLAUSE_END, sentence[: said.start()])[-1]
     if _NOT_COMPARED.search(before + said.group(0)):
         return None
     lines = [(n, line, _subject(line)) for n, line in _figure_lines(passages)]
     first = _only_line(before, lines)
-    second = _only_line(re.split(_CLAUSE_END, sentence[said.end() :])[0], lines)
+    second = _only_line(re.split(CLAUSE_END, sentence[said.end() :])[0], lines)
     if first is None or second is None or first[1] == second[1]:
         return None
     return kind, 1 if larger == "more" else -1, first, second
@@ -522,7 +526,7 @@ def misplaced_duration(sentence: str, passages: Sequence[Passage]) -> list[tuple
     `misread_figure_line` holds such a sentence to one line or, on a tie, to neither. A question,
     and a duration denied or bounded ("not months", "less than a day", "within weeks"), are left alone."""
     times = _times(sentence)
-    if not times or _asks(sentence) or _NOT_COMPARED.search(sentence) or _BOUNDED.search(sentence):
+    if not times or is_question(sentence) or _NOT_COMPARED.search(sentence) or _BOUNDED.search(sentence):
         return None
     words = _subject(sentence)
     named: dict[str, tuple[int, str]] = {}  # by text: the same list in two passages is one line
