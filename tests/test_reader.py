@@ -952,6 +952,11 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
         ("Is retrieval expensive to set up?", "Retrieval is inexpensive to set up.", "no"),
         ("Is the last stage needed?", "The last stage isn't needed for every model.", "no"),
         ("Is it true that RLHF helps?", "RLHF helps a lot.", "yes"),  # "true" is the frame, not the claim
+        (
+            "Does the warm-up stage need weeks and many servers?",
+            "The warm-up stage needs weeks and many servers.",
+            "yes",
+        ),
         ("hey, also, prompting retrains the model, right?", "Prompting retrains the model.", "yes"),
         # A negation outside the clause that repeats the claim, or one that names something, denies nothing:
         ("Does fine-tuning need labelled data?", "Fine-tuning needs labelled data, not raw text.", "yes"),

@@ -289,12 +289,12 @@ def implied_stance(sentence: str, question: str) -> str | None:
     claim = set(lexical_tokens(claim_text))
     if len(claim) < 2:
         return None
-    clauses = [c for c in CLAUSE_END.split(sentence) if c and c.strip()]
-    best = max(clauses, key=lambda c: len(claim & _claim_words_in(c, claim)[0]), default="")
-    said, denied = _claim_words_in(best, claim)
-    if len(claim & said) / len(claim) < RESTATES_CLAIM:
+    if len(claim & _claim_words_in(sentence, claim)[0]) / len(claim) < RESTATES_CLAIM:
         return None
-    return "no" if denied or _NEGATION.search(best) else "yes"
+    # The negation that counts is in the clause holding most of the claim ("…, not raw text" is not).
+    clauses = [c for c in CLAUSE_END.split(sentence) if c.strip()]
+    holds_claim = max(clauses, key=lambda c: len(claim & _claim_words_in(c, claim)[0]), default="")
+    return "no" if _claim_words_in(holds_claim, claim)[1] or _NEGATION.search(holds_claim) else "yes"
 
 
 def _claim_words_in(clause: str, claim: set[str]) -> tuple[set[str], bool]:
