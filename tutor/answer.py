@@ -280,7 +280,7 @@ def implied_stance(sentence: str, question: str) -> str | None:
     asks_yes_or_no = bool(tag or (opening and opening.group("verb")))
     if not asks_yes_or_no or _ASKS_WHAT.match(question) or _ASKS_FOR_SOMETHING.search(question):
         return None
-    if is_question(sentence):
+    if is_question(sentence):  # the question repeated before its answer
         return None
     untagged = question[: tag.start()] if tag else question
     if _OR.search(untagged) or _NEGATION.search(untagged):
@@ -292,9 +292,9 @@ def implied_stance(sentence: str, question: str) -> str | None:
     if len(claim & _claim_words_in(sentence, claim)[0]) / len(claim) < RESTATES_CLAIM:
         return None
     # The negation that counts is in the clause holding most of the claim ("…, not raw text" is not).
-    clauses = [c for c in CLAUSE_END.split(sentence) if c.strip()]
-    holds_claim = max(clauses, key=lambda c: len(claim & _claim_words_in(c, claim)[0]), default="")
-    return "no" if _claim_words_in(holds_claim, claim)[1] or _NEGATION.search(holds_claim) else "yes"
+    clauses = [(c, *_claim_words_in(c, claim)) for c in CLAUSE_END.split(sentence) if c.strip()]
+    clause, _, denied = max(clauses, key=lambda c: len(claim & c[1]), default=("", set(), False))
+    return "no" if denied or _NEGATION.search(clause) else "yes"
 
 
 def _claim_words_in(clause: str, claim: set[str]) -> tuple[set[str], bool]:
