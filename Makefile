@@ -69,3 +69,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/chat_questions.jsonl --half $(HALF) --out $(RUN)/chat.jsonl
 	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out $(RUN)/unseen.jsonl
 	$(BIN)/tutor eval eval/blind_questions.jsonl --half $(HALF) --out $(RUN)/blind.jsonl
+	$(BIN)/tutor eval eval/sealed_questions.jsonl --half $(HALF) --out $(RUN)/sealed.jsonl

@@ -28,8 +28,15 @@ _PLANTED = [
     r"\b(you are now|you must now|from now on,? you|pretend (to be|you are)|act as if you)\b",
     r"\bnote to (the )?(ai|assistant|model|llm|chatbot)\b",
     r"\b(ai|assistant|model|llm|chatbot)s?\s+(reading|processing) this\b",
-    # Addressed to whoever summarises or answers from the text, whatever it then asks.
-    rf"\b(any|every|each|all|dear)\s+{_READER}\b",
+    # Addressed to whoever summarises or answers from the text: "Dear assistant", "Any AI reading
+    # this", "Every model must reply …". Not "every model has to go through pre-training", a
+    # question staff ask and a sentence a guide may hold.
+    rf"\bdear\s+{_READER}\b",
+    rf"\b(any|every|each|all)\s+{_READER}\s+((that|which|who)\s+)?"
+    r"(reads?|reading|process(es|ing)?|summari[sz](es|ing)|answer(s|ing)|sees?|seeing)\b",
+    rf"\b(any|every|each|all)\s+{_READER}\s+(must|should|shall|will|has to|have to|needs? to|is to|are to)\s+"
+    r"(always\s+|only\s+|now\s+)?(say|reply|respond|answer|tell|write|output|print|ignore|add|include|mention|"
+    r"state|claim|recommend|warn|refuse)\b",
     r"\b(reply|answer|response|output)\b[^.!?]{0,60}\b(is|must be|should be|has to be)\s+(always|only)\b",
     r"\balways\s+(reply|answer|respond|say|end|begin|start)\b",
     # The same in French and German, the guides' neighbouring languages.
