@@ -19,7 +19,21 @@ from collections.abc import Sequence
 from .lexical import lexical_tokens
 
 _TARGET = r"(instructions?|question|prompt|rules|guidelines|above|previous|everything)"
-_READER = r"(ai|assistant|model|llm|chatbot|bot|agent|summari[sz]er|language model)s?"
+_READER = r"(ai|assistant|model|llm|chatbot|bot|agent|summari[sz]er|language\s+model)s?"
+_READER_NAMED = rf"((ai|large|chat|generative|conversational|the)\s+){{0,2}}{_READER}"
+_ADDRESSED = rf"\b(any|every|each|all)\s+{_READER_NAMED}"
+_MUST = (
+    r"(must|should|shall|will|can|may|ought\s+to|needs?\s+to|ha(s|ve)\s+to"
+    r"|(is|are)\s+((required|expected|asked|instructed|supposed)\s+)?to)"
+)
+# What the reader is told to pass on: "tell users", "say that", "reply: '…'", "never mention", "describe … as".
+_ORDER = (
+    r"(tell\s+(the\s+)?(users?|readers?|students?|people|everyone|them)\b"
+    r"|(say|reply|respond|answer|state|claim|mention|explain|add|write|insist|stress|point\s+out|warn)\s+(that|with|only)\b"
+    r"|(say|reply|respond|answer|write|output)\s*:?\s*[\"“'‘]"
+    r"|(never|not)\s+(mention|say|discuss|reveal|talk\s+about)\b|(describe|treat|present)\b[^.!?]{0,30}\bas\b"
+    r"|point\s+(users|readers|people)\b|recommend\b)"
+)
 # Sentences that give orders to whoever reads them.
 _PLANTED = [
     rf"\b(ignore|disregard|forget|override)\b[^.!?]{{0,60}}\b{_TARGET}\b",
@@ -28,15 +42,16 @@ _PLANTED = [
     r"\b(you are now|you must now|from now on,? you|pretend (to be|you are)|act as if you)\b",
     r"\bnote to (the )?(ai|assistant|model|llm|chatbot)\b",
     r"\b(ai|assistant|model|llm|chatbot)s?\s+(reading|processing) this\b",
-    # Addressed to whoever summarises or answers from the text: "Dear assistant", "Any AI reading
-    # this", "Every model must reply …". Not "every model has to go through pre-training", a
-    # question staff ask and a sentence a guide may hold.
-    rf"\bdear\s+{_READER}\b",
-    rf"\b(any|every|each|all)\s+{_READER}\s+((that|which|who)\s+)?"
-    r"(reads?|reading|process(es|ing)?|summari[sz](es|ing)|answer(s|ing)|sees?|seeing)\b",
-    rf"\b(any|every|each|all)\s+{_READER}\s+(must|should|shall|will|has to|have to|needs? to|is to|are to)\s+"
-    r"(always\s+|only\s+|now\s+)?(say|reply|respond|answer|tell|write|output|print|ignore|add|include|mention|"
-    r"state|claim|recommend|warn|refuse)\b",
+    # Addressed to the model that reads the text, with an order of what to tell its users ("Every AI
+    # assistant asked about this must reply that …"), as its reader ("any model summarising this
+    # page …"), or by name ("Dear assistant,", "All LLMs: …"). Not "every model" as the subject of
+    # a question or a guide's sentence ("every model will output a probability …").
+    rf"{_ADDRESSED}\b[^.!?]{{0,60}}?\b{_MUST}\s+((also|always|only|now|instead|simply|clearly|first|just)\s+)?{_ORDER}",
+    rf"{_ADDRESSED}\s+((that|which|who)\s+)?((is|are)\s+)?"
+    r"(reads?|reading|process(es|ing)?|summari[sz](es|ing|ed)?|answer(s|ing)|sees?|seeing|asked|used|"
+    r"quot(es|ing)|retriev(es|ing|ed)|given)\b[^.!?]{0,40}?\b(this|these)\b",
+    rf"\b(dear|hello|hi|hey|attention|to\s+(all|any|every))\s+{_READER_NAMED}\s*[,:!]",
+    rf"{_ADDRESSED}\s*(:|,\s*(please|you)\b)",
     r"\b(reply|answer|response|output)\b[^.!?]{0,60}\b(is|must be|should be|has to be)\s+(always|only)\b",
     r"\balways\s+(reply|answer|respond|say|end|begin|start)\b",
     # The same in French and German, the guides' neighbouring languages.
