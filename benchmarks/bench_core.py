@@ -104,7 +104,7 @@ def main() -> None:
     from tutor import build_embedder, build_tutor, load_settings
     from tutor.corpus import find_guide_files, read_guide
     from tutor.factory import ingest_from_settings
-    from tutor.index import chunk_guide
+    from tutor.index import guide_chunks
 
     settings = load_settings()
     embedder = build_embedder(settings)
@@ -123,7 +123,7 @@ def main() -> None:
     texts = [
         c.embed_text
         for p in find_guide_files([ROOT / "corpus"])
-        for c in chunk_guide(read_guide(p), settings.chunk_size, settings.chunk_overlap)
+        for c in guide_chunks(read_guide(p), settings.chunk_size, settings.chunk_overlap)
     ]
     started = time.perf_counter()
     embedder._load().encode(texts, batch_size=32, normalize_embeddings=True)

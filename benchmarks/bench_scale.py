@@ -158,7 +158,7 @@ def ingest_throughput(folder: Path, chunks: int) -> dict[str, float]:
     from tutor.corpus import read_guides
     from tutor.embed import BATCH_SIZE
     from tutor.factory import ingest_from_settings
-    from tutor.index import chunk_guide
+    from tutor.index import guide_chunks
 
     settings = load_settings(index_dir=folder / "index", corpus_dir=folder / "guides")
     shutil.rmtree(folder, ignore_errors=True)
@@ -171,7 +171,9 @@ def ingest_throughput(folder: Path, chunks: int) -> dict[str, float]:
     report = ingest_from_settings(settings, embedder=embedder)
     ingest_s = time.perf_counter() - started
     chunked = [
-        c for g in read_guides([folder / "guides"]) for c in chunk_guide(g, settings.chunk_size, settings.chunk_overlap)
+        c
+        for g in read_guides([folder / "guides"])
+        for c in guide_chunks(g, settings.chunk_size, settings.chunk_overlap)
     ]
     model = embedder._load()
     rates = {}

@@ -284,9 +284,11 @@ def test_ingest_reports_then_noop(capsys: pytest.CaptureFixture[str], tmp_path: 
     guides.mkdir()
     (guides / "a.md").write_text("# A\n\n## One\n\nPre-training makes a base model.\n")
     assert run(["ingest", "--quiet", str(guides)]) == 0
-    assert "indexed 1 chunks from 1 guides (added 1, changed 0, removed 0, unchanged 0)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "indexed 1 chunks and 1 guide cards from 1 guides (added 1, changed 0, removed 0, unchanged 0)" in out
+    assert "embedded 2 passages" in out
     assert run(["ingest", "--quiet", str(guides)]) == 0
-    assert "index up to date: 1 guides, 1 chunks" in capsys.readouterr().out
+    assert "index up to date: 1 guides, 1 chunks and 1 guide cards" in capsys.readouterr().out
 
 
 def test_ask_json_contract_end_to_end(corpus_index: Path, tmp_path: Path) -> None:

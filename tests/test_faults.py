@@ -25,7 +25,7 @@ from tutor.cli import run as tutor_cli
 from tutor.corpus import read_guides
 from tutor.embed import Embedder
 from tutor.errors import IndexMissingError, ModelError
-from tutor.index import chunk_guide, ingest
+from tutor.index import guide_chunks, ingest
 from tutor.index_server import ChromaServerStore
 from tutor.llm import OpenAIChat
 from tutor.model_files import resolve_model_path
@@ -59,7 +59,7 @@ def test_ingest_killed_at_random_points_never_breaks_the_index(
 
     def remember_versions() -> None:
         for guide in read_guides([guides]):
-            versions[guide.sha256] = {c.id for c in chunk_guide(guide, 400, 60)}
+            versions[guide.sha256] = {c.id for c in guide_chunks(guide, 400, 60)}
 
     for run in range(KILLS):
         # Each run has work to do: one guide changed, one removed or restored.
@@ -214,7 +214,7 @@ def test_answers_stay_consistent_while_ingest_publishes_new_versions(
         shutil.copytree(variants[name], guides)
         read = read_guides([guides])
         report = ingest(read, store, embedder=embedder, chunk_size=400, chunk_overlap=60)
-        ids_of[report.corpus_version] = {c.id for g in read for c in chunk_guide(g, 400, 60)}
+        ids_of[report.corpus_version] = {c.id for g in read for c in guide_chunks(g, 400, 60)}
     retriever = Retriever(store, embedder=embedder)
     failures: list[BaseException] = []
     versions_seen: set[str] = set()

@@ -13,7 +13,7 @@ import pytest
 from tutor import FolderStore, Retriever, Tutor, load_settings
 from tutor.corpus import read_guides
 from tutor.embed import Embedder
-from tutor.index import chunk_guide, ingest
+from tutor.index import guide_chunks, ingest
 from tutor.injection import (
     INSTRUCTIONS_REPLY,
     LEFT_OUT,
@@ -49,7 +49,7 @@ QUESTION = "What does a tokenizer do?"
 
 def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
     """The patterns are narrow: the guides talk about prompts and instructions, and are not flagged."""
-    chunks = [c for g in read_guides([CORPUS]) for c in chunk_guide(g, 400, 60)]
+    chunks = [c for g in read_guides([CORPUS]) for c in guide_chunks(g, 400, 60)]
     assert len(chunks) > 30 and not [c.text for c in chunks if planted_sentences(c.text)]
     questions = [
         json.loads(line)["question"]

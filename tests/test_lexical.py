@@ -57,6 +57,18 @@ def test_scores_are_okapi_bm25_as_tuned(words: LexicalIndex, question: str) -> N
         assert all(score > 0 for score in expected[:3])
 
 
+def test_a_word_no_chunk_has_weighs_as_the_rarest_and_changes_no_chunks_score(words: LexicalIndex) -> None:
+    """A guide's card is kept out of the index (tutor.index.guide_card): its "Trooster" must
+    count for it, and the chunks' own scores stay BM25 over the index."""
+    corpus = [lexical_tokens(text) for text in DOCS.values()]
+    terms = lexical_tokens("who wrote the glossary")
+    assert "wrote" in terms and all("wrote" not in doc for doc in corpus)
+    assert words.scores(terms, corpus) == pytest.approx([okapi(terms, doc, corpus) for doc in corpus], abs=1e-9)
+    card = lexical_tokens("the glossary was written by Clever Ops, who wrote it")
+    unknown, known = words.scores(terms, [card, lexical_tokens("the glossary defines tokens")])
+    assert unknown > known > 0
+
+
 def test_search_finds_chunks_with_any_of_the_words_best_first(words: LexicalIndex) -> None:
     assert words.search(lexical_tokens("pre-training months"), 10) == ["a"]
     found = words.search(lexical_tokens("takes days"), 10)

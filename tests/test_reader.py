@@ -51,6 +51,8 @@ FINE_TUNING = [
     [
         ("How much time does the pre-training phase need, roughly?", r"month"),
         ("What kind of material does a model read during pre-training?", r"internet|books|web|text|data"),
+        # From the guide's card (tutor.index.guide_card): the author is in its front matter only.
+        ("Which person wrote the AI literacy chapter for staff?", r"Steven Trooster"),
     ],
 )
 def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str, fact: str) -> None:

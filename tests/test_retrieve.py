@@ -15,7 +15,7 @@ from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens, with_initialisms_spelled_out
 from tutor.markers import LIST_ITEM
 from tutor.model_files import resolve_embed_model
-from tutor.retrieve import Passage, join_overlapping, select_for_prompt, standalone_query
+from tutor.retrieve import Passage, asks_about_a_guide, join_overlapping, select_for_prompt, standalone_query
 
 from .conftest import CORPUS
 
@@ -312,3 +312,70 @@ def test_chosen_chunks_that_touch_become_one_passage(retriever: Retriever) -> No
     # Chosen as a passage of its own, the next chunk is read inside the best one, under one number.
     merged = retriever.widen([first, follower], token_budget=0, count_tokens=_words)
     assert [(p.id, p.score) for p in merged] == [(f"{first.id}+{next_id}", first.score)]
+
+
+ABOUT_A_GUIDE = [
+    "Which person wrote the AI literacy chapter for staff?",
+    "Who is the author of the glossary entry?",
+    "how many minutes does the staff chapter take to read",
+    "How long does the staff chapter take to read?",
+    "What sections does the blog post on assistants have?",
+    "Who is the five layers guide aimed at?",
+    "who's the 5 layers doc for?",
+    "Who should read the staff chapter?",
+    "Is the course section written by one person?",
+    "Who made the glossary?",
+]
+ABOUT_THE_SUBJECT = [
+    "How long is pre-training?",
+    "How long does the fine-tuning step take?",
+    "Pretraining is only written text, no code, right?",
+    "What do the guides say about RAG?",
+    "Who decides what the model should refuse?",
+    "What sources of data go into pre-training?",
+    "Where does the training text come from?",
+    "What's the maximum context length in tokens for a document?",
+    "How long is a typical document in the training set?",
+    "Is the training data mostly text written by humans?",
+    "Which documents are used for fine-tuning?",
+    "Who writes the example answers used in fine-tuning?",
+    "Which sections of the training data are filtered?",
+    "Who wrote Hamlet?",
+    "Who wrote the EU AI Act?",
+    "According to the guide, how long does pre-training take?",
+]
+
+
+def test_a_question_about_a_guide_is_told_from_one_about_its_subject() -> None:
+    assert [q for q in ABOUT_A_GUIDE if not asks_about_a_guide(q)] == []
+    assert [q for q in ABOUT_THE_SUBJECT if asks_about_a_guide(q)] == []
+
+
+def test_a_question_about_a_guide_finds_its_card_and_no_other_question_does(retriever: Retriever) -> None:
+    """The card (tutor.index.guide_card) answers who wrote a guide; it is searched only for such
+    questions, and its words are not in the word index, whose statistics rank every chunk."""
+    found = retriever.search("Which person wrote the AI literacy chapter for staff, and how long is it?", 3)
+    assert found[0].section == "About this guide" and "Steven Trooster" in found[0].text
+    assert "Reading time: 3 minutes." in found[0].text
+    for question in [*ABOUT_THE_SUBJECT, "What is reinforcement learning from human feedback?"]:
+        assert not [p for p in retriever.search(question, 8) if p.section == "About this guide"], question
+    opened = retriever.store.open_version()
+    assert opened.words.search(lexical_tokens("Trooster"), 5) == []
+    opened.words.close()
+    opened.client.close()
+
+
+def test_the_last_chunk_of_a_guide_is_not_widened_into_its_card(embedder: Embedder, tmp_path: Path) -> None:
+    """Even where the guide's last section has the card's own name."""
+    guides = tmp_path / "guides"
+    guides.mkdir()
+    steps = " ".join(f"Step {i} of the zebra census counts the stripes again." for i in range(12))
+    about = "This guide was put together by the zebra census volunteers for new counters."
+    (guides / "zebra.md").write_text(f"# Zebras\n\n## Census\n\n{steps}\n\n## About this guide\n\n{about}\n")
+    settings = load_settings(index_dir=tmp_path / "index")
+    ingest_from_settings(settings, [guides], embedder=embedder)
+    retriever = Retriever(FolderStore(tmp_path / "index"), embedder=embedder)
+    found = retriever.search("Who wrote the zebra guide for new counters?", 8)
+    own, card = (next(p for p in found if p.text.startswith(start)) for start in ("This guide was", "The guide"))
+    assert own.section == card.section == "About this guide" and card.position == own.position + 1
+    assert retriever.widen([own], token_budget=5000, count_tokens=_words) == [own]

@@ -35,17 +35,18 @@ def ingest(paths: tuple[Path, ...], index_dir: Path | None, quiet: bool) -> None
     from .factory import ingest_from_settings
 
     report = ingest_from_settings(_settings(index_dir=index_dir), paths, progress=not quiet)
+    guides = len(report.added) + len(report.changed) + report.unchanged
+    passages = f"{report.chunks_total - guides} chunks and {guides} guide cards"  # a card a guide
     if report.noop:
         click.echo(
-            f"index up to date: {report.unchanged} guides, {report.chunks_total} chunks, "
+            f"index up to date: {guides} guides, {passages}, "
             f"corpus {report.corpus_version} ({report.seconds:.2f} s, nothing embedded)"
         )
     else:
         click.echo(
-            f"indexed {report.chunks_total} chunks from {len(report.added) + len(report.changed) + report.unchanged} "
-            "guides "
+            f"indexed {passages} from {guides} guides "
             f"(added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
-            f"unchanged {report.unchanged}); embedded {report.chunks_embedded} chunks in {report.seconds:.2f} s; "
+            f"unchanged {report.unchanged}); embedded {report.chunks_embedded} passages in {report.seconds:.2f} s; "
             f"corpus {report.corpus_version}"
         )
 

@@ -116,7 +116,12 @@ def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
         raise CorpusError(f"malformed front matter{line}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(meta, dict):
         raise CorpusError("front matter is not a mapping of names to values")
-    return text[match.end() :], {str(k): str(v) for k, v in meta.items()}
+    # An empty value ("author:") is no value, not the word "None"; a list reads as one line.
+    return text[match.end() :], {
+        str(k): ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+        for k, v in meta.items()
+        if v is not None and v != ""
+    }
 
 
 def _first_heading(text: str) -> str | None:

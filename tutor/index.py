@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -33,9 +34,11 @@ from .lexical import LexicalIndex, chunk_words
 COLLECTION = "guides"
 MANIFEST = "manifest.json"
 LEXICAL = "lexical.sqlite"
+TEXT, ABOUT = "text", "about"  # the kinds of chunk: a piece of a guide, or its card (guide_card)
 # 2: the words in lexical.sqlite; 3: British endings written the American way (tutor.lexical).
+# 4: each guide's card (guide_card), kind "about" in the metadata.
 # An index of an older format is rebuilt by the next ingest.
-FORMAT = 3
+FORMAT = 4
 
 
 def text_to_embed(guide: str, section: str, text: str) -> str:
@@ -55,6 +58,7 @@ class Chunk:
     section: str
     position: int
     file_sha256: str
+    kind: str = TEXT  # or ABOUT: the guide's card, searched only when a question asks about a guide
 
     @property
     def embed_text(self) -> str:
@@ -67,6 +71,7 @@ class Chunk:
             "section": self.section,
             "position": self.position,
             "file_sha256": self.file_sha256,
+            "kind": self.kind,
         }
 
 
@@ -85,7 +90,7 @@ def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk
         keep_separator="end",
     )
     chunks: list[Chunk] = []
-    prefix = hashlib.sha256(f"{guide.path}\0{guide.sha256}".encode()).hexdigest()[:16]
+    prefix = _id_prefix(guide)
     # Each size-split piece keeps its section's heading metadata (LangChain's split_documents).
     for piece in by_size.split_documents(by_heading.split_text(guide.text)):
         text = piece.page_content.strip()
@@ -107,6 +112,79 @@ def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk
             )
         )
     return chunks
+
+
+def guide_chunks(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
+    """What is indexed for a guide: its chunks, then its card, placed after the last chunk."""
+    chunks = chunk_guide(guide, chunk_size, chunk_overlap)
+    sections = list(dict.fromkeys(heading for c in chunks if c.section for heading in c.section.split(" > ")))
+    position = len(chunks)
+    card = Chunk(
+        id=f"{_id_prefix(guide)}-{position:04d}",
+        text=guide_card(guide, sections),
+        guide=guide.title,
+        path=guide.path,
+        section="About this guide",
+        position=position,
+        file_sha256=guide.sha256,
+        kind=ABOUT,
+    )
+    return [*chunks, card]
+
+
+CARD_FIELD_CHARS = 300  # a field of a card at most: front matter and headings are the guide's, any length
+CARD_SECTIONS = 12  # the sections a card names at most
+
+
+def guide_card(guide: Guide, sections: Sequence[str]) -> str:
+    """The guide as a text, in one passage: its title, what its front matter says of where it
+    comes from and who wrote it, its length and sections, and the sentences it opens with (often
+    whom it is for). A question about the guide itself ("who wrote the chapter?", "who is it
+    aimed at?") otherwise finds only passages about its subject.
+
+    Line breaks in a field become spaces, and other spacing is kept: collapsing "I g n o r e   a l l"
+    to single spaces would hide it from the planted-text check (tutor.injection)."""
+    meta = {name: _one_line(value) for name, value in guide.meta.items()}
+    lines = [_said("The guide", f'"{_one_line(guide.title)}"')]
+    if meta.get("origin"):
+        lines.append(_said("What it is:", meta["origin"]))
+    by = meta.get("author") or re.split(r"(?<=[.!?])\s", meta.get("credit", ""), maxsplit=1)[0]
+    if by:
+        lines.append(_said("Written by:", by))
+    if meta.get("reading_time"):
+        lines.append(_said("Reading time:", meta["reading_time"]))
+    lines.append(f"Length: about {len(guide.text.split())} words.")
+    if sections:
+        named = [_one_line(section, 80) for section in sections[:CARD_SECTIONS]]
+        lines.append(_said("Sections:", "; ".join(named) + ("; …" if len(sections) > CARD_SECTIONS else "")))
+    paragraphs = (re.sub(r"(?m)^#.*$", "", p) for p in re.split(r"\n\s*\n", guide.text))
+    opening = next((p for p in paragraphs if p.strip()), "")
+    if opening:
+        lines.append("It opens: " + _first_sentences(_one_line(opening, len(opening)), CARD_FIELD_CHARS))
+    return "\n".join(lines)
+
+
+def _one_line(value: str, limit: int = CARD_FIELD_CHARS) -> str:
+    return re.sub(r"\s*\n\s*", " ", value).strip()[:limit]
+
+
+def _said(label: str, value: str) -> str:
+    """A line of the card, ended once: "Want to know more?" takes no full stop after it."""
+    return f"{label} {value}" if value.endswith((".", "?", "!", "…")) else f"{label} {value}."
+
+
+def _first_sentences(text: str, limit: int) -> str:
+    """As many whole sentences as fit in `limit` characters (the first one cut if it alone does not)."""
+    kept = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if len(kept) + len(sentence) + 1 > limit:
+            break
+        kept = f"{kept} {sentence}".strip()
+    return kept or text[:limit]
+
+
+def _id_prefix(guide: Guide) -> str:
+    return hashlib.sha256(f"{guide.path}\0{guide.sha256}".encode()).hexdigest()[:16]
 
 
 def corpus_version(files: dict[str, str]) -> str:
@@ -317,7 +395,7 @@ def ingest(
             chunk
             for guide in guides
             if guide.path in added + changed
-            for chunk in chunk_guide(guide, chunk_size, chunk_overlap)
+            for chunk in guide_chunks(guide, chunk_size, chunk_overlap)
         ]
         staging = None
         try:
@@ -367,7 +445,8 @@ def _apply(
         collection.delete(where={"path": path})
     if words is not None:
         words.remove_paths(stale_paths)
-        words.add((c.id, c.path, chunk_words(c.guide, c.section, c.text)) for c in chunks)
+        # Cards stay out of the word index: their words would shift every chunk's BM25 statistics.
+        words.add((c.id, c.path, chunk_words(c.guide, c.section, c.text)) for c in chunks if c.kind == TEXT)
     # A bar only where there is a wait worth watching.
     vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
     batch = 256

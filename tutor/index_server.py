@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import IndexMissingError, IngestBusyError
-from .index import FORMAT, OpenedVersion, ingest_lock
+from .index import FORMAT, TEXT, OpenedVersion, ingest_lock
 from .lexical import LexicalIndex, build_from_collection
 
 POINTER = "tutor_current"
@@ -104,7 +104,7 @@ class ChromaServerStore:
         for old in folder.glob(f"{VERSION_PREFIX}*.sqlite"):  # versions the server no longer serves
             if old.stem not in (version, self._pointer().get("previous")):
                 old.unlink(missing_ok=True)
-        return build_from_collection(collection, path, page=COPY_PAGE)
+        return build_from_collection(collection, path, TEXT, page=COPY_PAGE)
 
     def lock(self) -> AbstractContextManager[None]:
         return ingest_lock(self.lock_dir)

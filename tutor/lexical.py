@@ -229,7 +229,8 @@ class LexicalIndex:
         return (count, total / count if count else 0.0, sum(idfs) / len(idfs) if idfs else 0.0)
 
     def _idf(self, terms: set[str], count: int, mean_idf: float) -> dict[str, float]:
-        idf = dict.fromkeys(terms, 0.0)
+        # A term no chunk holds weighs as the rarest: only a card (kept out of this index) has it.
+        idf = dict.fromkeys(terms, _raw_idf(count, 0) if count else 0.0)
         if terms:
             marks = ",".join("?" * len(terms))
             for term, df in self._db.execute(f"SELECT term, doc FROM terms WHERE term IN ({marks})", sorted(terms)):
@@ -245,9 +246,9 @@ def _raw_idf(count: int, df: int) -> float:
     return math.log(count - df + 0.5) - math.log(df + 0.5)
 
 
-def build_from_collection(collection: Any, path: Path, page: int = 1000) -> LexicalIndex:
+def build_from_collection(collection: Any, path: Path, kind: str, page: int = 1000) -> LexicalIndex:
     """A word index for a collection that has none (a Chroma server's version, read once per
-    machine), written beside `path` and moved into place whole."""
+    machine), of its chunks of `kind`, written beside `path` and moved into place whole."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     partial.unlink(missing_ok=True)
     index = LexicalIndex(partial, writable=True)
@@ -257,6 +258,7 @@ def build_from_collection(collection: Any, path: Path, page: int = 1000) -> Lexi
             index.add(
                 (chunk_id, str(meta["path"]), chunk_words(str(meta["guide"]), str(meta["section"]), text))
                 for chunk_id, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+                if meta.get("kind", kind) == kind
             )
         index.finish()
         index.close()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import OpenedVersion, Store, embedded_by
+from .index import ABOUT, TEXT, OpenedVersion, Store, embedded_by
 from .lexical import chunk_words, lexical_tokens, with_initialisms_spelled_out
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
 
@@ -127,6 +127,31 @@ def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
     return any(p.score >= min_score or p.has_all_terms for p in passages)
 
 
+def asks_about_a_guide(question: str) -> bool:
+    """The question is about a guide as a text (who wrote it, whom it is for, how long it is, its
+    sections), not only about its subject: then the guides' cards (tutor.index.guide_card) are
+    searched too. It names a guide ("the staff chapter", "this doc") and asks about it as a text;
+    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Searched for every
+    question, a card took a prompt place from the answering passage (docs/evaluation.md)."""
+    return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
+
+
+_A_GUIDE = re.compile(
+    r"\b(?:the|this|that|these|those|your|each|which|what)\s+(?:\S+\s+){0,5}?"
+    r"(?:guides?|chapters?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course)\b",
+    re.IGNORECASE,
+)
+_ABOUT_A_GUIDE = re.compile(
+    r"\b(?:authors?|authored|wrote|written\s+(?:by|for)|writers?|who\s+(?:writes|made|created|compiled)"
+    r"|reading\s+time|to\s+read|how\s+long\s+(?:is|are)|how\s+many\s+(?:minutes|words|pages|sections)"
+    r"|minutes?\s+(?:long|read)|length|come\s+from|published|credit(?:ed|s)?"
+    r"|meant\s+for|aimed\s+at|intended\s+for|audience|who\s+should\s+read|for\s+whom"
+    r"|(?:which|what)\s+(?:sections|headings|parts))\b"
+    r"|\bwho(?:'s|\s+is|\s+are)\b[^?]*\bfor\W*$",
+    re.IGNORECASE,
+)
+
+
 _REFERS_BACK = re.compile(
     r"^\W*(and|but|also|so|then|or|what about|how about)\b"
     # Not "this" or "these": "this weekend", "these layers" name their own topic.
@@ -179,6 +204,7 @@ class _Chunk:
         return f"{prefix}-{int(position) + step:04d}"
 
 
+CARDS_SEARCHED = 5  # the guides' cards a question about a guide brings in with the chunks
 SENTENCE_CACHE_CHUNKS = 10_000  # sentence vectors kept for this many chunk texts (about 60 MB)
 
 
@@ -248,18 +274,13 @@ class Retriever:
                 if not self.chunk_count:
                     return []
                 fetch = min(self.chunk_count, max(4 * limit, 20))
-                found = self._opened.collection.query(
-                    query_embeddings=[query_vector.tolist()],
-                    n_results=fetch,
-                    include=["documents", "metadatas", "embeddings"],
-                )
-                candidates = _chunks(
-                    found["ids"][0], found["documents"][0], found["metadatas"][0], found["embeddings"][0]
-                )
+                candidates = self._nearest(query_vector, fetch, TEXT)
                 if self.lexical_weight:
                     known = {c.id for c in candidates}
                     more = [i for i in self._opened.words.search(terms, fetch) if i not in known]
                     candidates += self._get(more, vectors=True)
+                if asks_about_a_guide(query):
+                    candidates += self._nearest(query_vector, CARDS_SEARCHED, ABOUT)
                 stored = self._opened.words.words([c.id for c in candidates])
                 words = [stored.get(c.id) or c.words for c in candidates]
                 lexical = self._opened.words.scores(terms, words) if self.lexical_weight else []
@@ -268,6 +289,20 @@ class Retriever:
             except Exception as exc:  # a Chroma server that went away, a store deleted under us
                 raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
         return self._rank(lexical_tokens(query), query_vector, candidates, words, lexical, limit)
+
+    def _nearest(self, query_vector: np.ndarray, count: int, kind: str) -> list[_Chunk]:
+        """The `count` chunks of `kind` nearest the query. Text is asked for twice over, without a
+        filter, and the cards dropped: a filter that nearly every chunk passes made Chroma read the
+        metadata of every chunk, 35 to 50 times slower at 100,000 chunks. Cards are few: the
+        filter is cheap for them."""
+        found = self._opened.collection.query(
+            query_embeddings=[query_vector.tolist()],
+            n_results=min(2 * count, self.chunk_count) if kind == TEXT else count,
+            where=None if kind == TEXT else {"kind": kind},
+            include=["documents", "metadatas", "embeddings"],
+        )
+        chunks = _chunks(found["ids"][0], found["documents"][0], found["metadatas"][0], found["embeddings"][0])
+        return [c for c in chunks if c.meta.get("kind", TEXT) == kind][:count]
 
     def _get(self, ids: list[str], *, vectors: bool = False) -> list[_Chunk]:
         if not ids:
@@ -430,7 +465,8 @@ def _runs(
 
     def neighbour(chunk: _Chunk, step: int) -> _Chunk | None:
         other = near.get(chunk.neighbour_id(step))
-        return other if other is not None and other.meta["section"] == chunk.meta["section"] else None
+        place = (chunk.meta["section"], chunk.meta.get("kind"))
+        return other if other is not None and (other.meta["section"], other.meta.get("kind")) == place else None
 
     runs: list[tuple[list[_Chunk], Passage]] = []
     for passage in chosen:
