@@ -30,6 +30,7 @@ from .corpus import Guide
 from .embed import Embedder
 from .errors import IndexMissingError, IngestBusyError, TutorError
 from .lexical import LexicalIndex, chunk_words
+from .markers import split_sentences
 
 COLLECTION = "guides"
 MANIFEST = "manifest.json"
@@ -148,7 +149,7 @@ def guide_card(guide: Guide, sections: Sequence[str]) -> str:
     lines = [_said("The guide", f'"{_one_line(guide.title)}"')]
     if meta.get("origin"):
         lines.append(_said("What it is:", meta["origin"]))
-    by = meta.get("author") or re.split(r"(?<=[.!?])\s", meta.get("credit", ""), maxsplit=1)[0]
+    by = meta.get("author") or next(iter(split_sentences(meta.get("credit", ""))), "")
     if by:
         lines.append(_said("Written by:", by))
     if meta.get("reading_time"):
@@ -176,7 +177,7 @@ def _said(label: str, value: str) -> str:
 def _first_sentences(text: str, limit: int) -> str:
     """As many whole sentences as fit in `limit` characters (the first one cut if it alone does not)."""
     kept = ""
-    for sentence in re.split(r"(?<=[.!?])\s+", text):
+    for sentence in split_sentences(text):
         if len(kept) + len(sentence) + 1 > limit:
             break
         kept = f"{kept} {sentence}".strip()
