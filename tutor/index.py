@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +74,11 @@ class Chunk:
             "file_sha256": self.file_sha256,
             "kind": self.kind,
         }
+
+
+def kind_of(meta: Mapping[str, Any]) -> str:
+    """A stored chunk's kind, TEXT or ABOUT (every chunk of an index of FORMAT 4 has one)."""
+    return str(meta.get("kind", TEXT))
 
 
 def chunk_guide(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chunk]:

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
 from .answer import Tutor, check_question
 from .config import PassageCount
 from .errors import TutorError
-from .index import TEXT
+from .index import TEXT, kind_of
 from .injection import planted_sentences, without_planted
 from .prompts import NO_PRESET
 from .retrieve import join_overlapping
@@ -62,7 +62,7 @@ def guide_texts(tutor: Tutor) -> dict[str, tuple[str, str]]:
         return {}
     rows: dict[str, list[tuple[int, str, str, str]]] = {}
     for meta, text in tutor.retriever.chunks():
-        if meta.get("kind", TEXT) != TEXT:  # a guide's card is the tutor's summary of it, not its text
+        if kind_of(meta) != TEXT:  # a guide's card is the tutor's summary of it, not its text
             continue
         rows.setdefault(str(meta["path"]), []).append(
             (int(meta["position"]), str(meta["section"]), text, meta["guide"])

@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import ABOUT, TEXT, OpenedVersion, Store, embedded_by
+from .index import ABOUT, TEXT, OpenedVersion, Store, embedded_by, kind_of
 from .lexical import chunk_words, lexical_tokens, with_initialisms_spelled_out
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
 
@@ -302,7 +302,7 @@ class Retriever:
             include=["documents", "metadatas", "embeddings"],
         )
         chunks = _chunks(found["ids"][0], found["documents"][0], found["metadatas"][0], found["embeddings"][0])
-        return [c for c in chunks if c.meta.get("kind", TEXT) == kind][:count]
+        return [c for c in chunks if kind_of(c.meta) == kind][:count]
 
     def _get(self, ids: list[str], *, vectors: bool = False) -> list[_Chunk]:
         if not ids:
@@ -465,8 +465,8 @@ def _runs(
 
     def neighbour(chunk: _Chunk, step: int) -> _Chunk | None:
         other = near.get(chunk.neighbour_id(step))
-        place = (chunk.meta["section"], chunk.meta.get("kind"))
-        return other if other is not None and (other.meta["section"], other.meta.get("kind")) == place else None
+        place = (chunk.meta["section"], kind_of(chunk.meta))
+        return other if other is not None and (other.meta["section"], kind_of(other.meta)) == place else None
 
     runs: list[tuple[list[_Chunk], Passage]] = []
     for passage in chosen:
