@@ -70,3 +70,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/unseen_questions.jsonl --half $(HALF) --out $(RUN)/unseen.jsonl
 	$(BIN)/tutor eval eval/blind_questions.jsonl --half $(HALF) --out $(RUN)/blind.jsonl
 	$(BIN)/tutor eval eval/sealed_questions.jsonl --half $(HALF) --out $(RUN)/sealed.jsonl
+	$(BIN)/tutor eval eval/guides_questions.jsonl --half $(HALF) --out $(RUN)/guides.jsonl

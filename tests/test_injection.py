@@ -69,6 +69,7 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
             ROOT / "eval" / "unseen_questions.jsonl",
             ROOT / "eval" / "blind_questions.jsonl",
             ROOT / "eval" / "sealed_questions.jsonl",
+            ROOT / "eval" / "guides_questions.jsonl",
         )
         for line in path.read_text().splitlines()
     ]

@@ -138,16 +138,18 @@ def asks_about_a_guide(question: str) -> bool:
 
 _A_GUIDE = re.compile(
     r"\b(?:the|this|that|these|those|your|each|which|what)\s+(?:\S+\s+){0,5}?"
-    r"(?:guides?|chapters?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course)\b",
+    r"(?:guides?|chapters?|blogs?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course|page|drafts?"
+    r"|write-?ups?)\b",
     re.IGNORECASE,
 )
 _ABOUT_A_GUIDE = re.compile(
-    r"\b(?:authors?|authored|wrote|written\s+(?:by|for)|writers?|who\s+(?:writes|made|created|compiled)"
+    r"\b(?:authors?|authored|wrote|written\s+(?:by|for)|writers?|who\s+(?:writes|made|created|compiled)|publish\w*"
     r"|reading\s+time|to\s+read|how\s+long\s+(?:is|are)|how\s+many\s+(?:minutes|words|pages|sections)"
     r"|minutes?\s+(?:long|read)|length|come\s+from|published|credit(?:ed|s)?"
     r"|meant\s+for|aimed\s+at|intended\s+for|audience|who\s+should\s+read|for\s+whom"
-    r"|(?:which|what)\s+(?:sections|headings|parts))\b"
-    r"|\bwho(?:'s|\s+is|\s+are)\b[^?]*\bfor\W*$",
+    r"|(?:which|what)\s+(?:sections|headings|parts)|section-?wise)\b"
+    r"|\bwho(?:'s|’s|s|\s+is|\s+are)\b[^?]*\bfor\W*$"
+    r"|\bwhere(?:'s|’s|\s+is|\s+are|\s+does|\s+do)\b[^?]*\bfrom\b|\bwhat\s+(?:does|do)\b[^?]*\bcover\W*$",
     re.IGNORECASE,
 )
 
@@ -325,6 +327,9 @@ class Retriever:
         if relative.size and relative.max() > 0:
             relative = relative / relative.max()  # the best candidate is the best chunk: FTS5 brought it in
         combined = similarity + self.lexical_weight * relative
+        cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
+        if cards:  # asked about a guide as a text: the card of the guide it names comes first
+            combined[_named_card(cards, candidates, asked, similarity)] = combined.max() + 1e-4
         ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
         if self.sentence_weight and candidates:
             # The leaders are scored again with their best sentence, and only they can be returned:
@@ -442,6 +447,20 @@ class Retriever:
     def close(self) -> None:
         self._opened.words.close()
         self._opened.client.close()
+
+
+def _named_card(cards: list[int], candidates: list[_Chunk], asked: list[str], similarity: np.ndarray) -> int:
+    """The card of the guide a question names: the most of the question's words in its title line,
+    then the nearest. Ranked with the chunks, a card lost to them ("who's the 5 layers doc meant
+    for?" got two chunks on the layers), and by cosine alone the glossary's card came before the
+    five layers guide's."""
+    wanted = set(asked)
+
+    def naming(i: int) -> tuple[int, float]:
+        title = candidates[i].text.split("\n", 1)[0]
+        return len(wanted & set(lexical_tokens(title))), float(similarity[i])
+
+    return max(cards, key=naming)
 
 
 def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
