@@ -55,6 +55,8 @@ FINE_TUNING = [
         ("Which person wrote the AI literacy chapter for staff?", r"Steven Trooster"),
         # The card of the guide named comes first: ranked with the chunks, it was left out.
         ("who's the five layers write-up meant for?", r"non-?experts?"),
+        # The guides' reading list ("Want to know more?") comes first for a question asking for one.
+        ("where could I read more about how language models get trained?", r"wolfram|what is chatgpt doing"),
     ],
 )
 def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str, fact: str) -> None:

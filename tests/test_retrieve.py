@@ -15,7 +15,14 @@ from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens, with_initialisms_spelled_out
 from tutor.markers import LIST_ITEM
 from tutor.model_files import resolve_embed_model
-from tutor.retrieve import Passage, asks_about_a_guide, join_overlapping, select_for_prompt, standalone_query
+from tutor.retrieve import (
+    Passage,
+    asks_about_a_guide,
+    asks_for_further_reading,
+    join_overlapping,
+    select_for_prompt,
+    standalone_query,
+)
 
 from .conftest import CORPUS
 
@@ -386,6 +393,22 @@ def test_the_card_of_the_guide_a_question_names_comes_first(retriever: Retriever
     ]:
         first = retriever.search(question, 3)[0]
         assert first.section == "About this guide" and title in first.text.split("\n", 1)[0], question
+
+
+def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retriever: Retriever) -> None:
+    """ "Want to know more?" shares no word with "any further reading?", and ranked 6th for it."""
+    for question in ("where could I read more about how LLMs are trained?", "got a reading list for me?"):
+        assert asks_for_further_reading(question), question
+        assert retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
+    for question in (
+        "Does the model learn more during pre-training?",
+        "Does pre-training need more resources than fine-tuning?",
+        "What sources of data are used in pre-training?",
+        "Do bigger models know more?",
+        "Does the model read more text in pre-training than in fine-tuning?",
+    ):
+        assert not asks_for_further_reading(question), question
+        assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
 
 
 def test_the_last_chunk_of_a_guide_is_not_widened_into_its_card(embedder: Embedder, tmp_path: Path) -> None:

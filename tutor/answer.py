@@ -59,6 +59,8 @@ from .retrieve import (
     Passage,
     Retriever,
     Turn,
+    asks_for_further_reading,
+    is_reading_list,
     merge_found,
     refers_back,
     select_for_prompt,
@@ -781,7 +783,14 @@ class Tutor:
                     text, sentences, question, topic, rank=rank, judge=self._judge
                 )
                 warnings += repaired
-            quotes = guide_quotes(text, rank(topic), topic) if quote and s.quote_guides else []
+            # Asked for further reading, the guides' reading list is quoted whole: its sentences
+            # one by one ("Discusses models, training neural nets, ...") lose the title and author.
+            listed = [
+                (n, " ".join(without_planted(p.text, p.planted).split()))
+                for n, p in enumerate(passages, start=1)
+                if is_reading_list(p) and asks_for_further_reading(topic)
+            ]
+            quotes = (listed[:1] or guide_quotes(text, rank(topic), topic)) if quote and s.quote_guides else []
             for i, (n, said) in enumerate(quotes):  # the guides' own sentences for the question, under the answer
                 quoted = f"{QUOTES_UNDER.lstrip()}{said}”" if i == 0 else f"“{said}”"
                 added += f"\n\n{quoted}[{n}]" if i == 0 else f" {quoted}[{n}]"

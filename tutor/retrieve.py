@@ -154,6 +154,31 @@ _ABOUT_A_GUIDE = re.compile(
 )
 
 
+def is_reading_list(passage: Passage) -> bool:
+    """A guide's section of further reading, by its heading ("Want to know more?", "References")."""
+    return bool(_READING_LIST.search(passage.section))
+
+
+def asks_for_further_reading(question: str) -> bool:
+    """The question asks where to read more: then a guide's reading list ("Want to know more?",
+    "Further reading") comes first, which shares no word with "any further reading?"."""
+    return bool(_FURTHER_READING.search(question))
+
+
+_FURTHER_READING = re.compile(  # not "learn more" or "more sources" alone: "does it learn more in pre-training?"
+    r"\b(?:further|recommended|suggested)\s+(?:reading|resources|materials?|sources|links)\b|\bmore\s+reading\b"
+    r"|\bread(?:ing)?\s+(?:further|up\s+on)\b|\breading\s+list|\b(?:go|dig|dive)\s+deeper\b|\bdeep(?:er)?\s+dive\b"
+    r"|\b(?:where|how)\s+(?:can|could|do|should|would)\s+(?:i|we|you|one)\s+(?:learn|read|find\s+out)\s+more\b"
+    r"|\bwant\s+to\s+(?:learn|know|read)\s+more\b|\bto\s+read\s+more\b",
+    re.IGNORECASE,
+)
+_READING_LIST = re.compile(
+    r"(?:^|>)\s*(?:want\s+to\s+(?:know|learn|read)\s+more|further\s+reading|read(?:ing)?\s+more|learn\s+more"
+    r"|(?:recommended\s+)?reading(?:\s+list)?|resources|references|see\s+also|bibliography)\W*$",
+    re.IGNORECASE,
+)
+
+
 _REFERS_BACK = re.compile(
     r"^\W*(and|but|also|so|then|or|what about|how about)\b"
     # Not "this" or "these": "this weekend", "these layers" name their own topic.
@@ -290,7 +315,8 @@ class Retriever:
                 raise
             except Exception as exc:  # a Chroma server that went away, a store deleted under us
                 raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
-        return self._rank(lexical_tokens(query), query_vector, candidates, words, lexical, limit)
+        reading = asks_for_further_reading(query)
+        return self._rank(lexical_tokens(query), query_vector, candidates, words, lexical, limit, reading=reading)
 
     def _nearest(self, query_vector: np.ndarray, count: int, kind: str) -> list[_Chunk]:
         """The `count` chunks of `kind` nearest the query. Text is asked for twice over, without a
@@ -321,6 +347,8 @@ class Retriever:
         words: list[list[str]],
         lexical: list[float],
         limit: int,
+        *,
+        reading: bool = False,
     ) -> list[Passage]:
         similarity = np.asarray([float(c.vector @ query_vector) for c in candidates])  # type: ignore[operator]
         relative = np.asarray(lexical) if lexical else np.zeros(len(candidates))
@@ -330,6 +358,9 @@ class Retriever:
         cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
         if cards:  # asked about a guide as a text: the card of the guide it names comes first
             combined[_named_card(cards, candidates, asked, similarity)] = combined.max() + 1e-4
+        lists = [i for i, c in enumerate(candidates) if reading and _READING_LIST.search(str(c.meta["section"]))]
+        if lists:  # "any further reading?": the guides' own reading list, which shares no word with it
+            combined[max(lists, key=lambda i: similarity[i])] = combined.max() + 1e-4
         ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
         if self.sentence_weight and candidates:
             # The leaders are scored again with their best sentence, and only they can be returned:
