@@ -19,6 +19,7 @@ from tutor.answer import (
     CORRECTED,
     OUT_OF_SCOPE_ANSWER,
     QUOTES_UNDER,
+    READING_LIST_WORDS,
     SCOPE_JUDGE_PROMPT,
     STANCE_CHECK_PROMPT,
     Answered,
@@ -26,6 +27,7 @@ from tutor.answer import (
     as_corrected,
     implied_stance,
     is_fixed_reply,
+    reading_list_quote,
     repair_stance,
 )
 from tutor.embed import Embedder
@@ -63,6 +65,33 @@ def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str
     answer = real_tutor.ask(question, explain=False)
     assert answer.in_scope is True
     assert re.search(fact, answer.answer, re.IGNORECASE), answer.answer
+
+
+def test_a_reading_list_is_quoted_whole_unless_the_answer_gives_it() -> None:
+    listed = Passage(
+        id="a-0009",
+        text="Read on here:\n\nA Book About Models\n\nJane Doe explains how models are trained.",
+        guide="g",
+        path="g.md",
+        section="Guide > Want to know more?",
+        position=9,
+        score=0.4,
+    )
+    other = replace(listed, id="a-0001", text="Pre-training takes months.", section="Guide > Pre-training")
+    asked = "any further reading on training?"
+    whole = "Read on here: A Book About Models Jane Doe explains how models are trained."
+    assert reading_list_quote("There is a book.", [other, listed], asked) == [(2, whole)]
+    assert (
+        reading_list_quote(
+            "Read A Book About Models by Jane Doe, who explains how models are trained.", [listed], asked
+        )
+        == []
+    )
+    assert reading_list_quote("There is a book.", [other], asked) == []
+    assert reading_list_quote("It takes months.", [other, listed], "how long is pre-training?") == []
+    long = replace(listed, text=" ".join(f"word{i}" for i in range(100)))
+    quoted = reading_list_quote("", [long], asked)[0][1]
+    assert quoted.endswith("word59 …") and len(quoted.split()) == READING_LIST_WORDS + 1
 
 
 def test_an_off_topic_follow_up_is_refused(real_tutor: Tutor) -> None:

@@ -19,6 +19,7 @@ from tutor.retrieve import (
     Passage,
     asks_about_a_guide,
     asks_for_further_reading,
+    is_reading_list,
     join_overlapping,
     select_for_prompt,
     standalone_query,
@@ -358,6 +359,9 @@ ABOUT_THE_SUBJECT = [
     "Where do the pages used in pre-training come from?",
     "What does fine-tuning cover?",
     "Who publishes the most capable models?",
+    "How long is the draft model trained for?",
+    "Where does each page of pre-training data come from?",
+    "What does the course of pre-training cover?",
 ]
 
 
@@ -390,6 +394,7 @@ def test_the_card_of_the_guide_a_question_names_comes_first(retriever: Retriever
         ("who publishes the clever ops glossary page?", "Training (glossary entry, Clever Ops)"),
         ("what does the post-training article cover?", "AI Model Training and Post-Training"),
         ("Who should read the staff chapter?", "How are LLM's trained?"),
+        ("how long is the trooster chapter?", "How are LLM's trained?"),  # named by its author
     ]:
         first = retriever.search(question, 3)[0]
         assert first.section == "About this guide" and title in first.text.split("\n", 1)[0], question
@@ -406,9 +411,16 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "What sources of data are used in pre-training?",
         "Do bigger models know more?",
         "Does the model read more text in pre-training than in fine-tuning?",
+        "Does RLHF need further resources beyond pre-training?",
+        "What are the recommended sources of pre-training data?",
+        "Can you give me a deep dive on RLHF?",
+        "How can we learn more from fewer examples?",
+        "Does the model read further back in a long context?",
     ):
         assert not asks_for_further_reading(question), question
         assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
+    assert is_reading_list("Guide > References") and is_reading_list("Further reading")
+    assert not is_reading_list("Compute > Resources") and not is_reading_list("Reading the data")
 
 
 def test_the_last_chunk_of_a_guide_is_not_widened_into_its_card(embedder: Embedder, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from .explain import (
     ASKED_KIND_BONUS,
     CLAUSE_END,
     FIXED_REPLY_METHOD,
+    QUOTE_ALREADY_SAID,
     CitingStream,
     Evidence,
     SentenceSupport,
@@ -449,6 +450,26 @@ COMPARE_WAYS = (
 )
 
 
+READING_LIST_WORDS = 60  # a reading list quoted under an answer is cut after this many words
+
+
+def reading_list_quote(answer: str, passages: Sequence[Passage], question: str) -> list[tuple[int, str]]:
+    """Asked for further reading, the guides' reading list among the passages, quoted whole (its
+    first READING_LIST_WORDS words) unless the answer already gives most of its words: quoted
+    sentence by sentence, the best was "Discusses models, training neural nets, ...", without the
+    work's title or author."""
+    if not asks_for_further_reading(question):
+        return []
+    for n, passage in enumerate(passages, start=1):
+        if is_reading_list(passage.section):
+            words = without_planted(passage.text, passage.planted).split()
+            listed = " ".join(words[:READING_LIST_WORDS]) + (" …" if len(words) > READING_LIST_WORDS else "")
+            own = set(lexical_tokens(listed)) - set(lexical_tokens(question))
+            said = own & set(lexical_tokens(answer))
+            return [] if own and len(said) / len(own) >= QUOTE_ALREADY_SAID else [(n, listed)]
+    return []
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A question ready for the model: checked, its history fitted, its scope decided, its passages
@@ -783,14 +804,11 @@ class Tutor:
                     text, sentences, question, topic, rank=rank, judge=self._judge
                 )
                 warnings += repaired
-            # Asked for further reading, the guides' reading list is quoted whole: its sentences
-            # one by one ("Discusses models, training neural nets, ...") lose the title and author.
-            listed = [
-                (n, " ".join(without_planted(p.text, p.planted).split()))
-                for n, p in enumerate(passages, start=1)
-                if is_reading_list(p) and asks_for_further_reading(topic)
-            ]
-            quotes = (listed[:1] or guide_quotes(text, rank(topic), topic)) if quote and s.quote_guides else []
+            quotes = (
+                (reading_list_quote(text, passages, topic) or guide_quotes(text, rank(topic), topic))
+                if quote and s.quote_guides
+                else []
+            )
             for i, (n, said) in enumerate(quotes):  # the guides' own sentences for the question, under the answer
                 quoted = f"{QUOTES_UNDER.lstrip()}{said}”" if i == 0 else f"“{said}”"
                 added += f"\n\n{quoted}[{n}]" if i == 0 else f" {quoted}[{n}]"

@@ -139,7 +139,7 @@ def asks_about_a_guide(question: str) -> bool:
 _A_GUIDE = re.compile(
     r"\b(?:the|this|that|these|those|your|each|which|what)\s+(?:\S+\s+){0,5}?"
     r"(?:guides?|chapters?|blogs?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course|page|drafts?"
-    r"|write-?ups?)\b",
+    r"|write-?ups?)\b(?!\s*(?:models?|data|of|phases?|stages?|steps?|text|training|versions?)\b)",
     re.IGNORECASE,
 )
 _ABOUT_A_GUIDE = re.compile(
@@ -154,9 +154,9 @@ _ABOUT_A_GUIDE = re.compile(
 )
 
 
-def is_reading_list(passage: Passage) -> bool:
+def is_reading_list(section: str) -> bool:
     """A guide's section of further reading, by its heading ("Want to know more?", "References")."""
-    return bool(_READING_LIST.search(passage.section))
+    return bool(_READING_LIST.search(section))
 
 
 def asks_for_further_reading(question: str) -> bool:
@@ -165,16 +165,15 @@ def asks_for_further_reading(question: str) -> bool:
     return bool(_FURTHER_READING.search(question))
 
 
-_FURTHER_READING = re.compile(  # not "learn more" or "more sources" alone: "does it learn more in pre-training?"
-    r"\b(?:further|recommended|suggested)\s+(?:reading|resources|materials?|sources|links)\b|\bmore\s+reading\b"
-    r"|\bread(?:ing)?\s+(?:further|up\s+on)\b|\breading\s+list|\b(?:go|dig|dive)\s+deeper\b|\bdeep(?:er)?\s+dive\b"
-    r"|\b(?:where|how)\s+(?:can|could|do|should|would)\s+(?:i|we|you|one)\s+(?:learn|read|find\s+out)\s+more\b"
-    r"|\bwant\s+to\s+(?:learn|know|read)\s+more\b|\bto\s+read\s+more\b",
+_FURTHER_READING = re.compile(  # a reader who wants to read on; not "does it learn more from fewer examples?"
+    r"\b(?:further|recommended|suggested|more)\s+reading\b|\breading\s+list|\bto\s+read\s+(?:further|more|up\s+on)\b"
+    r"|\b(?:where|how)\s+(?:can|could|do|should|would)\s+(?:i|we)\s+(?:learn|read|find\s+out)\s+more(?:\s+about\b|\W*$)"
+    r"|\b(?:i|we)(?:\s+want|\s+would\s+like|'d\s+like)\s+to\s+(?:learn|know|read)\s+more\b",
     re.IGNORECASE,
 )
-_READING_LIST = re.compile(
-    r"(?:^|>)\s*(?:want\s+to\s+(?:know|learn|read)\s+more|further\s+reading|read(?:ing)?\s+more|learn\s+more"
-    r"|(?:recommended\s+)?reading(?:\s+list)?|resources|references|see\s+also|bibliography)\W*$",
+_READING_LIST = re.compile(  # the last heading of a section's path
+    r"(?:^|>)\s*(?:want\s+to\s+(?:know|learn|read)\s+more|further\s+reading|read\s+more|learn\s+more"
+    r"|recommended\s+reading|reading\s+list|references|see\s+also|bibliography)\W*$",
     re.IGNORECASE,
 )
 
@@ -358,7 +357,7 @@ class Retriever:
         cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
         if cards:  # asked about a guide as a text: the card of the guide it names comes first
             combined[_named_card(cards, candidates, asked, similarity)] = combined.max() + 1e-4
-        lists = [i for i, c in enumerate(candidates) if reading and _READING_LIST.search(str(c.meta["section"]))]
+        lists = [i for i, c in enumerate(candidates) if reading and is_reading_list(str(c.meta["section"]))]
         if lists:  # "any further reading?": the guides' own reading list, which shares no word with it
             combined[max(lists, key=lambda i: similarity[i])] = combined.max() + 1e-4
         ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
@@ -481,15 +480,16 @@ class Retriever:
 
 
 def _named_card(cards: list[int], candidates: list[_Chunk], asked: list[str], similarity: np.ndarray) -> int:
-    """The card of the guide a question names: the most of the question's words in its title line,
-    then the nearest. Ranked with the chunks, a card lost to them ("who's the 5 layers doc meant
-    for?" got two chunks on the layers), and by cosine alone the glossary's card came before the
-    five layers guide's."""
+    """The card of the guide a question names: the most of the question's words in its title line
+    and author ("the Trooster chapter"), then the nearest. Ranked with the chunks, a card lost to
+    them ("who's the 5 layers doc meant for?" got two chunks on the layers), and by cosine alone
+    the glossary's card came before the five layers guide's."""
     wanted = set(asked)
 
     def naming(i: int) -> tuple[int, float]:
-        title = candidates[i].text.split("\n", 1)[0]
-        return len(wanted & set(lexical_tokens(title))), float(similarity[i])
+        lines = candidates[i].text.split("\n")
+        name = " ".join([lines[0], *(line for line in lines if line.startswith("Written by:"))])
+        return len(wanted & set(lexical_tokens(name))), float(similarity[i])
 
     return max(cards, key=naming)
 
