@@ -18,7 +18,6 @@ from .explain import (
     ASKED_KIND_BONUS,
     CLAUSE_END,
     FIXED_REPLY_METHOD,
-    QUOTE_ALREADY_SAID,
     CitingStream,
     Evidence,
     SentenceSupport,
@@ -33,6 +32,7 @@ from .explain import (
     misread_comparison,
     misread_figure_line,
     ranked_evidence,
+    says_new,
     stated_kinds,
     unbacked_figures,
 )
@@ -464,9 +464,8 @@ def reading_list_quote(answer: str, passages: Sequence[Passage], question: str) 
         if is_reading_list(passage.section):
             words = without_planted(passage.text, passage.planted).split()
             listed = " ".join(words[:READING_LIST_WORDS]) + (" …" if len(words) > READING_LIST_WORDS else "")
-            own = set(lexical_tokens(listed)) - set(lexical_tokens(question))
-            said = own & set(lexical_tokens(answer))
-            return [] if own and len(said) / len(own) >= QUOTE_ALREADY_SAID else [(n, listed)]
+            new = says_new(listed, set(lexical_tokens(answer)), set(lexical_tokens(question)))
+            return [(n, listed)] if new else []
     return []
 
 

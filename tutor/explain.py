@@ -254,6 +254,13 @@ RUNNER_UP_WITHIN = 0.10  # a second sentence this close to the best is quoted to
 QUOTED_ANSWER_WORDS = 80  # the runner-up is left out where the answer with both quotes would be longer
 
 
+def says_new(text: str, said: set[str], question_words: set[str], *, empty: bool = True) -> bool:
+    """Whether a quote says what an answer does not: under QUOTE_ALREADY_SAID of its own words (the
+    question's left out) are among `said`, the answer's (`empty`: a text of no words of its own)."""
+    own = set(lexical_tokens(text)) - question_words
+    return empty if not own else len(own & said) / len(own) < QUOTE_ALREADY_SAID
+
+
 def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list[tuple[int, str]]:
     """The guides' sentences that answer the question (`ranked` for it by `ranked_evidence`), to
     quote after the model's answer: the best one, and the runner-up when it scores within
@@ -283,16 +290,11 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     chosen = [best] if runner_up is None or best[2] - runner_up[2] > RUNNER_UP_WITHIN else [best, runner_up]
     question_words = set(lexical_tokens(question))
     said = set(lexical_tokens(answer))
-
-    def says_new(text: str, *, empty: bool = True) -> bool:
-        own = set(lexical_tokens(text)) - question_words
-        return empty if not own else len(own & said) / len(own) < QUOTE_ALREADY_SAID
-
     quotes: list[tuple[int, str]] = []
     for n, sentence, _ in chosen:
-        if not says_new(sentence):
+        if not says_new(sentence, said, question_words):
             going_on = next((c[1] for c in ranked if c[0] == n and c[1].startswith(sentence + " ")), "")
-            if not going_on or not says_new(going_on[len(sentence) :], empty=False):
+            if not going_on or not says_new(going_on[len(sentence) :], said, question_words, empty=False):
                 continue
             sentence = "… " + going_on[len(sentence) :].lstrip()
         words = sentence.removeprefix("… ")

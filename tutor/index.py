@@ -140,6 +140,7 @@ def guide_chunks(guide: Guide, chunk_size: int, chunk_overlap: int) -> list[Chun
 
 CARD_FIELD_CHARS = 300  # a field of a card at most: front matter and headings are the guide's, any length
 CARD_SECTIONS = 12  # the sections a card names at most
+CARD_AUTHOR = "Written by:"  # the card's line naming who wrote the guide
 
 
 def guide_card(guide: Guide, sections: Sequence[str]) -> str:
@@ -156,7 +157,7 @@ def guide_card(guide: Guide, sections: Sequence[str]) -> str:
         lines.append(_said("What it is:", meta["origin"]))
     by = meta.get("author") or next(iter(split_sentences(meta.get("credit", ""))), "")
     if by:
-        lines.append(_said("Written by:", by))
+        lines.append(_said(CARD_AUTHOR, by))
     if meta.get("reading_time"):
         lines.append(_said("Reading time:", meta["reading_time"]))
     lines.append(f"Length: about {len(guide.text.split())} words.")
@@ -168,6 +169,12 @@ def guide_card(guide: Guide, sections: Sequence[str]) -> str:
     if opening:
         lines.append("It opens: " + _first_sentences(_one_line(opening, len(opening)), CARD_FIELD_CHARS))
     return "\n".join(lines)
+
+
+def card_name(card: str) -> str:
+    """The lines of a card (`guide_card`) that name its guide: its title, and its author if known."""
+    lines = card.split("\n")
+    return " ".join([lines[0], *(line for line in lines if line.startswith(CARD_AUTHOR))])
 
 
 def _one_line(value: str, limit: int = CARD_FIELD_CHARS) -> str:

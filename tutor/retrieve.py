@@ -12,7 +12,7 @@ import numpy as np
 
 from .embed import Embedder
 from .errors import IndexMissingError
-from .index import ABOUT, TEXT, OpenedVersion, Store, embedded_by, kind_of
+from .index import ABOUT, TEXT, OpenedVersion, Store, card_name, embedded_by, kind_of
 from .lexical import chunk_words, lexical_tokens, with_initialisms_spelled_out
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
 
@@ -145,7 +145,7 @@ _A_GUIDE = re.compile(
 _ABOUT_A_GUIDE = re.compile(
     r"\b(?:authors?|authored|wrote|written\s+(?:by|for)|writers?|who\s+(?:writes|made|created|compiled)|publish\w*"
     r"|reading\s+time|to\s+read|how\s+long\s+(?:is|are)|how\s+many\s+(?:minutes|words|pages|sections)"
-    r"|minutes?\s+(?:long|read)|length|come\s+from|published|credit(?:ed|s)?"
+    r"|minutes?\s+(?:long|read)|length|come\s+from|credit(?:ed|s)?"
     r"|meant\s+for|aimed\s+at|intended\s+for|audience|who\s+should\s+read|for\s+whom"
     r"|(?:which|what)\s+(?:sections|headings|parts)|section-?wise)\b"
     r"|\bwho(?:'s|’s|s|\s+is|\s+are)\b[^?]*\bfor\W*$"
@@ -357,7 +357,7 @@ class Retriever:
         cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
         if cards:  # asked about a guide as a text: the card of the guide it names comes first
             combined[_named_card(cards, candidates, asked, similarity)] = combined.max() + 1e-4
-        lists = [i for i, c in enumerate(candidates) if reading and is_reading_list(str(c.meta["section"]))]
+        lists = [i for i, c in enumerate(candidates) if is_reading_list(str(c.meta["section"]))] if reading else []
         if lists:  # "any further reading?": the guides' own reading list, which shares no word with it
             combined[max(lists, key=lambda i: similarity[i])] = combined.max() + 1e-4
         ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
@@ -487,9 +487,7 @@ def _named_card(cards: list[int], candidates: list[_Chunk], asked: list[str], si
     wanted = set(asked)
 
     def naming(i: int) -> tuple[int, float]:
-        lines = candidates[i].text.split("\n")
-        name = " ".join([lines[0], *(line for line in lines if line.startswith("Written by:"))])
-        return len(wanted & set(lexical_tokens(name))), float(similarity[i])
+        return len(wanted & set(lexical_tokens(card_name(candidates[i].text)))), float(similarity[i])
 
     return max(cards, key=naming)
 
