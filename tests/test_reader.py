@@ -57,6 +57,8 @@ FINE_TUNING = [
         ("Which person wrote the AI literacy chapter for staff?", r"Steven Trooster"),
         # The card of the guide named comes first: ranked with the chunks, it was left out.
         ("who's the five layers write-up meant for?", r"non-?experts?"),
+        # ... and stays first where the passages giving durations are lifted for "how long".
+        ("how long is the five layers guide?", r"687"),
         # The guides' reading list ("Want to know more?") comes first for a question asking for one.
         ("where could I read more about how language models get trained?", r"wolfram|what is chatgpt doing"),
     ],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tutor import FolderStore, Retriever, load_settings
+from tutor.answer import rank_by_asked_figures
 from tutor.embed import Embedder
 from tutor.factory import ingest_from_settings
 from tutor.lexical import lexical_tokens, with_initialisms_spelled_out
@@ -21,6 +22,7 @@ from tutor.retrieve import (
     asks_for_further_reading,
     is_reading_list,
     join_overlapping,
+    merge_found,
     select_for_prompt,
     standalone_query,
 )
@@ -421,6 +423,44 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
     assert is_reading_list("Guide > References") and is_reading_list("Further reading")
     assert not is_reading_list("Compute > Resources") and not is_reading_list("Reading the data")
+
+
+def test_what_the_question_names_stays_first_whatever_is_scored_after(retriever: Retriever) -> None:
+    """The card was put first by a nudge to its rank score, which the bonus for passages giving an
+    asked duration then undid: "how long is the five layers guide?" got the layers' durations and
+    no card. Named passages now stay first through that bonus, a second search and the margin."""
+    question = "how long is the five layers guide?"
+    found = retriever.search(question, 16)
+    card = found[0]
+    assert card.named and card.section == "About this guide" and "five layers" in card.text.split("\n", 1)[0]
+    assert rank_by_asked_figures(found, question)[0] == card  # TLDR's "(months, …)" would take its place
+    other = retriever.search("how long does pre-training take?", 8)
+    assert merge_found(other, found)[0] == card and merge_found(found, other)[0] == card
+    below = replace(card, rank_score=0.1)  # scored far below the rest, and still chosen, first
+    chosen = select_for_prompt([below, *other], k=3, min_score=0.2, margin=0.15, token_budget=999, count_tokens=_words)
+    assert chosen[0] == below
+    assert not any(p.named for p in retriever.search("how long does pre-training take?", 8))
+
+
+def test_a_guide_asked_for_further_reading_gives_its_own_list(embedder: Embedder, tmp_path: Path) -> None:
+    """Another guide's reading list is not offered as the named guide's, however near it is."""
+    guides = tmp_path / "guides"
+    guides.mkdir()
+    for animal, book in (("zebra", "The Striped Almanac by Ann Veld"), ("giraffe", "Long Necks by Tom Acacia")):
+        body = " ".join(f"Step {i} of the {animal} census counts them again." for i in range(6))
+        text = f"# The {animal} census\n\n## Counting\n\n{body}\n\n## Further reading\n\nRead {book}.\n"
+        (guides / f"{animal}.md").write_text(text)
+    settings = load_settings(index_dir=tmp_path / "index")
+    ingest_from_settings(settings, [guides], embedder=embedder)
+    retriever = Retriever(FolderStore(tmp_path / "index"), embedder=embedder)
+    for animal, book in (("zebra", "Striped Almanac"), ("giraffe", "Long Necks")):
+        question = f"does the {animal} census guide have a reading list?"
+        assert asks_about_a_guide(question) and asks_for_further_reading(question)
+        first, card = retriever.search(question, 4)[:2]
+        assert book in first.text and first.named and first.section.endswith("Further reading")
+        assert card.named and f"The {animal} census" in card.text.split("\n", 1)[0]
+    first = retriever.search("any further reading on census counting?", 4)[0]
+    assert first.named and first.section.endswith("Further reading")
 
 
 def test_the_last_chunk_of_a_guide_is_not_widened_into_its_card(embedder: Embedder, tmp_path: Path) -> None:

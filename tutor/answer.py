@@ -61,6 +61,7 @@ from .retrieve import (
     Retriever,
     Turn,
     asks_for_further_reading,
+    best_first,
     is_reading_list,
     merge_found,
     refers_back,
@@ -374,7 +375,7 @@ def rank_by_asked_figures(found: Sequence[Passage], query: str) -> list[Passage]
         return list(found)
     bonus = [ASKED_KIND_BONUS if asked & stated_kinds(p.text) else 0.0 for p in found]
     raised = [replace(p, rank_score=p.rank_score + b) for p, b in zip(found, bonus, strict=True)]
-    return sorted(raised, key=lambda p: p.rank_score, reverse=True)
+    return best_first(raised)
 
 
 def is_fixed_reply(text: str) -> bool:

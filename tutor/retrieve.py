@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,7 @@ class Passage:
     rank_score: float = 0.0  # what the passages are ordered by: score (or its blend with the best sentence's) + BM25
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
     planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
+    named: bool = False  # what the question names (its guide's card, the reading list it asks for): first, always
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)  # () for a widened passage
 
 
@@ -110,15 +111,21 @@ def without_subject_change(question: str) -> str:
     return question
 
 
+def best_first(passages: Iterable[Passage]) -> list[Passage]:
+    """Passages by rank score, best first, after those the question names: whatever a later score
+    adds (a follow-up's second search, the bonus for an asked duration) cannot push the card of the
+    guide "how long is the five layers guide?" names below the layers' durations."""
+    return sorted(passages, key=lambda passage: (passage.named, passage.rank_score), reverse=True)
+
+
 def merge_found(*found: Sequence[Passage]) -> list[Passage]:
     """The passages of several searches, best first; one found by several keeps its best rank."""
     if len(found) == 1:
         return list(found[0])
     best: dict[str, Passage] = {}
-    for passage in (passage for passages in found for passage in passages):
-        if passage.id not in best or passage.rank_score > best[passage.id].rank_score:
-            best[passage.id] = passage
-    return sorted(best.values(), key=lambda passage: passage.rank_score, reverse=True)
+    for passage in best_first(passage for passages in found for passage in passages):
+        best.setdefault(passage.id, passage)
+    return list(best.values())
 
 
 def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
@@ -131,9 +138,11 @@ def asks_about_a_guide(question: str) -> bool:
     """The question is about a guide as a text (who wrote it, whom it is for, how long it is, its
     sections), not only about its subject: then the guides' cards (tutor.index.guide_card) are
     searched too. It names a guide ("the staff chapter", "this doc") and asks about it as a text;
-    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Searched for every
-    question, a card took a prompt place from the answering passage (docs/evaluation.md)."""
-    return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
+    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Asking a guide for
+    further reading is asking about it ("does the five layers guide have a reading list?": its card
+    lists its sections). Searched for every question, a card took a prompt place from the
+    answering passage (docs/evaluation.md)."""
+    return bool(_A_GUIDE.search(question) and (_ABOUT_A_GUIDE.search(question) or asks_for_further_reading(question)))
 
 
 _A_GUIDE = re.compile(
@@ -354,12 +363,7 @@ class Retriever:
         if relative.size and relative.max() > 0:
             relative = relative / relative.max()  # the best candidate is the best chunk: FTS5 brought it in
         combined = similarity + self.lexical_weight * relative
-        cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
-        if cards:  # asked about a guide as a text: the card of the guide it names comes first
-            combined[_named_card(cards, candidates, asked, similarity)] = combined.max() + 1e-4
-        lists = [i for i, c in enumerate(candidates) if is_reading_list(str(c.meta["section"]))] if reading else []
-        if lists:  # "any further reading?": the guides' own reading list, which shares no word with it
-            combined[max(lists, key=lambda i: similarity[i])] = combined.max() + 1e-4
+        named = _named(candidates, asked, similarity, reading=reading)
         ranked = sorted(range(len(candidates)), key=lambda i: -combined[i])
         if self.sentence_weight and candidates:
             # The leaders are scored again with their best sentence, and only they can be returned:
@@ -368,6 +372,7 @@ class Retriever:
             best = self._best_sentence_similarity([candidates[i] for i in ranked], query_vector)
             combined[ranked] += self.sentence_weight * (best - similarity[ranked])
             ranked.sort(key=lambda i: -combined[i])
+        ranked = [*named, *(i for i in ranked if i not in named)]
         wanted = set(asked)  # the question's own words, not those its initialisms stand for
         return [
             Passage(
@@ -382,6 +387,7 @@ class Retriever:
                 rank_score=round(float(combined[i]), 4),
                 has_all_terms=bool(wanted) and wanted <= set(words[i]),
                 embedding=tuple(float(x) for x in candidates[i].vector),  # type: ignore[union-attr]
+                named=i in named,
             )
             for i in ranked[:limit]
         ]
@@ -479,17 +485,28 @@ class Retriever:
         self._opened.client.close()
 
 
-def _named_card(cards: list[int], candidates: list[_Chunk], asked: list[str], similarity: np.ndarray) -> int:
-    """The card of the guide a question names: the most of the question's words in its title line
-    and author ("the Trooster chapter"), then the nearest. Ranked with the chunks, a card lost to
-    them ("who's the 5 layers doc meant for?" got two chunks on the layers), and by cosine alone
-    the glossary's card came before the five layers guide's."""
+def _named(candidates: list[_Chunk], asked: list[str], similarity: np.ndarray, *, reading: bool) -> list[int]:
+    """What the question names, to be ranked first: the reading list it asks for, then the card of
+    the guide it asks about (cards are candidates only then).
+
+    The card is the one whose title line and author hold most of the question's words ("the
+    Trooster chapter"), then the nearest: ranked with the chunks, a card lost to them ("who's the 5
+    layers doc meant for?" got two chunks on the layers), and by cosine alone the glossary's card
+    came before the five layers guide's. The reading list ("Want to know more?" shares no word
+    with "any further reading?") is the nearest, or the named guide's own: another guide's list
+    is not offered as this one's."""
     wanted = set(asked)
 
     def naming(i: int) -> tuple[int, float]:
         return len(wanted & set(lexical_tokens(card_name(candidates[i].text)))), float(similarity[i])
 
-    return max(cards, key=naming)
+    cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
+    card = max(cards, key=naming) if cards else None
+    lists = [i for i, c in enumerate(candidates) if is_reading_list(str(c.meta["section"]))] if reading else []
+    if card is not None and naming(card)[0]:
+        lists = [i for i in lists if candidates[i].meta["guide"] == candidates[card].meta["guide"]]
+    chosen = [max(lists, key=lambda i: similarity[i])] if lists else []
+    return chosen + ([card] if card is not None else [])
 
 
 def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
@@ -598,7 +615,7 @@ def select_for_prompt(
     chosen: list[Passage] = []
     used = 0
     for passage in passages:
-        if len(chosen) == k or passage.rank_score < top - margin:
+        if len(chosen) == k or passage.rank_score < top - margin and not passage.named:
             continue
         cost = count_tokens(passage.text)
         if chosen and used + cost > token_budget:
