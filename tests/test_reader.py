@@ -25,6 +25,7 @@ from tutor.answer import (
     Answered,
     Explained,
     as_corrected,
+    asks_for_something,
     implied_stance,
     is_fixed_reply,
     reading_list_quote,
@@ -61,6 +62,9 @@ FINE_TUNING = [
         ("how long is the five layers guide?", r"687"),
         # The guides' reading list ("Want to know more?") comes first for a question asking for one.
         ("where could I read more about how language models get trained?", r"wolfram|what is chatgpt doing"),
+        ("does the staff chapter recommend anything to read?", r"wolfram"),
+        # A request answered "Yes, …" is not replaced by "No." and a quote (repair_stance).
+        ("can you recommend any good books on how LLMs are trained?", r"^(?!\W*no\b)[\s\S]*wolfram"),
     ],
 )
 def test_facts_on_wording_no_eval_question_uses(real_tutor: Tutor, question: str, fact: str) -> None:
@@ -976,6 +980,35 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
 
     kept = repair_stance(text, list(sentences), question, question, rank=rank, judge=broken)
     assert kept[:2] == (text, sentences) and "could not be checked (the model server went away)" in kept[2][0]
+
+
+def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> None:
+    """ "Can you recommend any good books on how LLMs are trained?" was answered "Yes, …", and the
+    check replaced it with "No. The guides say: “… start over.”": a request is not a claim the guides
+    could deny. "Can you tell me whether …" still asks yes or no, and is checked."""
+    passages = [_passage(1, "Read Stephen Wolfram's book for more."), _passage(2, ONLY_THREE)]
+    rank = partial(ranked_evidence, passages, embed=embedder.embed)
+    asked: list[list[Message]] = []
+
+    def judge(messages: list[Message]) -> str:
+        asked.append(messages)
+        return "No"
+
+    said = "Yes, Stephen Wolfram's book explains it."
+    sentences = [SentenceSupport(said, (1,), 0.6)]
+    for question in (
+        "can you recommend any good books on how LLMs are trained?",
+        "Could you suggest an article on RLHF?",
+        "can you explain how prompting works?",
+    ):
+        assert asks_for_something(question), question
+        assert repair_stance(said, list(sentences), question, question, rank=rank, judge=judge) == (said, sentences, [])
+    assert not asked
+    question = "can you tell me whether prompting changes the model?"
+    assert not asks_for_something(question) and not asks_for_something("Can you use a base model as a chatbot?")
+    said = "Yes, prompting changes the model."
+    fixed, _, _ = repair_stance(said, [SentenceSupport(said, (2,), 0.6)], question, question, rank=rank, judge=judge)
+    assert fixed.startswith("No. The guides say: “Only the first three") and len(asked) == 1
 
 
 @pytest.mark.parametrize(

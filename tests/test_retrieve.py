@@ -404,7 +404,12 @@ def test_the_card_of_the_guide_a_question_names_comes_first(retriever: Retriever
 
 def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retriever: Retriever) -> None:
     """ "Want to know more?" shares no word with "any further reading?", and ranked 6th for it."""
-    for question in ("where could I read more about how LLMs are trained?", "got a reading list for me?"):
+    for question in (
+        "where could I read more about how LLMs are trained?",
+        "got a reading list for me?",
+        "does the staff chapter recommend anything to read?",
+        "can you recommend any good books on how LLMs are trained?",
+    ):
         assert asks_for_further_reading(question), question
         assert retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
     for question in (
@@ -418,6 +423,9 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "Can you give me a deep dive on RLHF?",
         "How can we learn more from fewer examples?",
         "Does the model read further back in a long context?",
+        "Does pre-training use books?",
+        "Can you recommend a reading order for the guides?",
+        "Does the model decide what to read?",
     ):
         assert not asks_for_further_reading(question), question
         assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question

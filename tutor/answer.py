@@ -111,9 +111,10 @@ _YES_NO_TAG = re.compile(
 _ASKS_WHAT = re.compile(r"^\W*(?:what|how|why|which|who|whom|whose|when|where)\b", re.IGNORECASE)
 _ASKS_FOR_SOMETHING = re.compile(
     r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:list|give|tell|explain|show|describe|summari[sz]e|"
-    r"help|name|walk|define|clarify|break|outline|compare|recap)\b",
+    r"help|name|walk|define|clarify|break|outline|compare|recap|recommend|suggest|point)\b",
     re.IGNORECASE,
 )
+_WHETHER = re.compile(r"\W*(?:(?:me|us)\s+)?(?:if|whether)\b", re.IGNORECASE)
 # Not "no-code": a hyphenated "no" names something.
 _NEGATION = re.compile(
     r"\b(?:not|no(?!-)|never|cannot|neither|nor|none|isnt|arent|doesnt|dont|didnt|cant|wont)\b|n[’']t\b",
@@ -271,6 +272,14 @@ def _guides_say(guide_sentences: Sequence[tuple[int, str]], *, cited: bool = Fal
     return "The guides say: " + " ".join(f"“{said}”{f'[{n}]' if cited else ''}" for n, said in guide_sentences)
 
 
+def asks_for_something(question: str) -> bool:
+    """A request ("can you recommend a good book on this?"), not a claim to confirm: a Yes or No
+    opening answers the request, and the guides cannot contradict it. "Can you tell me whether …"
+    still asks yes or no."""
+    found = _ASKS_FOR_SOMETHING.search(question)
+    return found is not None and not _WHETHER.match(question[found.end() :])
+
+
 def implied_stance(sentence: str, question: str) -> str | None:
     """The yes or no an answer's opening sentence gives without saying the word: to a yes/no
     question, a sentence that repeats the question's claim (RESTATES_CLAIM of its words) affirms it
@@ -329,6 +338,8 @@ def repair_stance(
     says what "it" is. A bare "Yes." is replaced with the sentence after it, which makes its claim.
     Yes/no questions of the tuning halves: 6 → 8 of 13 openings right, none turned wrong (README).
     """
+    if asks_for_something(question):  # "Yes, the staff chapter recommends …" was replaced by "No." and a quote
+        return text, sentences, []
     # Not a sentence the figure check already replaced by the guides' own.
     first = sentences[0].text if sentences and not sentences[0].quoted and sentences[0].replaced is None else ""
     opening = _OPENING_STANCE.match(first)

@@ -177,7 +177,9 @@ def asks_for_further_reading(question: str) -> bool:
 _FURTHER_READING = re.compile(  # a reader who wants to read on; not "does it learn more from fewer examples?"
     r"\b(?:further|recommended|suggested|more)\s+reading\b|\breading\s+list|\bto\s+read\s+(?:further|more|up\s+on)\b"
     r"|\b(?:where|how)\s+(?:can|could|do|should|would)\s+(?:i|we)\s+(?:learn|read|find\s+out)\s+more(?:\s+about\b|\W*$)"
-    r"|\b(?:i|we)(?:\s+want|\s+would\s+like|'d\s+like)\s+to\s+(?:learn|know|read)\s+more\b",
+    r"|\b(?:i|we)(?:\s+want|\s+would\s+like|'d\s+like)\s+to\s+(?:learn|know|read)\s+more\b"
+    r"|\b(?:anything|something)\s+(?:else\s+)?(?:good\s+)?to\s+read\b"
+    r"|\b(?:recommend|suggest)\w*\s+(?:(?:a|any|some|good)\s+)*(?:books?|articles?)\b",
     re.IGNORECASE,
 )
 _READING_LIST = re.compile(  # the last heading of a section's path
