@@ -998,14 +998,16 @@ def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> Non
     sentences = [SentenceSupport(said, (1,), 0.6)]
     for question in (
         "can you recommend any good books on how LLMs are trained?",
-        "Could you suggest an article on RLHF?",
+        "hey, could you suggest an article on RLHF?",
         "can you explain how prompting works?",
     ):
         assert asks_for_something(question), question
         assert repair_stance(said, list(sentences), question, question, rank=rank, judge=judge) == (said, sentences, [])
     assert not asked
+    for question in ("Can you use a base model as a chatbot?", "Does prompting change the weights? Can you explain?"):
+        assert not asks_for_something(question), question
     question = "can you tell me whether prompting changes the model?"
-    assert not asks_for_something(question) and not asks_for_something("Can you use a base model as a chatbot?")
+    assert not asks_for_something(question)
     said = "Yes, prompting changes the model."
     fixed, _, _ = repair_stance(said, [SentenceSupport(said, (2,), 0.6)], question, question, rank=rank, judge=judge)
     assert fixed.startswith("No. The guides say: “Only the first three") and len(asked) == 1

@@ -409,9 +409,12 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "got a reading list for me?",
         "does the staff chapter recommend anything to read?",
         "can you recommend any good books on how LLMs are trained?",
+        "Do the guides have any further reading on how models are trained?",
     ):
         assert asks_for_further_reading(question), question
-        assert retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
+        assert retriever.search(question, 8)[0].section.endswith("Want to know more?"), (
+            question
+        )  # as the tutor searches
     for question in (
         "Does the model learn more during pre-training?",
         "Does pre-training need more resources than fine-tuning?",
@@ -426,6 +429,10 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "Does pre-training use books?",
         "Can you recommend a reading order for the guides?",
         "Does the model decide what to read?",
+        "If you give the model something to read, does it learn from it?",
+        "Is there anything to read into a sudden loss spike?",
+        "Would you recommend a books-only corpus for fine-tuning?",
+        "Do the guides suggest books as pre-training data?",
     ):
         assert not asks_for_further_reading(question), question
         assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question
@@ -450,25 +457,13 @@ def test_what_the_question_names_stays_first_whatever_is_scored_after(retriever:
     assert not any(p.named for p in retriever.search("how long does pre-training take?", 8))
 
 
-def test_a_guide_asked_for_further_reading_gives_its_own_list(embedder: Embedder, tmp_path: Path) -> None:
-    """Another guide's reading list is not offered as the named guide's, however near it is."""
-    guides = tmp_path / "guides"
-    guides.mkdir()
-    for animal, book in (("zebra", "The Striped Almanac by Ann Veld"), ("giraffe", "Long Necks by Tom Acacia")):
-        body = " ".join(f"Step {i} of the {animal} census counts them again." for i in range(6))
-        text = f"# The {animal} census\n\n## Counting\n\n{body}\n\n## Further reading\n\nRead {book}.\n"
-        (guides / f"{animal}.md").write_text(text)
-    settings = load_settings(index_dir=tmp_path / "index")
-    ingest_from_settings(settings, [guides], embedder=embedder)
-    retriever = Retriever(FolderStore(tmp_path / "index"), embedder=embedder)
-    for animal, book in (("zebra", "Striped Almanac"), ("giraffe", "Long Necks")):
-        question = f"does the {animal} census guide have a reading list?"
-        assert asks_about_a_guide(question) and asks_for_further_reading(question)
-        first, card = retriever.search(question, 4)[:2]
-        assert book in first.text and first.named and first.section.endswith("Further reading")
-        assert card.named and f"The {animal} census" in card.text.split("\n", 1)[0]
-    first = retriever.search("any further reading on census counting?", 4)[0]
-    assert first.named and first.section.endswith("Further reading")
+def test_a_passage_named_by_one_search_stays_first_when_merged_with_another() -> None:
+    """A follow-up is searched twice; a passage one search names keeps its place whatever the other
+    scored it, and merged from either side."""
+    card = replace(_p(1, 0.2), named=1)
+    other = [_p(2, 0.9), replace(card, named=0, rank_score=0.95), _p(3, 0.5)]
+    for merged in (merge_found([card, _p(3, 0.5)], other), merge_found(other, [card, _p(3, 0.5)])):
+        assert [p.id for p in merged] == ["1", "2", "3"] and merged[0].named
 
 
 def test_the_last_chunk_of_a_guide_is_not_widened_into_its_card(embedder: Embedder, tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ _ASKS_FOR_SOMETHING = re.compile(
     r"help|name|walk|define|clarify|break|outline|compare|recap|recommend|suggest|point)\b",
     re.IGNORECASE,
 )
+_OPENING_FILLER = re.compile(r"\W*(?:(?:so|and|but|ok|okay|btw|hey|hi|also|please|sorry)\b\W*)*", re.IGNORECASE)
 _WHETHER = re.compile(r"\W*(?:(?:me|us)\s+)?(?:if|whether)\b", re.IGNORECASE)
 # Not "no-code": a hyphenated "no" names something.
 _NEGATION = re.compile(
@@ -274,10 +275,13 @@ def _guides_say(guide_sentences: Sequence[tuple[int, str]], *, cited: bool = Fal
 
 def asks_for_something(question: str) -> bool:
     """A request ("can you recommend a good book on this?"), not a claim to confirm: a Yes or No
-    opening answers the request, and the guides cannot contradict it. "Can you tell me whether …"
-    still asks yes or no."""
+    opening answers the request, and the guides cannot contradict it. Only where the question opens
+    with it: "Is RLHF costly? Can you explain?" asks yes or no, and so does "can you tell me whether
+    …"."""
     found = _ASKS_FOR_SOMETHING.search(question)
-    return found is not None and not _WHETHER.match(question[found.end() :])
+    if found is None or not _OPENING_FILLER.fullmatch(question[: found.start()]):
+        return False
+    return not _WHETHER.match(question[found.end() :])
 
 
 def implied_stance(sentence: str, question: str) -> str | None:

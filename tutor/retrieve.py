@@ -32,7 +32,7 @@ class Passage:
     rank_score: float = 0.0  # what the passages are ordered by: score (or its blend with the best sentence's) + BM25
     has_all_terms: bool = False  # the passage contains every word of the query (stemmed, no stopwords)
     planted: tuple[str, ...] = ()  # sentences that read as instructions to the model (tutor.injection)
-    named: bool = False  # what the question names (its guide's card, the reading list it asks for): first, always
+    named: int = 0  # what the question names, first always: 2 the reading list it asks for, 1 its guide's card
     embedding: tuple[float, ...] = field(default=(), repr=False, compare=False)  # () for a widened passage
 
 
@@ -119,7 +119,8 @@ def best_first(passages: Iterable[Passage]) -> list[Passage]:
 
 
 def merge_found(*found: Sequence[Passage]) -> list[Passage]:
-    """The passages of several searches, best first; one found by several keeps its best rank."""
+    """The passages of several searches, best first (`best_first`); one found by several keeps its
+    best place: named by some search, else its best rank score."""
     if len(found) == 1:
         return list(found[0])
     best: dict[str, Passage] = {}
@@ -138,11 +139,9 @@ def asks_about_a_guide(question: str) -> bool:
     """The question is about a guide as a text (who wrote it, whom it is for, how long it is, its
     sections), not only about its subject: then the guides' cards (tutor.index.guide_card) are
     searched too. It names a guide ("the staff chapter", "this doc") and asks about it as a text;
-    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Asking a guide for
-    further reading is asking about it ("does the five layers guide have a reading list?": its card
-    lists its sections). Searched for every question, a card took a prompt place from the
-    answering passage (docs/evaluation.md)."""
-    return bool(_A_GUIDE.search(question) and (_ABOUT_A_GUIDE.search(question) or asks_for_further_reading(question)))
+    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Searched for every
+    question, a card took a prompt place from the answering passage (docs/evaluation.md)."""
+    return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
 
 
 _A_GUIDE = re.compile(
@@ -178,8 +177,10 @@ _FURTHER_READING = re.compile(  # a reader who wants to read on; not "does it le
     r"\b(?:further|recommended|suggested|more)\s+reading\b|\breading\s+list|\bto\s+read\s+(?:further|more|up\s+on)\b"
     r"|\b(?:where|how)\s+(?:can|could|do|should|would)\s+(?:i|we)\s+(?:learn|read|find\s+out)\s+more(?:\s+about\b|\W*$)"
     r"|\b(?:i|we)(?:\s+want|\s+would\s+like|'d\s+like)\s+to\s+(?:learn|know|read)\s+more\b"
-    r"|\b(?:anything|something)\s+(?:else\s+)?(?:good\s+)?to\s+read\b"
-    r"|\b(?:recommend|suggest)\w*\s+(?:(?:a|any|some|good)\s+)*(?:books?|articles?)\b",
+    r"|\b(?:recommend\w*|suggest\w*|is\s+there|are\s+there|got)\s+(?:anything|something)\s+(?:else\s+)?(?:good\s+)?"
+    r"to\s+read\b(?!\s+(?:into|from)\b)"
+    r"|\b(?:recommend|suggest)\w*\s+(?:(?:me|us)\s+)?(?:a|an|any|some)\s+(?:(?:good|great|recent|introductory|few)\s+)*"
+    r"(?:books?|articles?|papers?)\b(?!-)",
     re.IGNORECASE,
 )
 _READING_LIST = re.compile(  # the last heading of a section's path
@@ -370,11 +371,11 @@ class Retriever:
         if self.sentence_weight and candidates:
             # The leaders are scored again with their best sentence, and only they can be returned:
             # a chunk's sentences are embedded the first time it is a leader, not for every candidate.
-            ranked = ranked[: max(2 * limit, 16)]
+            ranked = ranked[: max(2 * limit, 16)] + [i for i in ranked[max(2 * limit, 16) :] if i in named]
             best = self._best_sentence_similarity([candidates[i] for i in ranked], query_vector)
             combined[ranked] += self.sentence_weight * (best - similarity[ranked])
             ranked.sort(key=lambda i: -combined[i])
-        ranked = [*named, *(i for i in ranked if i not in named)]
+        ranked.sort(key=lambda i: -named.get(i, 0))  # what the question names first, as in best_first
         wanted = set(asked)  # the question's own words, not those its initialisms stand for
         return [
             Passage(
@@ -389,7 +390,7 @@ class Retriever:
                 rank_score=round(float(combined[i]), 4),
                 has_all_terms=bool(wanted) and wanted <= set(words[i]),
                 embedding=tuple(float(x) for x in candidates[i].vector),  # type: ignore[union-attr]
-                named=i in named,
+                named=named.get(i, 0),
             )
             for i in ranked[:limit]
         ]
@@ -487,28 +488,24 @@ class Retriever:
         self._opened.client.close()
 
 
-def _named(candidates: list[_Chunk], asked: list[str], similarity: np.ndarray, *, reading: bool) -> list[int]:
-    """What the question names, to be ranked first: the reading list it asks for, then the card of
-    the guide it asks about (cards are candidates only then).
+def _named(candidates: list[_Chunk], asked: list[str], similarity: np.ndarray, *, reading: bool) -> dict[int, int]:
+    """What the question names, to be ranked first (`Passage.named`): the reading list it asks for,
+    then the card of the guide it asks about (cards are candidates only then).
 
     The card is the one whose title line and author hold most of the question's words ("the
     Trooster chapter"), then the nearest: ranked with the chunks, a card lost to them ("who's the 5
     layers doc meant for?" got two chunks on the layers), and by cosine alone the glossary's card
-    came before the five layers guide's. The reading list ("Want to know more?" shares no word
-    with "any further reading?") is the nearest, or the named guide's own: another guide's list
-    is not offered as this one's."""
+    came before the five layers guide's. The reading list is the nearest ("Want to know more?"
+    shares no word with "any further reading?")."""
     wanted = set(asked)
 
     def naming(i: int) -> tuple[int, float]:
         return len(wanted & set(lexical_tokens(card_name(candidates[i].text)))), float(similarity[i])
 
     cards = [i for i, c in enumerate(candidates) if kind_of(c.meta) == ABOUT]
-    card = max(cards, key=naming) if cards else None
     lists = [i for i, c in enumerate(candidates) if is_reading_list(str(c.meta["section"]))] if reading else []
-    if card is not None and naming(card)[0]:
-        lists = [i for i in lists if candidates[i].meta["guide"] == candidates[card].meta["guide"]]
-    chosen = [max(lists, key=lambda i: similarity[i])] if lists else []
-    return chosen + ([card] if card is not None else [])
+    card = {max(cards, key=naming): 1} if cards else {}
+    return card | ({max(lists, key=lambda i: similarity[i]): 2} if lists else {})
 
 
 def _chunks(ids: Sequence[str], texts: Sequence[str], metas: Sequence[Any], vectors: Any) -> list[_Chunk]:
