@@ -1000,11 +1000,19 @@ def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> Non
         "can you recommend any good books on how LLMs are trained?",
         "hey, could you suggest an article on RLHF?",
         "can you explain how prompting works?",
+        "Thanks! Can you recap the five layers?",
+        "unrelated, but can you explain RLHF?",
     ):
         assert asks_for_something(question), question
         assert repair_stance(said, list(sentences), question, question, rank=rank, judge=judge) == (said, sentences, [])
     assert not asked
-    for question in ("Can you use a base model as a chatbot?", "Does prompting change the weights? Can you explain?"):
+    for question in (
+        "Can you use a base model as a chatbot?",
+        "Does prompting change the weights? Can you explain?",
+        "Would you recommend fine-tuning over RAG for a small team?",
+        "Can you tell me: is RLHF costly?",
+        "can you help me understand whether RAG retrains the model?",
+    ):
         assert not asks_for_something(question), question
     question = "can you tell me whether prompting changes the model?"
     assert not asks_for_something(question)
@@ -1037,6 +1045,8 @@ def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> Non
         # Not a yes or no in other words:
         ("Does prompting change the model?", "Prompting guides the model at runtime.", None),  # the subject only
         ("Can you list the training layers?", "I can list the training layers.", None),  # asks for something
+        # ... but a yes/no question with a request after it is still a yes/no question:
+        ("Does prompting change the model? Can you explain?", "Prompting changes the model at runtime.", "yes"),
         ("Is retrieval cheap or costly to run?", "Retrieval is cheap to run.", None),  # a choice
         ("Can't fine-tuning fix the cut-off?", "Fine-tuning cannot fix the cut-off.", None),  # a negative question
         ("What does pre-training cost?", "Pre-training costs a lot.", None),  # no yes/no question

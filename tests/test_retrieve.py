@@ -410,6 +410,8 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "does the staff chapter recommend anything to read?",
         "can you recommend any good books on how LLMs are trained?",
         "Do the guides have any further reading on how models are trained?",
+        "What should I read next?",
+        "Any books you would recommend?",
     ):
         assert asks_for_further_reading(question), question
         assert retriever.search(question, 8)[0].section.endswith("Want to know more?"), (
@@ -433,6 +435,8 @@ def test_a_question_for_further_reading_gets_the_guides_reading_list_first(retri
         "Is there anything to read into a sudden loss spike?",
         "Would you recommend a books-only corpus for fine-tuning?",
         "Do the guides suggest books as pre-training data?",
+        "What should we read into these loss curves?",
+        "Which data should the model read first?",
     ):
         assert not asks_for_further_reading(question), question
         assert not retriever.search(question, 3)[0].section.endswith("Want to know more?"), question

@@ -109,13 +109,23 @@ _YES_NO_TAG = re.compile(
     r",\s*(?:right|correct|true|yes or no|isn'?t it|doesn'?t it|don'?t they)\s*\?+\s*$", re.IGNORECASE
 )
 _ASKS_WHAT = re.compile(r"^\W*(?:what|how|why|which|who|whom|whose|when|where)\b", re.IGNORECASE)
-_ASKS_FOR_SOMETHING = re.compile(
-    r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:list|give|tell|explain|show|describe|summari[sz]e|"
-    r"help|name|walk|define|clarify|break|outline|compare|recap|recommend|suggest|point)\b",
+_ASKS_FOR_SOMETHING = re.compile(  # not "would you recommend fine-tuning over RAG?": that asks yes or no
+    r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:(?:list|give|tell|explain|show|describe|summari[sz]e"
+    r"|help|name|walk|define|clarify|break|outline|compare|recap|point)\b"
+    r"|(?:recommend|suggest)\s+(?:(?:me|us)\s+)?(?:a|an|any|some|anything|something|good|more|further)\b)",
     re.IGNORECASE,
 )
-_OPENING_FILLER = re.compile(r"\W*(?:(?:so|and|but|ok|okay|btw|hey|hi|also|please|sorry)\b\W*)*", re.IGNORECASE)
-_WHETHER = re.compile(r"\W*(?:(?:me|us)\s+)?(?:if|whether)\b", re.IGNORECASE)
+_OPENING_FILLER = re.compile(
+    r"\W*(?:(?:so|and|but|ok|okay|btw|hey|hi|also|please|sorry|thanks|thank\s+you|actually|wait|um+|uh+|well"
+    r"|just|nice|great|cool|quick\s+question|one\s+more\s+thing)\b\W*)*",
+    re.IGNORECASE,
+)
+_WHETHER = re.compile(  # what follows the request: "tell me whether …", "tell me: is …", "a yes or no"
+    r"\W*(?:(?:me|us)\s+)?(?:(?:out|understand|know)\s+)?(?:if|whether)\b"
+    r"|\W*(?:me|us)?\s*[:,–—-]\s*(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
+    r"|[^?]*\byes\s+or\s+no\b",
+    re.IGNORECASE,
+)
 # Not "no-code": a hyphenated "no" names something.
 _NEGATION = re.compile(
     r"\b(?:not|no(?!-)|never|cannot|neither|nor|none|isnt|arent|doesnt|dont|didnt|cant|wont)\b|n[’']t\b",
@@ -278,10 +288,11 @@ def asks_for_something(question: str) -> bool:
     opening answers the request, and the guides cannot contradict it. Only where the question opens
     with it: "Is RLHF costly? Can you explain?" asks yes or no, and so does "can you tell me whether
     …"."""
-    found = _ASKS_FOR_SOMETHING.search(question)
-    if found is None or not _OPENING_FILLER.fullmatch(question[: found.start()]):
+    asked = without_subject_change(question)
+    found = _ASKS_FOR_SOMETHING.search(asked)
+    if found is None or not _OPENING_FILLER.fullmatch(asked[: found.start()]):
         return False
-    return not _WHETHER.match(question[found.end() :])
+    return not _WHETHER.match(asked[found.end() :])
 
 
 def implied_stance(sentence: str, question: str) -> str | None:
@@ -295,7 +306,7 @@ def implied_stance(sentence: str, question: str) -> str | None:
     tag = _YES_NO_TAG.search(question)
     opening = _YES_NO_OPENING.match(question)
     asks_yes_or_no = bool(tag or (opening and opening.group("verb")))
-    if not asks_yes_or_no or _ASKS_WHAT.match(question) or _ASKS_FOR_SOMETHING.search(question):
+    if not asks_yes_or_no or _ASKS_WHAT.match(question) or asks_for_something(question):
         return None
     if is_question(sentence):  # the question repeated before its answer
         return None

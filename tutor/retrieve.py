@@ -180,7 +180,10 @@ _FURTHER_READING = re.compile(  # a reader who wants to read on; not "does it le
     r"|\b(?:recommend\w*|suggest\w*|is\s+there|are\s+there|got)\s+(?:anything|something)\s+(?:else\s+)?(?:good\s+)?"
     r"to\s+read\b(?!\s+(?:into|from)\b)"
     r"|\b(?:recommend|suggest)\w*\s+(?:(?:me|us)\s+)?(?:a|an|any|some)\s+(?:(?:good|great|recent|introductory|few)\s+)*"
-    r"(?:books?|articles?|papers?)\b(?!-)",
+    r"(?:books?|articles?|papers?)\b(?!-)"
+    r"|\b(?:anything|something|what)\s+(?:else\s+)?(?:(?:i|we)\s+(?:should|could|can|might)|(?:should|could|can)\s+(?:i|we))"
+    r"\s+read\b(?!\s+(?:into|from)\b)"
+    r"|\b(?:books?|papers?|articles?)\s+(?:you'?d|you\s+would|would\s+you|do\s+you)\s+recommend|\brecommended\s+(?:books?|papers?|articles?)\b",
     re.IGNORECASE,
 )
 _READING_LIST = re.compile(  # the last heading of a section's path
