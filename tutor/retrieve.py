@@ -374,7 +374,8 @@ class Retriever:
         if self.sentence_weight and candidates:
             # The leaders are scored again with their best sentence, and only they can be returned:
             # a chunk's sentences are embedded the first time it is a leader, not for every candidate.
-            ranked = ranked[: max(2 * limit, 16)] + [i for i in ranked[max(2 * limit, 16) :] if i in named]
+            leaders = max(2 * limit, 16)
+            ranked = ranked[:leaders] + [i for i in ranked[leaders:] if i in named]  # a named card is kept
             best = self._best_sentence_similarity([candidates[i] for i in ranked], query_vector)
             combined[ranked] += self.sentence_weight * (best - similarity[ranked])
             ranked.sort(key=lambda i: -combined[i])
