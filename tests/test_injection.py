@@ -240,7 +240,9 @@ def test_a_question_about_every_model_is_no_instruction(question: str) -> None:
 
 def test_a_real_question_about_every_model_is_answered(real_tutor: Tutor) -> None:
     answer = real_tutor.ask("Does every model go through pre-training first?", explain=False)
-    assert answer.answer != INSTRUCTIONS_REPLY and answer.model and not answer.warnings
+    assert answer.answer != INSTRUCTIONS_REPLY and answer.model
+    # Not read as an order to the model: no warning of instructions (the stance check may still warn).
+    assert not [w for w in answer.warnings if "instruction" in w], answer.warnings
 
 
 @pytest.mark.parametrize(("kind", "plant"), PLANTS, ids=[kind for kind, _ in PLANTS])
