@@ -49,7 +49,7 @@ def test_the_worked_example_comes_after_the_system_prompt_only_where_there_are_p
     chat.replies += [["Backpropagation adjusts the weights."], ["It adjusts weights."]]
     tutor.ask("What is backpropagation used for?", [("Hi", "Hello [1]")], explain=False)
     sent = chat.prompts[-1]
-    assert sent[1:3] == WORKED_EXAMPLE and sent[3:5] == [
+    assert sent[1:3] == list(WORKED_EXAMPLE) and sent[3:5] == [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello"},
     ]
