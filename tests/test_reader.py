@@ -1038,6 +1038,7 @@ def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> Non
             "yes",
         ),
         ("hey, also, prompting retrains the model, right?", "Prompting retrains the model.", "yes"),
+        ("Thanks! Well, is pre-training quick?", "Pre-training is quick.", "yes"),  # fillers before the verb
         # A negation outside the clause that repeats the claim, or one that names something, denies nothing:
         ("Does fine-tuning need labelled data?", "Fine-tuning needs labelled data, not raw text.", "yes"),
         ("Can staff build a chatbot with RAG?", "Staff can build a chatbot with RAG using no-code tools.", "yes"),

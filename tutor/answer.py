@@ -97,10 +97,16 @@ STANCE_CHECK_PROMPT = (
 )
 # "Yes," "No." "Yes!" as a word of their own: not "No one …", "No-code …" or "No doubt, …".
 _OPENING_STANCE = re.compile(r"^\W*(yes|no)\s*(?=[,.!;:]|[—–-]\s|$)", re.IGNORECASE)
+# What a question may open with before it asks anything: "so", "thanks", "quick question", "um".
+_OPENING_FILLER = re.compile(
+    r"\W*(?:(?:so|and|but|ok|okay|btw|hey|hi|also|please|sorry|thanks|thank\s+you|actually|wait|um+|uh+|well"
+    r"|just|nice|great|cool|quick\s+question|one\s+more\s+thing)\b\W*)*",
+    re.IGNORECASE,
+)
 # A yes/no question opens with a verb ("Is pre-training quick?", "so can it …") or ends with a tag
 # (", right?"); what it asks about, its claim, is the rest. "Can you list …" asks for something.
 _YES_NO_OPENING = re.compile(
-    r"^\W*(?:(?:so|and|but|ok|okay|btw|hey|wait|also)\b[\s,]*)*"
+    rf"^{_OPENING_FILLER.pattern}"
     r"(?P<verb>(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have|had)\b"
     r"(?: it (?:true|right|correct|the case) that\b)?)?",
     re.IGNORECASE,
@@ -113,11 +119,6 @@ _ASKS_FOR_SOMETHING = re.compile(  # not "would you recommend fine-tuning over R
     r"\b(?:can|could|would|will) (?:you|u)(?: please)? (?:(?:list|give|tell|explain|show|describe|summari[sz]e"
     r"|help|name|walk|define|clarify|break|outline|compare|recap|point)\b"
     r"|(?:recommend|suggest)\s+(?:(?:me|us)\s+)?(?:a|an|any|some|anything|something|good|more|further)\b)",
-    re.IGNORECASE,
-)
-_OPENING_FILLER = re.compile(
-    r"\W*(?:(?:so|and|but|ok|okay|btw|hey|hi|also|please|sorry|thanks|thank\s+you|actually|wait|um+|uh+|well"
-    r"|just|nice|great|cool|quick\s+question|one\s+more\s+thing)\b\W*)*",
     re.IGNORECASE,
 )
 _WHETHER = re.compile(  # what follows the request: "tell me whether …", "tell me: is …", "a yes or no"
