@@ -11,7 +11,7 @@ from tutor import Tutor
 from tutor.answer import OUT_OF_SCOPE_ANSWER, SCOPE_JUDGE_PROMPT, Answered, Token, compose_messages
 from tutor.errors import PresetError, QuestionError
 from tutor.model_files import PACKAGED_MODELS
-from tutor.prompts import PASSAGES_INTRO, WORKED_EXAMPLE, load_presets
+from tutor.prompts import load_presets
 
 from .conftest import ROOT, FakeChat
 
@@ -39,23 +39,6 @@ def test_prompt_layout_system_first_best_passage_last(fake_tutor: tuple[Tutor, F
     assert sent[-1]["content"].endswith("Question: What is backpropagation used for?")
     assert answer.in_scope is True and answer.corpus_version
     assert answer.query.endswith("What is backpropagation used for?")
-
-
-def test_the_worked_example_comes_after_the_system_prompt_only_where_there_are_passages(
-    fake_tutor: tuple[Tutor, FakeChat],
-) -> None:
-    tutor, chat = fake_tutor
-    tutor.settings = tutor.settings.model_copy(update={"answer_example": True, "scope_judge_below": 0.0})
-    chat.replies += [["Backpropagation adjusts the weights."], ["It adjusts weights."]]
-    tutor.ask("What is backpropagation used for?", [("Hi", "Hello [1]")], explain=False)
-    sent = chat.prompts[-1]
-    assert sent[1:3] == list(WORKED_EXAMPLE) and sent[3:5] == [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"},
-    ]
-    assert WORKED_EXAMPLE[0]["content"].startswith(PASSAGES_INTRO) and "cheese" not in sent[-1]["content"]
-    tutor.ask("What is backpropagation used for?", retrieval=False, explain=False)  # no passages: no example
-    assert chat.prompts[-1][1:] == [{"role": "user", "content": "What is backpropagation used for?"}]
 
 
 def test_out_of_scope_question_does_not_reach_the_model(fake_tutor: tuple[Tutor, FakeChat]) -> None:

@@ -752,7 +752,7 @@ class Tutor:
             if s.evidence_sentence
             else None
         )
-        layout = PromptLayout(headings=s.passage_headings, evidence=best[1] if best else None, example=s.answer_example)
+        layout = PromptLayout(headings=s.passage_headings, evidence=best[1] if best else None)
         return compose_messages(
             prepared.preset.system_prompt, prepared.passages, prepared.history, prepared.question, layout
         )
