@@ -982,6 +982,36 @@ def test_an_opening_the_guides_contradict_is_replaced(embedder: Embedder) -> Non
     assert kept[:2] == (text, sentences) and "could not be checked (the model server went away)" in kept[2][0]
 
 
+def test_a_guide_line_is_not_quoted_twice_by_the_two_checks() -> None:
+    """Where the figure check has already put a guide line in place of the model's second sentence
+    and the stance check quotes that same line for the opening, the answer says it once: the
+    second quote goes (with or without the line's list number), the rest of the answer stays."""
+    line = "Fine-tuning: Adapts the model with a smaller dataset (days, moderate cost)"
+    figure_fixed = SentenceSupport(f"The guides say: “{line}”", (2,), 1.0, replaced="It takes months.")
+    question = "Is fine-tuning as slow as pre-training?"
+    for evidence in (line, f"2. {line}"):
+        text = f"Yes, fine-tuning is as slow.[1] The guides say: “{line}”[2] It adapts the model."
+        sentences = [
+            SentenceSupport("Yes, fine-tuning is as slow.", (1,), 0.6),
+            figure_fixed,
+            SentenceSupport("It adapts the model.", (2,), 0.7),
+        ]
+        fixed, fixed_sentences, warnings = repair_stance(
+            text, sentences, question, question, rank=lambda q, said=evidence: [(2, said, 0.9)], judge=lambda m: "No"
+        )
+        assert fixed == f"No. The guides say: “{evidence}”[2] It adapts the model.", fixed
+        assert [s.text for s in fixed_sentences[1:]] == ["It adapts the model."] and len(warnings) == 1
+    # Another line the figure check quoted stays.
+    other = SentenceSupport("The guides say: “Pre-training: months”", (3,), 1.0, replaced="It takes years.")
+    text = "Yes, fine-tuning is as slow.[1] The guides say: “Pre-training: months”[3]"
+    sentences = [SentenceSupport("Yes, fine-tuning is as slow.", (1,), 0.6), other]
+    fixed, fixed_sentences, _ = repair_stance(
+        text, sentences, question, question, rank=lambda q: [(2, line, 0.9)], judge=lambda m: "No"
+    )
+    assert fixed == f"No. The guides say: “{line}”[2] The guides say: “Pre-training: months”[3]", fixed
+    assert fixed_sentences[1] == other
+
+
 def test_a_yes_to_a_request_is_not_checked_as_a_claim(embedder: Embedder) -> None:
     """ "Can you recommend any good books on how LLMs are trained?" was answered "Yes, …", and the
     check replaced it with "No. The guides say: “… start over.”": a request is not a claim the guides

@@ -47,7 +47,7 @@ from .injection import (
 )
 from .lexical import lexical_tokens
 from .llm import ChatModel, Generation, Message, TokenLogprobs
-from .markers import NOT_COVERED, NOT_COVERED_SAID, NOT_TEXT
+from .markers import LIST_ITEM, NOT_COVERED, NOT_COVERED_SAID, NOT_TEXT
 from .prompts import (
     NEUTRAL_SYSTEM_PROMPT,
     NO_PRESET,
@@ -383,14 +383,21 @@ def repair_stance(
         return text, sentences, []
     guides = judged.group(1).capitalize()
     quoted = f"{guides}. The guides say: “{evidence}”"
-    text = f"{text[: said_at.start()]}{quoted}[{n}]{text[said_at.end() :]}"
+    opening_said = f"{text[: said_at.start()]}{quoted}[{n}]"
+    rest, after = text[said_at.end() :], sentences[len(own) :]
+    # A later sentence the figure check replaced by this same guide line is not said twice.
+    said_again = {_guides_say([(n, line)]) for line in (evidence, LIST_ITEM.sub("", evidence).strip())}
+    for later in [s for s in after if s.replaced is not None and s.text in said_again]:
+        rest = re.sub(r"\s*" + re.escape(f"{later.text}[{later.supported_by[0]}]"), "", rest, count=1)
+        after.remove(later)
+    text = opening_said + rest
     replaced = SentenceSupport(quoted, (n,), 1.0, replaced=" ".join(s.text for s in own))
     said = f"opened with “{stance}”" if opening else f"said {stance.lower()} in other words"
     warning = (
         f"This answer {said}, but the guides' sentence that answers the question "
         f"says {guides.lower()}: the opening was replaced by the guides' own sentence."
     )
-    return text, [replaced, *sentences[len(own) :]], [warning]
+    return text, [replaced, *after], [warning]
 
 
 def rank_by_asked_figures(found: Sequence[Passage], query: str) -> list[Passage]:
