@@ -826,6 +826,13 @@ def test_a_sentence_the_answer_already_says_gives_way_to_its_continuation(embedd
     # The next sentence stands alone (no "This", not short): it is no continuation of the best.
     alone = _passage(1, f"{first} Many teams skip the warm-up stage entirely when time is short.")
     assert guide_quotes(first, ranked_evidence([alone], question, embedder.embed), question) == []
+    # A line the answer quotes already (the figure check put it there) is not quoted again, with or
+    # without its list number, though its words are all the question's (a follow-up's joined query).
+    line = "Fine-tuning: Adapts the model for specific tasks (days, moderate cost)"
+    answer = f"The guides say: “{line}”[1]"
+    for quoted in (line, f"2. {line}"):
+        assert guide_quotes(answer, [(1, quoted, 0.9)], f"how long is fine-tuning? {line}. how much?") == []
+    assert guide_quotes("", [(1, line, 0.9)], f"how long is fine-tuning? {line}. how much?") == [(1, line)]
 
 
 def test_a_runner_up_as_good_as_the_best_is_quoted_too() -> None:

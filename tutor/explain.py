@@ -292,7 +292,8 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     said = set(lexical_tokens(answer))
     quotes: list[tuple[int, str]] = []
     for n, sentence, _ in chosen:
-        if not says_new(sentence, said, question_words):
+        # A line the answer already quotes word for word (a figure repaired) is said, whatever the question holds.
+        if LIST_ITEM.sub("", sentence).strip() in answer or not says_new(sentence, said, question_words):
             going_on = next((c[1] for c in ranked if c[0] == n and c[1].startswith(sentence + " ")), "")
             if not going_on or not says_new(going_on[len(sentence) :], said, question_words, empty=False):
                 continue
