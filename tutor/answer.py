@@ -346,6 +346,8 @@ def repair_stance(
     """An opening Yes or No the guides' own sentence contradicts is replaced by the guides' answer
     and that sentence, quoted, and said so; so is an opening sentence that says yes or no in other
     words (`implied_stance`: "Prompting retrains the model, …" to "prompting retrains it, right?").
+    A later sentence the figure check already replaced by that same guide line is then dropped, so
+    that the line is quoted once.
 
     The model (`judge`, a one-word reply) reads the question with only the passages' sentence that
     best answers it (`rank`: the passages' sentences ranked for a text, `ranked_evidence`). That

@@ -265,7 +265,8 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     """The guides' sentences that answer the question (`ranked` for it by `ranked_evidence`), to
     quote after the model's answer: the best one, and the runner-up when it scores within
     RUNNER_UP_WITHIN of it, each left out when the answer (and the quote before it) already says
-    it: most of its words, besides the question's.
+    it: most of its words, besides the question's, or the sentence word for word (a line the
+    figure check quoted, with or without its list number).
 
     A small reader paraphrases loosely, takes a neighbouring fact or drops the figure; the guides'
     own sentence beside its answer gives staff the fact in the guides' words, cited. When two
