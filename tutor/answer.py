@@ -47,7 +47,7 @@ from .injection import (
 )
 from .lexical import lexical_tokens
 from .llm import ChatModel, Generation, Message, TokenLogprobs
-from .markers import LIST_ITEM, NOT_COVERED, NOT_COVERED_SAID, NOT_TEXT
+from .markers import NOT_COVERED, NOT_COVERED_SAID, NOT_TEXT, without_list_number
 from .prompts import (
     NEUTRAL_SYSTEM_PROMPT,
     NO_PRESET,
@@ -388,7 +388,7 @@ def repair_stance(
     opening_said = f"{text[: said_at.start()]}{quoted}[{n}]"
     rest, after = text[said_at.end() :], sentences[len(own) :]
     # A later sentence the figure check replaced by this same guide line is not said twice.
-    said_again = {_guides_say([(n, line)]) for line in (evidence, LIST_ITEM.sub("", evidence).strip())}
+    said_again = {_guides_say([(n, line)]) for line in (evidence, without_list_number(evidence))}
     for later in [s for s in after if s.replaced is not None and s.text in said_again]:
         rest = re.sub(r"\s*" + re.escape(f"{later.text}[{later.supported_by[0]}]"), "", rest, count=1)
         after.remove(later)

@@ -20,7 +20,7 @@ import numpy as np
 from .index import text_to_embed
 from .lexical import lexical_tokens
 from .llm import TokenLogprobs
-from .markers import CITATION_MARKERS, LIST_ITEM, OPEN_CITATION, SENTENCE_END, split_sentences
+from .markers import CITATION_MARKERS, LIST_ITEM, OPEN_CITATION, SENTENCE_END, split_sentences, without_list_number
 from .retrieve import Passage
 
 SUPPORT_THRESHOLD = 0.45  # below this a passage does not back a sentence
@@ -294,7 +294,7 @@ def guide_quotes(answer: str, ranked: Sequence[Evidence], question: str) -> list
     quotes: list[tuple[int, str]] = []
     for n, sentence, _ in chosen:
         # A line the answer already quotes word for word (a figure repaired) is said, whatever the question holds.
-        if LIST_ITEM.sub("", sentence).strip() in answer or not says_new(sentence, said, question_words):
+        if without_list_number(sentence) in answer or not says_new(sentence, said, question_words):
             going_on = next((c[1] for c in ranked if c[0] == n and c[1].startswith(sentence + " ")), "")
             if not going_on or not says_new(going_on[len(sentence) :], said, question_words, empty=False):
                 continue
@@ -415,7 +415,7 @@ def _figure_lines(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     """The passage lines that give a duration and a cost together, such as a list item
     "Prompting: … (seconds, cheap)"."""
     return [
-        (n, LIST_ITEM.sub("", line).strip())
+        (n, without_list_number(line))
         for n, passage in enumerate(passages, start=1)
         for line in split_sentences(passage.text)
         if _times(line) and cost_level(line)

@@ -18,6 +18,12 @@ NOT_COVERED = "The guides do not cover this."
 LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")  # a line of a list: "- Cost: ...", "5. RAG: ..."
 NOT_COVERED_SAID = re.compile(r"guides do not cover", re.IGNORECASE)  # an answer saying it is out of scope
 
+
+def without_list_number(line: str) -> str:
+    """A guide line as the figure check quotes it: "2. Fine-tuning: …" -> "Fine-tuning: …"."""
+    return LIST_ITEM.sub("", line).strip()
+
+
 # Control characters other than tab and newlines, and the lone surrogates that Python makes of
 # bytes that are not UTF-8: a text with these is binary data, not text.
 NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
