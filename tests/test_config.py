@@ -50,6 +50,24 @@ def test_malformed_file_is_an_error(isolated_paths: Path) -> None:
         load_settings()
 
 
+def test_the_scope_band_follows_the_packaged_model(isolated_paths: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 0.5B model's scope judgement is asked under 0.30 unless the band is given; a given band,
+    a model file of one's own or a wrong model name is not changed by it."""
+    assert load_settings().scope_judge_below == 0.35
+    assert load_settings(model="fast").scope_judge_below == 0.30
+    assert load_settings(model="fast", scope_judge_below=0.4).scope_judge_below == 0.4
+    assert load_settings(model="fast", model_path=isolated_paths / "own.gguf").scope_judge_below == 0.35
+    monkeypatch.setenv("TUTOR_MODEL", "fast")
+    assert load_settings().scope_judge_below == 0.30
+    (isolated_paths / "tutor.toml").write_text("scope_judge_below = 0.0\n")
+    assert load_settings().scope_judge_below == 0.0
+    monkeypatch.delenv("TUTOR_MODEL")
+    for wrong in ("huge", ["fast"]):
+        (isolated_paths / "tutor.toml").write_text(f"model = {wrong!r}\n".replace("'", '"'))
+        with pytest.raises(ConfigError, match="model"):
+            load_settings()
+
+
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name, field in Settings.model_fields.items():
