@@ -47,6 +47,7 @@ bench: $(STAMP)
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_layers.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_load.py
 	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_prefill.py
+	TRANSFORMERS_VERBOSITY=error $(BIN)/python benchmarks/bench_plain_loop.py ../shared/eval/paraphrase_questions.jsonl --half tune
 
 # `make eval HALF=tune` while tuning: the hold-out half is then never answered. Each run's answers
 # go to their own folder (RUN), one file a set: `tutor compare eval/runs/before eval/runs/after`.
@@ -71,3 +72,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/blind_questions.jsonl --half $(HALF) --out $(RUN)/blind.jsonl
 	$(BIN)/tutor eval eval/sealed_questions.jsonl --half $(HALF) --out $(RUN)/sealed.jsonl
 	$(BIN)/tutor eval eval/guides_questions.jsonl --half $(HALF) --out $(RUN)/guides.jsonl
+	$(BIN)/tutor eval eval/untried_questions.jsonl --half $(HALF) --out $(RUN)/untried.jsonl

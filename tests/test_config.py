@@ -52,11 +52,14 @@ def test_malformed_file_is_an_error(isolated_paths: Path) -> None:
 
 def test_the_scope_band_follows_the_packaged_model(isolated_paths: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The 0.5B model's scope judgement is asked under 0.30 unless the band is given; a given band,
-    a model file of one's own or a wrong model name is not changed by it."""
+    a model file of one's own, a model server or a wrong model name is not changed by it."""
     assert load_settings().scope_judge_below == 0.35
     assert load_settings(model="fast").scope_judge_below == 0.30
     assert load_settings(model="fast", scope_judge_below=0.4).scope_judge_below == 0.4
     assert load_settings(model="fast", model_path=isolated_paths / "own.gguf").scope_judge_below == 0.35
+    assert load_settings(model="fast", llm_url="http://127.0.0.1:8080/v1").scope_judge_below == 0.35
+    (isolated_paths / "tutor.toml").write_text('model = "fast"\n')
+    assert load_settings().scope_judge_below == 0.30
     monkeypatch.setenv("TUTOR_MODEL", "fast")
     assert load_settings().scope_judge_below == 0.30
     (isolated_paths / "tutor.toml").write_text("scope_judge_below = 0.0\n")
