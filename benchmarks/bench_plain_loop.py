@@ -15,6 +15,7 @@ scored by `tutor eval`'s own measures, and the questions each gained over the ot
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -72,8 +73,6 @@ class PlainLoop:
 
 def run_plain(loop: PlainLoop, questions: list[dict[str, Any]], out: Path) -> list[Any]:
     """Answer every question with the plain loop, written and scored as `run_eval` does."""
-    import json
-
     from tutor.evaluate import Outcome, answer_words, facts_found, half_of
 
     outcomes = []
@@ -140,13 +139,13 @@ def main() -> None:
         raise SystemExit("the plain loop runs the in-process model: unset TUTOR_LLM_URL")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_plain_loop-"))
     sets = {path.stem: select_half(load_questions(path), args.half)[: args.limit] for path in args.files}
+    (out / "tutor").mkdir(parents=True, exist_ok=True)
+    (out / "plain").mkdir(exist_ok=True)
     tutor_outcomes, plain_outcomes = [], []
     for name, questions in sets.items():  # the tutor first, as `tutor eval` runs it
-        (out / "tutor").mkdir(parents=True, exist_ok=True)
         tutor_outcomes += run_eval(tutor, questions, out / "tutor" / f"{name}.jsonl")
     loop = PlainLoop(settings.corpus_dir, tutor.embedder, llm, settings.max_answer_tokens)
     for name, questions in sets.items():
-        (out / "plain").mkdir(parents=True, exist_ok=True)
         plain_outcomes += run_plain(loop, questions, out / "plain" / f"{name}.jsonl")
 
     print(

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     k: int = Field(3, ge=K_MIN, le=K_MAX, description="Most passages put in the prompt.")
     lexical_weight: float = Field(0.4, ge=0.0, le=2.0, description="Weight of BM25 (exact words) beside vector similarity when ranking; 0 ranks by vectors alone.")
     sentence_weight: float = Field(0.0, ge=0.0, le=1.0, description="Share of a passage's ranking similarity taken from its best sentence's cosine to the question, the rest from the whole chunk's; 0 ranks by chunks alone.")
-    scope_judge_below: float = Field(0.35, ge=0.0, le=1.0, description="A question whose best passage scores below this (and has none holding all its words) is put to the model with the passages' three sentences that best answer it, and the model says whether they are about what it asks; 0 never asks. Default 0.35, or 0.30 with model fast (and neither model_path nor llm_url).")
+    scope_judge_below: float = Field(SCOPE_JUDGE_BELOW["default"], ge=0.0, le=1.0, description="A question whose best passage scores below this (and has none holding all its words) is put to the model with the passages' three sentences that best answer it, and the model says whether they are about what it asks; 0 never asks. Default 0.35, or 0.30 with model fast (and neither model_path nor llm_url).")
     own_topic_score: float = Field(0.35, ge=0.0, le=1.0, description="Mid-conversation, a question of two words or fewer whose words alone find a passage this similar is a question of its own, searched alone (\"What is fine-tuning?\"); under it, a follow-up searched with the turn before it (\"How long?\").")
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
@@ -119,13 +119,14 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _packaged_model_defaults(cls, data: Any) -> Any:
-        """The packaged model's own scope_judge_below where none is given (SCOPE_JUDGE_BELOW)."""
+        """The packaged model's own scope_judge_below where none is given (SCOPE_JUDGE_BELOW); a
+        model file or server of one's own, or a wrong model name, is left to the field's default."""
         if not isinstance(data, dict) or data.get("scope_judge_below") is not None:
             return data
-        if data.get("model_path") or data.get("llm_url"):  # not a packaged model: the default model's band
-            return data
         model = data.get("model", "default")
-        return {**data, "scope_judge_below": SCOPE_JUDGE_BELOW.get(model, 0.35) if isinstance(model, str) else 0.35}
+        if data.get("model_path") or data.get("llm_url") or not isinstance(model, str) or model not in SCOPE_JUDGE_BELOW:
+            return data
+        return {**data, "scope_judge_below": SCOPE_JUDGE_BELOW[model]}
 
     @field_validator("cors_origins", "frame_ancestors", "trusted_proxies", mode="before")
     @classmethod
