@@ -73,30 +73,15 @@ class PlainLoop:
 
 def run_plain(loop: PlainLoop, questions: list[dict[str, Any]], out: Path) -> list[Any]:
     """Answer every question with the plain loop, written and scored as `run_eval` does."""
-    from tutor.evaluate import Outcome, answer_words, facts_found, half_of
+    from tutor.evaluate import outcome_of, outcome_record
 
     outcomes = []
     with out.open("w", encoding="utf-8") as handle:
         for item in questions:
             started = time.perf_counter()
             answer = loop.answer(item["question"], [tuple(turn) for turn in item.get("history") or []])
-            outcome = Outcome(
-                id=str(item["id"]),
-                half=half_of(item["id"]),
-                out_of_scope=bool(item.get("out_of_scope")),
-                facts_found=tuple(facts_found(answer, item.get("facts") or [])),
-                source_hit=None,
-                refused=False,
-                first_token_s=None,
-                total_s=time.perf_counter() - started,
-                words=answer_words(answer),
-            )
-            record = {"id": outcome.id, "question": item["question"], "answer": answer, "half": outcome.half}
-            record |= {
-                "out_of_scope": outcome.out_of_scope,
-                "facts_found": list(outcome.facts_found),
-                "words": outcome.words,
-            }
+            outcome = outcome_of(item, answer, total_s=time.perf_counter() - started)
+            record = {"question": item["question"], "answer": answer, **outcome_record(outcome)}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             outcomes.append(outcome)
     return outcomes

@@ -117,6 +117,41 @@ class Outcome:
     words: int
 
 
+def outcome_of(
+    item: dict[str, Any],
+    answer: str,
+    *,
+    total_s: float,
+    first_token_s: float | None = None,
+    source_hit: bool | None = None,
+    refused: bool = False,
+) -> Outcome:
+    """How one answer to a set's question went: the tutor's (`run_eval`) and a baseline's
+    (benchmarks/bench_plain_loop.py) are scored by this one rule."""
+    return Outcome(
+        id=str(item["id"]),
+        half=half_of(item["id"]),
+        out_of_scope=bool(item.get("out_of_scope")),
+        facts_found=tuple(facts_found(answer, item.get("facts") or [])),
+        source_hit=source_hit,
+        refused=refused,
+        first_token_s=first_token_s,
+        total_s=total_s,
+        words=answer_words(answer),
+    )
+
+
+def outcome_record(outcome: Outcome) -> dict[str, Any]:
+    """The outcome's fields written beside each answer in a run's JSON lines (`load_run` reads them)."""
+    return {
+        "id": outcome.id,
+        "half": outcome.half,
+        "out_of_scope": outcome.out_of_scope,
+        "facts_found": list(outcome.facts_found),
+        "words": outcome.words,
+    }
+
+
 def run_eval(
     tutor: Tutor,
     questions: list[dict[str, Any]],
@@ -135,26 +170,17 @@ def run_eval(
             history = [tuple(turn) for turn in item.get("history") or []]
             answer = tutor.ask(item["question"], history, preset=preset, retrieval=retrieval)
             phrase = item.get("source_phrase") if retrieval else None
-            outcome = Outcome(
-                id=str(item["id"]),
-                half=half_of(item["id"]),
-                out_of_scope=bool(item.get("out_of_scope")),
-                facts_found=tuple(facts_found(answer.answer, item.get("facts") or [])),
+            outcome = outcome_of(
+                item,
+                answer.answer,
+                total_s=float(answer.timings["total_s"] or 0.0),
+                first_token_s=answer.timings["first_token_s"],
                 source_hit=source_hit(answer, phrase) if phrase else None,
                 refused=answer.in_scope is False,
-                first_token_s=answer.timings["first_token_s"],
-                total_s=float(answer.timings["total_s"] or 0.0),
-                words=answer_words(answer.answer),
             )
             record = answer.to_dict()
             record.pop("prompt", None)
-            record.update(
-                id=outcome.id,
-                half=outcome.half,
-                out_of_scope=outcome.out_of_scope,
-                facts_found=list(outcome.facts_found),
-                words=outcome.words,
-            )
+            record.update(outcome_record(outcome))
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             outcomes.append(outcome)
     return outcomes
