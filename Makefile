@@ -73,3 +73,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/sealed_questions.jsonl --half $(HALF) --out $(RUN)/sealed.jsonl
 	$(BIN)/tutor eval eval/guides_questions.jsonl --half $(HALF) --out $(RUN)/guides.jsonl
 	$(BIN)/tutor eval eval/untried_questions.jsonl --half $(HALF) --out $(RUN)/untried.jsonl
+	$(BIN)/tutor eval eval/guide_text_questions.jsonl --half $(HALF) --out $(RUN)/guide-text.jsonl

@@ -60,6 +60,9 @@ FINE_TUNING = [
         ("who's the five layers write-up meant for?", r"non-?experts?"),
         # ... and stays first where the passages giving durations are lifted for "how long".
         ("how long is the five layers guide?", r"687"),
+        # Ways of asking about a guide as a text that asks_about_a_guide took in on 2026-12-07.
+        ("Is the layers piece finished, or still a draft?", r"\bdraft\b"),
+        ("what sort of page is the assistants article, an official doc or a blog?", r"\bblog\b"),
         # The guides' reading list ("Want to know more?") comes first for a question asking for one.
         ("where could I read more about how language models get trained?", r"wolfram|what is chatgpt doing"),
         ("does the staff chapter recommend anything to read?", r"wolfram"),

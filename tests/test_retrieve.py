@@ -340,6 +340,14 @@ ABOUT_A_GUIDE = [
     "what does the post-training article cover?",
     "whos the five layers write-up for?",
     "what's in the glossary page, section-wise?",
+    # Kinds of question and ways of naming a guide added on 2026-12-07 (a set written apart from
+    # the project caught 2 of 11 questions about a guide as a text on its hold-out half; now 6).
+    "Is the assistants article finished or a work in progress?",
+    "what kind of source is the clever ops glossary?",
+    "can you give me an overview of Trooster's chapter?",
+    "Which headings does the five layers piece use?",
+    "what's the post-training section about?",
+    "Who published 'How AI Assistants Learn'?",
 ]
 ABOUT_THE_SUBJECT = [
     "How long is pre-training?",
@@ -364,6 +372,12 @@ ABOUT_THE_SUBJECT = [
     "How long is the draft model trained for?",
     "Where does each page of pre-training data come from?",
     "What does the course of pre-training cover?",
+    "In the staff course, what happens during fine-tuning?",
+    "What does the five layers guide say fine-tuning costs?",
+    "Is pre-training complete after one pass over the data?",
+    "What kind of text does pre-training use?",
+    "Which sections of a model are changed by fine-tuning?",
+    "Someone mentioned a 'language map' in the AI course. What's that about?",
 ]
 
 
@@ -397,6 +411,9 @@ def test_the_card_of_the_guide_a_question_names_comes_first(retriever: Retriever
         ("what does the post-training article cover?", "AI Model Training and Post-Training"),
         ("Who should read the staff chapter?", "How are LLM's trained?"),
         ("how long is the trooster chapter?", "How are LLM's trained?"),  # named by its author
+        ("can you give me an overview of Trooster's chapter?", "How are LLM's trained?"),
+        ("Who published 'How AI Assistants Learn'?", "How AI Assistants Learn"),
+        ("Is the layers piece finished, or a draft?", "The five layers of model training"),
     ]:
         first = retriever.search(question, 3)[0]
         assert first.section == "About this guide" and title in first.text.split("\n", 1)[0], question

@@ -137,27 +137,45 @@ def is_covered(passages: Sequence[Passage], min_score: float) -> bool:
 
 def asks_about_a_guide(question: str) -> bool:
     """The question is about a guide as a text (who wrote it, whom it is for, how long it is, its
-    sections), not only about its subject: then the guides' cards (tutor.index.guide_card) are
-    searched too. It names a guide ("the staff chapter", "this doc") and asks about it as a text;
-    "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Searched for every
-    question, a card took a prompt place from the answering passage (docs/evaluation.md)."""
+    sections, where it comes from, whether it is finished, what it covers as a whole), not only
+    about its subject: then the guides' cards (tutor.index.guide_card) are searched too. It names
+    a guide ("the staff chapter", "that layers piece", a title in quotes) and asks about it as a
+    text; "who wrote Hamlet?" or "which documents are used for fine-tuning?" do not. Searched for
+    every question, a card took a prompt place from the answering passage; searched for every
+    question naming a guide, it took one from content questions too (docs/evaluation.md)."""
     return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
 
 
-_A_GUIDE = re.compile(
-    r"\b(?:the|this|that|these|those|your|each|which|what)\s+(?:\S+\s+){0,5}?"
+_A_TEXT = (
     r"(?:guides?|chapters?|blogs?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course|page|drafts?"
-    r"|write-?ups?)\b(?!\s*(?:models?|data|of|phases?|stages?|steps?|text|training|versions?)\b)",
+    r"|write-?ups?|pieces?|bits?|sections?|definitions?|things?|papers?|modules?|lessons?)"
+)
+_A_GUIDE = re.compile(
+    # A guide named by a word for a text ("the layers piece", "that course section", "Trooster's
+    # chapter"), or by a title of three words or more in quotes ("'How AI Assistants Learn'").
+    r"(?:\b(?:the|this|that|these|those|your|each|which|what|\w+['’]s)\s+(?:\S+\s+){0,5}?"
+    rf"{_A_TEXT}\b"
+    r"(?!\s*(?:models?|data|of|phases?|stages?|steps?|text|training|versions?)\b))"
+    r"|['‘\"“](?:[^'’\"”\s]+\s+){2,}[^'’\"”\s]+['’\"”]",
     re.IGNORECASE,
 )
 _ABOUT_A_GUIDE = re.compile(
+    # who wrote or published it
     r"\b(?:authors?|authored|wrote|written\s+(?:by|for)|writers?|who\s+(?:writes|made|created|compiled)|publish\w*"
+    r"|by\s+whom|credit(?:ed|s)?"
+    # how long it is
     r"|reading\s+time|to\s+read|how\s+long\s+(?:is|are)|how\s+many\s+(?:minutes|words|pages|sections)"
-    r"|minutes?\s+(?:long|read)|length|come\s+from|credit(?:ed|s)?"
+    r"|minutes?\s+(?:long|read)|length|word\s+count"
+    # where it comes from, what kind of text it is, whether it is finished
+    r"|come\s+from|from\s+(?:which|what)|originally|(?:kind|sort|type)\s+of\s+(?:source|page|site|text|document)"
+    r"|finished|unfinished|complete|incomplete|full\s+text|cuts?\s+off|truncated"
+    # whom it is for
     r"|meant\s+for|aimed\s+at|intended\s+for|audience|who\s+should\s+read|for\s+whom"
-    r"|(?:which|what)\s+(?:sections|headings|parts)|section-?wise)\b"
+    # its parts and what it covers as a whole
+    r"|sections|headings|(?:which|what)\s+parts|section-?wise|outline|gist|overview|overall)\b"
     r"|\bwho(?:'s|’s|s|\s+is|\s+are)\b[^?]*\bfor\W*$"
-    r"|\bwhere(?:'s|’s|\s+is|\s+are|\s+does|\s+do)\b[^?]*\bfrom\b|\bwhat\s+(?:does|do)\b[^?]*\bcover\W*$",
+    r"|\bwhere(?:'s|’s|\s+is|\s+are|\s+does|\s+do)\b[^?]*\bfrom\b|\bcover(?:s|ed)?\W*$"
+    rf"|\bwhat(?:'s|’s|\s+is)\s+(?:the|this|that)\s+(?:\S+\s+){{0,5}}?{_A_TEXT}\s+about\W*$",
     re.IGNORECASE,
 )
 
