@@ -74,3 +74,5 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/guides_questions.jsonl --half $(HALF) --out $(RUN)/guides.jsonl
 	$(BIN)/tutor eval eval/untried_questions.jsonl --half $(HALF) --out $(RUN)/untried.jsonl
 	$(BIN)/tutor eval eval/guide_text_questions.jsonl --half $(HALF) --out $(RUN)/guide-text.jsonl
+	$(BIN)/tutor eval eval/figure_questions.jsonl --half $(HALF) --out $(RUN)/figure.jsonl
+	$(BIN)/tutor eval eval/followup_questions.jsonl --half $(HALF) --out $(RUN)/followup.jsonl

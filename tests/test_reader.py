@@ -685,6 +685,15 @@ def test_which_sentences_misread_their_guide_line(sentence: str, question: str, 
         ("Prompting: seconds or minutes?", {"time"}),
         ("What does pre-training produce?", set()),
         ("Who wrote the guides over the years?", set()),
+        # Added on 2026-12-07 after a set written apart for it (time asked: 2 of 6 caught on its
+        # hold-out half, then 5 of 6).
+        ("is fine-tuning a weekend job or a year-long project?", {"time"}),
+        ("does RAG take ages to set up?", {"time"}),
+        ("rag, time-wise?", {"time"}),
+        ("does pre-training need months of compute?", {"time"}),
+        ("we need results this week on a small budget: which layer?", {"time", "cost"}),
+        ("what's the goal of the second one?", set()),
+        ("is data cleaning automatic these days?", set()),
     ],
 )
 def test_the_figure_a_question_asks_for(question: str, kinds: set[str]) -> None:

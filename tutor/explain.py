@@ -203,11 +203,21 @@ def is_question(sentence: str) -> bool:
 
 
 ASKED_KIND_BONUS = 0.3  # about the gap between what answers and what is only on the topic
-_UNIT_WORDS = r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)"
+_UNIT_WORDS = r"(?:seconds?|minutes?|hours?|days?|weeks?|weekends?|months?|years?)"
 _ASKS_TIME = re.compile(
-    r"\bhow (?:long|quick(?:ly)?|fast|soon)\b|\bhow much time\b|\b(?:quick(?:ly)?|fast|slow)\b"
-    r"|\b(?:timeline|timescale|duration|turnaround)s?\b"
-    r"|\bhow many " + _UNIT_WORDS + r"|\b" + _UNIT_WORDS + r" or \w+\b",
+    r"\bhow (?:long|quick(?:ly)?|fast|soon)\b|\bhow much time\b|\btak(?:e|es|ing)\s+ages\b"
+    r"|\b(?:quick(?:ly)?|fast|slow(?:ly)?|speed|speedy|instant(?:ly)?|time|time-?wise)\b"
+    r"|\b(?:timeline|timescale|timeframe|time-?frame|duration|turnaround)s?\b"
+    # a unit of time counted, bounded or taken: "a weekend job or a year-long thing", "this week",
+    # "needs months of compute"; not "these days" or "the second one"
+    r"|\bhow many " + _UNIT_WORDS + r"|\b" + _UNIT_WORDS + r" or \w+\b"
+    r"|\b(?:\d+|an?|one|two|three|few|several|couple\s+of|this|next|within|takes?|took|needs?)\s+(?:\w+\s+)?"
+    + _UNIT_WORDS
+    + r"\b|\b"
+    + _UNIT_WORDS
+    + r"[- ]long\b|\b"
+    + _UNIT_WORDS
+    + r"\s+of\s+(?:compute|training|work|gpus?)\b",
     re.IGNORECASE,
 )
 _ASKS_COST = re.compile(
