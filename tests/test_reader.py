@@ -147,6 +147,13 @@ def test_letters_that_stand_for_something_else_are_still_off_topic(real_tutor: T
         assert prepared.in_scope is False and not prepared.passages, question
 
 
+def test_another_works_quoted_title_is_still_off_topic(real_tutor: Tutor) -> None:
+    """A title of three words or more in quotes names a guide for `asks_about_a_guide`, so the
+    guides' cards are searched for it; another work's title finds no card near enough."""
+    for question in ("Who wrote 'Hamlet, Prince of Denmark'?", "who published 'The Great Gatsby' and how long is it?"):
+        assert real_tutor.prepare(question).in_scope is False, question
+
+
 def test_a_question_near_the_topic_is_put_to_the_model(real_tutor: Tutor, monkeypatch: pytest.MonkeyPatch) -> None:
     """A passage reaches the cosine threshold for these (0.27 to 0.33), but they are not about the
     guides: the model, shown the passages' best sentences, says so (the last two got in when it
@@ -694,6 +701,7 @@ def test_which_sentences_misread_their_guide_line(sentence: str, question: str, 
         ("we need results this week on a small budget: which layer?", {"time", "cost"}),
         ("what's the goal of the second one?", set()),
         ("is data cleaning automatic these days?", set()),
+        ("Does RLHF need a second model?", set()),
     ],
 )
 def test_the_figure_a_question_asks_for(question: str, kinds: set[str]) -> None:

@@ -378,6 +378,11 @@ ABOUT_THE_SUBJECT = [
     "What kind of text does pre-training use?",
     "Which sections of a model are changed by fine-tuning?",
     "Someone mentioned a 'language map' in the AI course. What's that about?",
+    "What's the length of the model's context window?",  # two apostrophes are not a quoted title
+    "What does the post-training phase cover?",
+    "Is the post-training stage complete once RLHF is done?",
+    "Which sections does fine-tuning change?",
+    "Which things does pre-training cover?",
 ]
 
 

@@ -209,10 +209,10 @@ _ASKS_TIME = re.compile(
     r"|\b(?:quick(?:ly)?|fast|slow(?:ly)?|speed|speedy|instant(?:ly)?|time|time-?wise)\b"
     r"|\b(?:timeline|timescale|timeframe|time-?frame|duration|turnaround)s?\b"
     # a unit of time counted, bounded or taken: "a weekend job or a year-long thing", "this week",
-    # "needs months of compute"; not "these days" or "the second one"
+    # "needs months of compute"; not "these days", "the second one" or "a second model"
     r"|\bhow many " + _UNIT_WORDS + r"|\b" + _UNIT_WORDS + r" or \w+\b"
     r"|\b(?:\d+|an?|one|two|three|few|several|couple\s+of|this|next|within|takes?|took|needs?)\s+(?:\w+\s+)?"
-    + _UNIT_WORDS
+    + _UNIT_WORDS.replace("seconds?", "seconds")
     + r"\b|\b"
     + _UNIT_WORDS
     + r"[- ]long\b|\b"

@@ -148,15 +148,16 @@ def asks_about_a_guide(question: str) -> bool:
 
 _A_TEXT = (
     r"(?:guides?|chapters?|blogs?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course|page|drafts?"
-    r"|write-?ups?|pieces?|bits?|sections?|definitions?|things?|papers?|modules?|lessons?)"
+    r"|write-?ups?|pieces?|bits?|section|definitions?|thing|papers?|modules?|lessons?)"
 )
 _A_GUIDE = re.compile(
     # A guide named by a word for a text ("the layers piece", "that course section", "Trooster's
     # chapter"), or by a title of three words or more in quotes ("'How AI Assistants Learn'").
-    r"(?:\b(?:the|this|that|these|those|your|each|which|what|\w+['’]s)\s+(?:\S+\s+){0,5}?"
-    rf"{_A_TEXT}\b"
+    r"(?:\b(?:the|this|that|these|those|your|each|which|what"
+    r"|(?!(?:what|it|that|there|here|who|where|let|he|she)['’]s)\w+['’]s)\s+(?:\S+\s+){0,5}?"
+    rf"{_A_TEXT}\b(?!-)"
     r"(?!\s*(?:models?|data|of|phases?|stages?|steps?|text|training|versions?)\b))"
-    r"|['‘\"“](?:[^'’\"”\s]+\s+){2,}[^'’\"”\s]+['’\"”]",
+    r"|(?<!\w)['‘\"“](?:[^'’\"”\s]+\s+){2,}[^'’\"”\s]+['’\"”](?!\w)",
     re.IGNORECASE,
 )
 _ABOUT_A_GUIDE = re.compile(
@@ -174,7 +175,7 @@ _ABOUT_A_GUIDE = re.compile(
     # its parts and what it covers as a whole
     r"|sections|headings|(?:which|what)\s+parts|section-?wise|outline|gist|overview|overall)\b"
     r"|\bwho(?:'s|’s|s|\s+is|\s+are)\b[^?]*\bfor\W*$"
-    r"|\bwhere(?:'s|’s|\s+is|\s+are|\s+does|\s+do)\b[^?]*\bfrom\b|\bcover(?:s|ed)?\W*$"
+    r"|\bwhere(?:'s|’s|\s+is|\s+are|\s+does|\s+do)\b[^?]*\bfrom\b|\bwhat\b[^?]*\bcover(?:s|ed)?\W*$"
     rf"|\bwhat(?:'s|’s|\s+is)\s+(?:the|this|that)\s+(?:\S+\s+){{0,5}}?{_A_TEXT}\s+about\W*$",
     re.IGNORECASE,
 )
