@@ -204,20 +204,16 @@ def is_question(sentence: str) -> bool:
 
 ASKED_KIND_BONUS = 0.3  # about the gap between what answers and what is only on the topic
 _UNIT_WORDS = r"(?:seconds?|minutes?|hours?|days?|weeks?|weekends?|months?|years?)"
+_COUNTED_UNITS = _UNIT_WORDS.replace("seconds?", "seconds")  # "a second model" is not a duration
 _ASKS_TIME = re.compile(
     r"\bhow (?:long|quick(?:ly)?|fast|soon)\b|\bhow much time\b|\btak(?:e|es|ing)\s+ages\b"
     r"|\b(?:quick(?:ly)?|fast|slow(?:ly)?|speed|speedy|instant(?:ly)?|time|time-?wise)\b"
-    r"|\b(?:timeline|timescale|timeframe|time-?frame|duration|turnaround)s?\b"
+    r"|\b(?:timeline|timescale|time-?frame|duration|turnaround)s?\b"
     # a unit of time counted, bounded or taken: "a weekend job or a year-long thing", "this week",
     # "needs months of compute"; not "these days", "the second one" or "a second model"
-    r"|\bhow many " + _UNIT_WORDS + r"|\b" + _UNIT_WORDS + r" or \w+\b"
-    r"|\b(?:\d+|an?|one|two|three|few|several|couple\s+of|this|next|within|takes?|took|needs?)\s+(?:\w+\s+)?"
-    + _UNIT_WORDS.replace("seconds?", "seconds")
-    + r"\b|\b"
-    + _UNIT_WORDS
-    + r"[- ]long\b|\b"
-    + _UNIT_WORDS
-    + r"\s+of\s+(?:compute|training|work|gpus?)\b",
+    rf"|\bhow many {_UNIT_WORDS}|\b{_UNIT_WORDS} or \w+\b"
+    rf"|\b(?:\d+|an?|one|two|three|few|several|couple\s+of|this|next|within|takes?|took|needs?)\s+(?:\w+\s+)?{_COUNTED_UNITS}\b"
+    rf"|\b{_UNIT_WORDS}[- ]long\b|\b{_UNIT_WORDS}\s+of\s+(?:compute|training|work|gpus?)\b",
     re.IGNORECASE,
 )
 _ASKS_COST = re.compile(
