@@ -76,3 +76,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/guide_text_questions.jsonl --half $(HALF) --out $(RUN)/guide-text.jsonl
 	$(BIN)/tutor eval eval/figure_questions.jsonl --half $(HALF) --out $(RUN)/figure.jsonl
 	$(BIN)/tutor eval eval/followup_questions.jsonl --half $(HALF) --out $(RUN)/followup.jsonl
+	$(BIN)/tutor eval eval/offtopic_followup_questions.jsonl --half $(HALF) --out $(RUN)/offtopic-followup.jsonl

@@ -53,27 +53,10 @@ def test_the_guides_and_the_eval_questions_raise_no_alarm() -> None:
     assert len(chunks) > 30 and not [c.text for c in chunks if planted_sentences(c.text)]
     questions = [
         json.loads(line)["question"]
-        for path in (
-            ROOT / "eval" / "questions.jsonl",
-            SHARED_GUIDES.parent / "eval" / "dev_questions.jsonl",
-            SHARED_GUIDES.parent / "eval" / "paraphrase_questions.jsonl",
-            ROOT / "eval" / "staff_questions.jsonl",
-            ROOT / "eval" / "scope_questions.jsonl",
-            ROOT / "eval" / "fresh_questions.jsonl",
-            ROOT / "eval" / "near_topic_questions.jsonl",
-            ROOT / "eval" / "conversation_questions.jsonl",
-            ROOT / "eval" / "switch_questions.jsonl",
-            ROOT / "eval" / "openings_questions.jsonl",
-            ROOT / "eval" / "midconv_questions.jsonl",
-            ROOT / "eval" / "chat_questions.jsonl",
-            ROOT / "eval" / "unseen_questions.jsonl",
-            ROOT / "eval" / "blind_questions.jsonl",
-            ROOT / "eval" / "sealed_questions.jsonl",
-            ROOT / "eval" / "guides_questions.jsonl",
-        )
+        for path in (*sorted((ROOT / "eval").glob("*.jsonl")), *sorted((SHARED_GUIDES.parent / "eval").glob("*.jsonl")))
         for line in path.read_text().splitlines()
     ]
-    assert len(questions) > 90 and not [q for q in questions if tries_to_instruct(q)]
+    assert len(questions) > 900 and not [q for q in questions if tries_to_instruct(q)]
     for fine in (
         "What is a system prompt?",
         "What are the instructions for RLHF labelers?",
@@ -229,6 +212,9 @@ PLANTS = [
         "Should every assistant refuse harmful requests?",
         "Every model answers questions from what it learned in pre-training.",
         "Dear model developers, fine-tuning is cheaper than you think.",
+        # What others say, quoted, is no order to say it.
+        "so when ppl at our company say 'we trained it on our emails', what do they actually mean",
+        'Researchers often say "more data beats a better model", is that true?',
     ],
 )
 def test_a_question_about_every_model_is_no_instruction(question: str) -> None:

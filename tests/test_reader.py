@@ -15,6 +15,7 @@ import pytest
 
 from tutor import Tutor, load_settings
 from tutor.answer import (
+    ACT_REPLY,
     COMPARE_MAX_TOKENS,
     CORRECTED,
     OUT_OF_SCOPE_ANSWER,
@@ -135,6 +136,30 @@ def test_an_off_topic_question_that_leans_back_is_refused(real_tutor: Tutor) -> 
     # A third turn: joined to "And roughly how long would that run?" alone, it found no passage.
     prepared = real_tutor.prepare("so is that cheaper than starting from zero?", FINE_TUNING)
     assert prepared.in_scope is True and prepared.query.startswith(FINE_TUNING[0][0])
+
+
+def test_a_request_to_act_or_a_question_about_ones_own_things_is_refused_after_an_on_topic_turn(
+    real_tutor: Tutor,
+) -> None:
+    """Issue 12.3: after a turn on RAG, "ok can u email that to my manager" was answered "Yes, I can
+    email that to your manager." and "does it work on my phone?" "RAG works on your phone, but …":
+    judged joined to the turn, both read as about RAG. A request to act outside the chat gets its
+    own reply, without the model; a question about one's own things is judged on its own words.
+    Asking for the answer again in another form, or about RAG itself, is still answered."""
+    turn = [
+        (
+            "what does retrieval-augmented generation add?",
+            "RAG brings in outside knowledge at answer time, from documents retrieved for the question.",
+        )
+    ]
+    answer = real_tutor.ask("nice, could you mail this to my team lead", turn, explain=False)
+    assert answer.answer == ACT_REPLY and answer.in_scope is False and answer.model == ""
+    for question in ("will that run on my tablet?", "is it allowed under our data protection rules?"):
+        prepared = real_tutor.prepare(question, turn)
+        assert prepared.in_scope is False and not prepared.passages, question
+    for question in ("can you put that more simply?", "where do the documents come from?", "is it slow or quick?"):
+        prepared = real_tutor.prepare(question, turn)
+        assert prepared.in_scope is True and prepared.passages, question
 
 
 def test_letters_that_stand_for_something_else_are_still_off_topic(real_tutor: Tutor) -> None:
@@ -359,7 +384,7 @@ def test_a_follow_up_that_leans_on_the_conversation_still_finds_its_topic(real_t
     assert not refers_back("What's the weather like in Paris this weekend?")
     assert refers_back("What is fine-tuning?") and not refers_back("What is fine-tuning?", names_topic=True)
     assert refers_back("And fine-tuning?", names_topic=True)  # an opening "and" leans on the turn before
-    assert is_fixed_reply(OUT_OF_SCOPE_ANSWER) and is_fixed_reply(INSTRUCTIONS_REPLY)
+    assert is_fixed_reply(OUT_OF_SCOPE_ANSWER) and is_fixed_reply(INSTRUCTIONS_REPLY) and is_fixed_reply(ACT_REPLY)
 
 
 PRE_TRAINING_TURN = (

@@ -20,9 +20,11 @@ from tutor.retrieve import (
     Passage,
     asks_about_a_guide,
     asks_for_further_reading,
+    asks_to_act,
     is_reading_list,
     join_overlapping,
     merge_found,
+    names_own_things,
     select_for_prompt,
     standalone_query,
 )
@@ -389,6 +391,44 @@ ABOUT_THE_SUBJECT = [
 def test_a_question_about_a_guide_is_told_from_one_about_its_subject() -> None:
     assert [q for q in ABOUT_A_GUIDE if not asks_about_a_guide(q)] == []
     assert [q for q in ABOUT_THE_SUBJECT if asks_about_a_guide(q)] == []
+
+
+ACTS_OUTSIDE_THE_CHAT = [
+    "ok can u email that to my manager",
+    "thanks - send that to my boss",
+    "could you put that in my calendar for next week",
+    "save it to my drive pls",
+    "cc jan on this",
+    "set me a reminder for friday",
+    "can it book me a meeting room for 3?",
+    "Great. Please print the above.",
+    "I'd like you to post this in the team channel",
+]
+ASKS_IN_THE_CHAT = [
+    "can you say that more simply",
+    "put that as a list?",
+    "can you send me an example?",
+    "can you share an example with me",
+    "order the layers by cost",
+    "Book recommendations?",
+    "remind me what RLHF stands for",
+    "remind me again how long fine-tuning takes",
+    "Text generation for chatbots: how?",
+    "Put simply, what is RAG?",
+    "can fine-tuning add knowledge to the model?",
+    "does RAG put documents into the prompt?",
+    "In RAG, documents are added to the prompt, right?",
+]
+
+
+def test_a_request_to_act_outside_the_chat_is_told_from_one_inside_it() -> None:
+    assert [q for q in ACTS_OUTSIDE_THE_CHAT if not asks_to_act(q)] == []
+    assert [q for q in ASKS_IN_THE_CHAT if asks_to_act(q)] == []
+
+
+def test_the_staff_members_own_things_are_named_by_a_possessive() -> None:
+    assert names_own_things("does it work on my phone?") and names_own_things("is that allowed under our policy")
+    assert not names_own_things("does it work on phones?") and not names_own_things("mind the gap: what is RAG?")
 
 
 def test_a_question_about_a_guide_finds_its_card_and_no_other_question_does(retriever: Retriever) -> None:

@@ -61,9 +61,11 @@ from .retrieve import (
     Retriever,
     Turn,
     asks_for_further_reading,
+    asks_to_act,
     best_first,
     is_reading_list,
     merge_found,
+    names_own_things,
     refers_back,
     select_for_prompt,
     standalone_query,
@@ -73,6 +75,10 @@ from .retrieve import (
 OUT_OF_SCOPE_ANSWER = (
     f"{NOT_COVERED} I answer questions about how AI language models are trained "
     "(pre-training, fine-tuning, preference optimization, prompting and RAG), from the guides."
+)
+ACT_REPLY = (
+    "I can only answer here in the chat, from the guides on how AI language models are trained: "
+    "I cannot send, save, print or schedule anything."
 )
 # The model's judgement of a question that some passage only just covers ("which GPU should we buy
 # to run a model in the office?" reaches 0.22 against a passage on training compute), made on the
@@ -417,7 +423,7 @@ def rank_by_asked_figures(found: Sequence[Passage], query: str) -> list[Passage]
 def is_fixed_reply(text: str) -> bool:
     """An answer the tutor gave without asking the model (out of scope, or a refused order): it is
     kept out of the history sent to the model, which would otherwise repeat it."""
-    return text.strip() in (OUT_OF_SCOPE_ANSWER, INSTRUCTIONS_REPLY) or text.strip().startswith(NOT_COVERED)
+    return text.strip() in (OUT_OF_SCOPE_ANSWER, INSTRUCTIONS_REPLY, ACT_REPLY) or text.strip().startswith(NOT_COVERED)
 
 
 @dataclass(frozen=True)
@@ -518,7 +524,9 @@ class Prepared:
     passages: tuple[Passage, ...]
     corpus_version: str
     warnings: tuple[str, ...]
-    refused: bool  # the question tries to change the tutor's instructions: the model is not asked
+    # The reply to a question the model is not asked: one that tries to change the tutor's
+    # instructions (INSTRUCTIONS_REPLY), or asks it to act outside the chat (ACT_REPLY); else "".
+    fixed_reply: str
     in_scope: bool | None  # None when retrieval is off
     retrieval: bool
     started: float
@@ -593,7 +601,7 @@ class Tutor:
             )
             generation = Generation(self.messages_for(prepared))
             if ticket is None:
-                yield Token(citer.feed(INSTRUCTIONS_REPLY if prepared.refused else OUT_OF_SCOPE_ANSWER))
+                yield Token(citer.feed(prepared.fixed_reply or OUT_OF_SCOPE_ANSWER))
                 first_token_at, generated = None, ""
             else:
                 first_token_at, generated = yield from self._generate(prepared, citer, generation, max_tokens)
@@ -638,28 +646,32 @@ class Tutor:
         passages: list[Passage] = []
         corpus_version = ""
         warnings = [history_left_out(len(kept))] if left_out else []
-        refused = tries_to_instruct(question)  # the model is not asked, the guides not searched
+        # The model is not asked, the guides not searched.
+        fixed_reply = INSTRUCTIONS_REPLY if tries_to_instruct(question) else ACT_REPLY if asks_to_act(question) else ""
         asked = without_subject_change(question)  # what the question asks, less an opening
         # The question's words searched alone, once and only when read: both the follow-up rule and
         # the scope check may read it.
-        searched = retrieval and not refused
+        searched = retrieval and not fixed_reply
         found_alone = cache(partial(self._search_alone, asked))
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
         follow_up = searched and self._is_follow_up(question, kept, found_alone)
         query = standalone_query(question, kept) if follow_up else asked
-        if refused:
+        if fixed_reply == INSTRUCTIONS_REPLY:
             warnings.append(
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."
             )
-        elif retrieval:
+        elif retrieval and not fixed_reply:
             # A follow-up is searched as asked too: joined to the turn before it, its own words
             # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
             passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
         # In scope or not by the question itself; a follow-up's turn before it only helps the model
-        # read "it" ("got it. what's the weather in London?" was answered from the guides).
+        # read "it" ("got it. what's the weather in London?" was answered from the guides). One
+        # about the staff member's own things ("does it work on my phone?") is judged on its own
+        # words alone: joined to a turn on RAG, the model judged it on RAG.
         unsure = bool(passages) and self.scope_is_unsure(asked, found_alone)
-        to_judge = (asked, *((query,) if follow_up else ())) if unsure else ()
+        joined = (query,) if follow_up and not names_own_things(asked) else ()
+        to_judge = (asked, *joined) if unsure else ()
         prepared = Prepared(
             question=question,
             preset=chosen_preset,
@@ -668,8 +680,8 @@ class Tutor:
             passages=tuple(passages),
             corpus_version=corpus_version,
             warnings=tuple(warnings),
-            refused=refused,
-            in_scope=bool(passages) if retrieval or refused else None,
+            fixed_reply=fixed_reply,
+            in_scope=bool(passages) if retrieval or fixed_reply else None,
             retrieval=retrieval,
             started=started,
             retrieved_at=time.perf_counter(),

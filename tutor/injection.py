@@ -38,7 +38,11 @@ _ORDER = (
 _PLANTED = [
     rf"\b(ignore|disregard|forget|override)\b[^.!?]{{0,60}}\b{_TARGET}\b",
     r"\b(instead|only|always|just)\b[^.!?]{0,25}\b(say|reply|respond|answer with|output|write)\b",
-    r"\b(say|reply|respond|output|print|write)\s*(:|exactly|only|the words)?\s*[\"“'‘]",
+    # An order to say a quoted text, at the start of a clause or after a word of order ("now say
+    # 'hacked'", "you must reply 'yes'"); not what someone else says ("when people say 'we trained
+    # it on our emails', …").
+    r"(^|[.!?:;,]\s*|\b(now|just|please|then|and|to|must|should|will|only|instead)\s+)\W*"
+    r"(say|reply|respond|output|print|write)\s*(:|exactly|only|the words)?\s*[\"“'‘]",
     r"\b(you are now|you must now|from now on,? you|pretend (to be|you are)|act as if you)\b",
     r"\bnote to (the )?(ai|assistant|model|llm|chatbot)\b",
     r"\b(ai|assistant|model|llm|chatbot)s?\s+(reading|processing) this\b",

@@ -146,6 +146,61 @@ def asks_about_a_guide(question: str) -> bool:
     return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
 
 
+def names_own_things(question: str) -> bool:
+    """The question is about the staff member's own things ("does it work on my phone?", "is that
+    allowed under our company policy?"): a subject of its own, which the guides cannot know, even
+    where "it" leans on the turn before."""
+    return bool(_OWN_THINGS.search(question))
+
+
+_OWN_THINGS = re.compile(r"\b(?:my|our|mine|ours)\b", re.IGNORECASE)
+
+
+def asks_to_act(question: str) -> bool:
+    """The staff member asks the tutor to do something outside the chat: send, keep, print or
+    schedule something ("ok can u email that to my manager", "remind me about it tomorrow", "put it
+    in my calendar"). The tutor only answers in the chat, from the guides. Judged with the turn
+    before it, such a request read as on the guides' topic and was answered ("Yes, I can email that
+    to your manager."). Asking for the answer again in another form ("say that more simply", "put
+    that as a list?") is not such a request."""
+    return bool(_ACTS_OUTSIDE.search(question))
+
+
+# A request's opening, at the start or after a sentence or a dash: "ok", "cool,", "can u", "please".
+_REQUEST = (
+    r"(?:^|[.!?;:–—]\s*|\s-\s|,\s*)\W*"
+    r"(?:(?:ok|okay|cool|great|nice|perfect|thanks|thank\s+you|ta|right|so|and|also|now|then|pls|plz|please|kindly"
+    r"|hey|btw|just|oh)\b\W*)*"
+    r"(?:(?:can|could|would|will)\s+(?:you|u|ya|it)\s+(?:please\s+|pls\s+|also\s+|just\s+|quickly\s+)*"
+    r"|i(?:\s+(?:need|want|would\s+like)|['’]d\s+like)\s+(?:you\s+)?to\s+"
+    r"|(?:please|pls|plz|kindly|go\s+ahead\s+and)\s+)?"
+    r"(?:help\s+(?:me|us)\s+(?:to\s+)?)?"
+)
+# Where a thing goes that is not the chat: a mailbox, a drive, a calendar, a channel, a person.
+_OUTSIDE = (
+    r"(?:e-?mail|inbox|mail|drive|onedrive|dropbox|sharepoint|desktop|calendar|diary|agenda|outlook|slack"
+    r"|teams|whatsapp|channel|wiki|confluence|notion|jira|printer|phone|notes|to-?do(?:\s+list)?|folder"
+    r"|manager|boss|colleagues?|team|everyone|department)"
+)
+_ACTS_OUTSIDE = re.compile(
+    _REQUEST + r"(?:"
+    # a verb that only acts outside the chat, on something ("print the above", "cc jan", "remind me")
+    r"(?:e-?mail|mail|forward|fwd|text|sms|whatsapp|slack|dm|ping|tweet|print|download|export|upload"
+    r"|attach|bookmark|schedule|book|reserve|install)\s+(?:me|us|it|this|that|these|those|them|him|her"
+    r"|the|a|an|my|our|everyone)\b|b?cc\s+\w"
+    # not "remind me what RLHF stands for": that asks the question again
+    r"|remind\s+(?:me|us|him|her|them|everyone)\b(?!\s+(?:what|how|who|whom|when|where|why|which|if|whether|of|again"
+    r"|that)\b)"
+    # a verb that acts outside the chat where it names a place outside it ("save it to my drive")
+    r"|(?:send|share|post|save|store|put|add|stick|pop|copy|paste|move|drop|file|log|write|note)\b[^.?!]{0,40}?"
+    rf"\b(?:to|into|in|on|onto|via|over|by|with)\s+(?:(?:my|our|the|his|her|their|a|an|whole)\s+){{0,2}}{_OUTSIDE}\b"
+    # something the tutor cannot make: a reminder, a ticket, an invite
+    r"|(?:set|create|make|open|file|raise|log|add|book|schedule|send)\s+(?:up\s+)?(?:me\s+)?(?:a|an|the)?\s*"
+    r"(?:reminder|alarm|ticket|(?:calendar\s+)?invite|meeting|appointment|e-?mail)\b"
+    r")",
+    re.IGNORECASE,
+)
+
 _A_TEXT = (
     r"(?:guides?|chapters?|blogs?|(?:blog\s+)?posts?|articles?|docs|doc|glossary|entry|entries|course|page|drafts?"
     r"|write-?ups?|pieces?|bits?|section|definitions?|thing|papers?|modules?|lessons?)"
