@@ -162,6 +162,29 @@ def test_a_request_to_act_or_a_question_about_ones_own_things_is_refused_after_a
         assert prepared.in_scope is True and prepared.passages, question
 
 
+def test_a_question_of_history_is_refused_where_no_passage_gives_a_date(real_tutor: Tutor) -> None:
+    """Issue 12.3: "who came up with that?" after a turn on RLHF found the passages on RLHF, and the
+    model judged them on topic. The guides tell no history; the one passage with a date (the
+    1950s) still answers the question that asks for it, and questions of who and when within
+    training are answered."""
+    turn = [
+        (
+            "what is RLHF?",
+            "RLHF, reinforcement learning from human feedback, trains the model on people's preferences.",
+        )
+    ]
+    for question in ("who came up with that?", "and when was it invented?"):
+        prepared = real_tutor.prepare(question, turn)
+        assert prepared.in_scope is False and not prepared.passages, question
+    for question, history in (
+        ("roughly which decade do the ideas behind these models go back to?", []),
+        ("who gives the feedback?", turn),
+        ("when is it done, before or after fine-tuning?", turn),
+    ):
+        prepared = real_tutor.prepare(question, history)
+        assert prepared.in_scope is True and prepared.passages, question
+
+
 def test_letters_that_stand_for_something_else_are_still_off_topic(real_tutor: Tutor) -> None:
     """Initialisms are searched with their training words ("dpo" with "direct preference
     optimization"), which raises the cosine of staff's own DPO or a cleaning rag: these stay in the

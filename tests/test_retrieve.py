@@ -20,6 +20,7 @@ from tutor.retrieve import (
     Passage,
     asks_about_a_guide,
     asks_for_further_reading,
+    asks_for_history,
     asks_to_act,
     is_reading_list,
     join_overlapping,
@@ -27,6 +28,7 @@ from tutor.retrieve import (
     names_own_things,
     select_for_prompt,
     standalone_query,
+    tells_a_date,
 )
 
 from .conftest import CORPUS
@@ -424,6 +426,33 @@ ASKS_IN_THE_CHAT = [
 def test_a_request_to_act_outside_the_chat_is_told_from_one_inside_it() -> None:
     assert [q for q in ACTS_OUTSIDE_THE_CHAT if not asks_to_act(q)] == []
     assert [q for q in ASKS_IN_THE_CHAT if asks_to_act(q)] == []
+
+
+ASKS_FOR_HISTORY = [
+    "who came up with that?",
+    "and who invented it in the first place",
+    "what year did the first chatbot appear?",
+    "Since when do people use the word 'foundation model'?",
+    "when was the transformer introduced",
+    "which lab coined the term RLHF?",
+    "the researchers behind backprop, who were they?",
+]
+ASKS_NO_HISTORY = [
+    "when is fine-tuning used?",
+    "who does the labelling for RLHF?",
+    "who wrote the glossary entry?",
+    "when did training mean something else?",
+    "what's a knowledge cut-off date?",
+    "which company's guide is the glossary from?",
+    "how long does pre-training take?",
+]
+
+
+def test_a_question_of_history_is_told_from_one_about_when_or_who_in_training() -> None:
+    assert [q for q in ASKS_FOR_HISTORY if not asks_for_history(q)] == []
+    assert [q for q in ASKS_NO_HISTORY if asks_for_history(q)] == []
+    assert tells_a_date("papers going back to the 1950s") and tells_a_date("released in 2017.")
+    assert not tells_a_date("It takes 1000 GPUs and months.") and not tells_a_date("step 2 of 5")
 
 
 def test_the_staff_members_own_things_are_named_by_a_possessive() -> None:

@@ -61,6 +61,7 @@ from .retrieve import (
     Retriever,
     Turn,
     asks_for_further_reading,
+    asks_for_history,
     asks_to_act,
     best_first,
     is_reading_list,
@@ -69,6 +70,7 @@ from .retrieve import (
     refers_back,
     select_for_prompt,
     standalone_query,
+    tells_a_date,
     without_subject_change,
 )
 
@@ -665,6 +667,9 @@ class Tutor:
             # A follow-up is searched as asked too: joined to the turn before it, its own words
             # ("how does it learn from its mistakes?", "what is rlhf?") were outranked by that turn's.
             passages, corpus_version = self.retrieve(query, *((asked,) if follow_up else ()), k=k)
+            if asks_for_history(asked) and not any(tells_a_date(p.text) for p in passages):
+                # "who came up with RLHF?" found the passages on RLHF, which were judged on topic.
+                passages = []
         # In scope or not by the question itself; a follow-up's turn before it only helps the model
         # read "it" ("got it. what's the weather in London?" was answered from the guides). One
         # about the staff member's own things ("does it work on my phone?") is judged on its own

@@ -146,6 +146,37 @@ def asks_about_a_guide(question: str) -> bool:
     return bool(_A_GUIDE.search(question) and _ABOUT_A_GUIDE.search(question))
 
 
+def asks_for_history(question: str) -> bool:
+    """The question asks for a fact of history: when something came out, was invented or first
+    used ("what year did chatgpt come out", "since when has that term been around?"), or who
+    invented, coined or first built it ("who came up with that?", "which company built the very
+    first LLM?"). A guide without dates tells no history, though its passages are about the thing
+    asked of (`tells_a_date`). Not "when is fine-tuning used?" nor "who does the labelling?"."""
+    return bool(_HISTORY.search(question))
+
+
+def tells_a_date(text: str) -> bool:
+    """The text gives a year, a decade or a century ("2017", "the 1950s", "the 20th century")."""
+    return bool(_A_DATE.search(text))
+
+
+_HISTORY = re.compile(
+    # when: a year or decade asked, or when something came out, was made or began
+    r"\b(?:what|which)\s+(?:year|decade)\b|\bsince\s+when\b|\bhow\s+long\s+ago\b"
+    r"|\b(?:release|launch|publication)\s+date\b|\bmonth\s+and\s+year\b"
+    r"|\bwhen\s+(?:did|was|were|has|have)\b[^?.]{0,60}?\b(?:come\s+out|came\s+out|released|launched|invented|introduced"
+    r"|created|coined|published|founded|first|started|began|begin|start|appeared|been\s+around|announced)\b"
+    # who: invented, coined or first built it
+    r"|\bwho\s+(?:first\s+|originally\s+)?(?:invented|came\s+up\s+with|coined|founded|pioneered|discovered|thought\s+of"
+    r"|dreamed\s+up)\b"
+    r"|\b(?:who|which|what)\s+(?:company|lab|researchers?|people|person|scientists?|firm|organi[sz]ation)\b[^?.]{0,40}?"
+    r"\b(?:invented|came\s+up\s+with|coined|behind|first|originally)\b"
+    r"|\bresearchers?\s+behind\b|\binvented\s+by\b|\binventors?\b",
+    re.IGNORECASE,
+)
+_A_DATE = re.compile(r"\b(?:1[5-9]|20)\d{2}(?:['’]?s)?\b|\b\d{1,2}(?:st|nd|rd|th)[- ]century\b", re.IGNORECASE)
+
+
 def names_own_things(question: str) -> bool:
     """The question is about the staff member's own things ("does it work on my phone?", "is that
     allowed under our company policy?"): a subject of its own, which the guides cannot know, even
