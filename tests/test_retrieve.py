@@ -405,6 +405,14 @@ ACTS_OUTSIDE_THE_CHAT = [
     "can it book me a meeting room for 3?",
     "Great. Please print the above.",
     "I'd like you to post this in the team channel",
+    "what is rag and can you email it to my boss",
+    "explain rlhf then send it to my manager",
+    "can u send this to hr",
+    "can you send the answer to john@acme.com",
+    "let my boss know",
+    "create a jira issue",
+    "can you e‑mail it to my boss",
+    "remind me to try prompting tomorrow",
 ]
 ASKS_IN_THE_CHAT = [
     "can you say that more simply",
@@ -415,6 +423,16 @@ ASKS_IN_THE_CHAT = [
     "Book recommendations?",
     "remind me what RLHF stands for",
     "remind me again how long fine-tuning takes",
+    "remind me, what's rlhf?",
+    "remind me about fine-tuning",
+    "remind me quickly what a base model is",
+    "can you put it in notes form",
+    "put it in a slack-friendly format",
+    "can you write it in an email format",
+    "can you print the five layers as a list",
+    "Message passing: what is it?",
+    "can you share that with me",
+    "and then what happens to the model?",
     "Text generation for chatbots: how?",
     "Put simply, what is RAG?",
     "can fine-tuning add knowledge to the model?",
@@ -436,6 +454,11 @@ ASKS_FOR_HISTORY = [
     "when was the transformer introduced",
     "which lab coined the term RLHF?",
     "the researchers behind backprop, who were they?",
+    "how old is rlhf",
+    "what's the origin of rag",
+    "who's behind rlhf",
+    "when’d chatgpt come out",
+    "who made the first llm",
 ]
 ASKS_NO_HISTORY = [
     "when is fine-tuning used?",
@@ -445,6 +468,12 @@ ASKS_NO_HISTORY = [
     "what's a knowledge cut-off date?",
     "which company's guide is the glossary from?",
     "how long does pre-training take?",
+    "which people give feedback first?",
+    "which people are behind the preference data?",
+    "when was the base model created, before fine tuning?",
+    "when did the cleaning step begin?",
+    "is that citation invented by the model?",
+    "why is the release date later than the cut-off?",
 ]
 
 
@@ -458,6 +487,12 @@ def test_a_question_of_history_is_told_from_one_about_when_or_who_in_training() 
 def test_the_staff_members_own_things_are_named_by_a_possessive() -> None:
     assert names_own_things("does it work on my phone?") and names_own_things("is that allowed under our policy")
     assert not names_own_things("does it work on phones?") and not names_own_things("mind the gap: what is RAG?")
+    for question in (
+        "my bad, I meant how long does it take?",
+        "sorry, my question was: how long?",
+        "oh my, why so long?",
+    ):
+        assert not names_own_things(question), question
 
 
 def test_a_question_about_a_guide_finds_its_card_and_no_other_question_does(retriever: Retriever) -> None:

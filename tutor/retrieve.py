@@ -149,10 +149,11 @@ def asks_about_a_guide(question: str) -> bool:
 def asks_for_history(question: str) -> bool:
     """The question asks for a fact of history: when something came out, was invented or first
     used ("what year did chatgpt come out", "since when has that term been around?"), or who
-    invented, coined or first built it ("who came up with that?", "which company built the very
-    first LLM?"). A guide without dates tells no history, though its passages are about the thing
-    asked of (`tells_a_date`). Not "when is fine-tuning used?" nor "who does the labelling?"."""
-    return bool(_HISTORY.search(question))
+    invented, coined or first built it ("who came up with that?", "who's behind rlhf?"). A guide
+    without dates tells no history, though its passages are about the thing asked of
+    (`tells_a_date`). Not "when is fine-tuning used?", "who does the labelling?", nor a question
+    on the order of training's steps ("when was the base model created, before fine-tuning?")."""
+    return bool(_HISTORY.search(question)) and not _WITHIN_TRAINING.search(question)
 
 
 def tells_a_date(text: str) -> bool:
@@ -162,17 +163,22 @@ def tells_a_date(text: str) -> bool:
 
 _HISTORY = re.compile(
     # when: a year or decade asked, or when something came out, was made or began
-    r"\b(?:what|which)\s+(?:year|decade)\b|\bsince\s+when\b|\bhow\s+long\s+ago\b"
-    r"|\b(?:release|launch|publication)\s+date\b|\bmonth\s+and\s+year\b"
-    r"|\bwhen\s+(?:did|was|were|has|have)\b[^?.]{0,60}?\b(?:come\s+out|came\s+out|released|launched|invented|introduced"
-    r"|created|coined|published|founded|first|started|began|begin|start|appeared|been\s+around|announced)\b"
+    r"\b(?:what|which)\s+(?:year|decade)\b|\bsince\s+when\b|\bhow\s+long\s+ago\b|\bhow\s+old\s+(?:is|are)\b"
+    r"|\b(?:release|launch|publication)\s+date\b|\bmonth\s+and\s+year\b|\bbeen\s+around\b|\b(?:origins?|history)\s+of\b"
+    r"|\bwhen(?:['’]d|\s+(?:did|was|were|has|have))\b[^?.]{0,60}?\b(?:come\s+out|came\s+out|release[ds]?|launch(?:ed)?"
+    r"|invent(?:ed)?|introduced|created|coined|published|founded|first|started|began|begin|start|appear(?:ed)?"
+    r"|announced)\b"
     # who: invented, coined or first built it
     r"|\bwho\s+(?:first\s+|originally\s+)?(?:invented|came\s+up\s+with|coined|founded|pioneered|discovered|thought\s+of"
-    r"|dreamed\s+up)\b"
+    r"|dreamed\s+up|(?:created|made|built)\s+the\s+(?:very\s+)?first)\b"
+    r"|\bwho(?:['’]s|\s+(?:is|was|are|were))\s+behind\b|\bresearchers?\s+behind\b|\binventors?\b"
     r"|\b(?:who|which|what)\s+(?:company|lab|researchers?|people|person|scientists?|firm|organi[sz]ation)\b[^?.]{0,40}?"
-    r"\b(?:invented|came\s+up\s+with|coined|behind|first|originally)\b"
-    r"|\bresearchers?\s+behind\b|\binvented\s+by\b|\binventors?\b",
+    r"\b(?:invented|came\s+up\s+with|coined|originally)\b",
     re.IGNORECASE,
+)
+# When within training, not in history: "when did the cleaning step begin?", "… before fine-tuning?"
+_WITHIN_TRAINING = re.compile(
+    r"\b(?:before|after|during|steps?|stages?|phases?|process|prompts?|cut-?off)\b", re.IGNORECASE
 )
 _A_DATE = re.compile(r"\b(?:1[5-9]|20)\d{2}(?:['’]?s)?\b|\b\d{1,2}(?:st|nd|rd|th)[- ]century\b", re.IGNORECASE)
 
@@ -180,28 +186,35 @@ _A_DATE = re.compile(r"\b(?:1[5-9]|20)\d{2}(?:['’]?s)?\b|\b\d{1,2}(?:st|nd|rd|
 def names_own_things(question: str) -> bool:
     """The question is about the staff member's own things ("does it work on my phone?", "is that
     allowed under our company policy?"): a subject of its own, which the guides cannot know, even
-    where "it" leans on the turn before."""
+    where "it" leans on the turn before. Not "my bad", "my question was", "to my knowledge"."""
     return bool(_OWN_THINGS.search(question))
 
 
-_OWN_THINGS = re.compile(r"\b(?:my|our|mine|ours)\b", re.IGNORECASE)
+_OWN_THINGS = re.compile(
+    r"(?<!\boh\s)\b(?:my|our|mine|ours)\b(?!\s*(?:[,!?]|$))(?!\s+(?:bad|question|questions|first|last|earlier|previous"
+    r"|understanding|guess|words|own\s+words|point|mistake|knowledge|apologies)\b)",
+    re.IGNORECASE,
+)
 
 
 def asks_to_act(question: str) -> bool:
     """The staff member asks the tutor to do something outside the chat: send, keep, print or
     schedule something ("ok can u email that to my manager", "remind me about it tomorrow", "put it
-    in my calendar"). The tutor only answers in the chat, from the guides. Judged with the turn
-    before it, such a request read as on the guides' topic and was answered ("Yes, I can email that
-    to your manager."). Asking for the answer again in another form ("say that more simply", "put
-    that as a list?") is not such a request."""
-    return bool(_ACTS_OUTSIDE.search(question))
+    in my calendar", "let my boss know"). The tutor only answers in the chat, from the guides.
+    Judged with the turn before it, such a request read as on the guides' topic and was answered
+    ("Yes, I can email that to your manager."). Asking for the answer again in another form ("say
+    that more simply", "put it in an email format", "print the layers as a list") is not such a
+    request, nor is asking again ("remind me what RLHF stands for")."""
+    return bool(_ACTS_OUTSIDE.search(question.replace("\u2010", "-").replace("\u2011", "-")))
 
 
-# A request's opening, at the start or after a sentence or a dash: "ok", "cool,", "can u", "please".
+# A request's opening, at the start, after a sentence, a dash, a comma or an "and then": "ok",
+# "cool,", "can u", "please". Possessive (`*+`): a long run of marks is read once, not tried again
+# from every mark (a 2,000-character question of full stops took 2.5 s).
 _REQUEST = (
-    r"(?:^|[.!?;:–—]\s*|\s-\s|,\s*)\W*"
+    r"(?:^|[.!?;:–—]\s*+|\s-\s|,\s*+|\b(?:and|then|also)\s+)\W*+"
     r"(?:(?:ok|okay|cool|great|nice|perfect|thanks|thank\s+you|ta|right|so|and|also|now|then|pls|plz|please|kindly"
-    r"|hey|btw|just|oh)\b\W*)*"
+    r"|hey|btw|just|oh)\b\W*+)*+"
     r"(?:(?:can|could|would|will)\s+(?:you|u|ya|it)\s+(?:please\s+|pls\s+|also\s+|just\s+|quickly\s+)*"
     r"|i(?:\s+(?:need|want|would\s+like)|['’]d\s+like)\s+(?:you\s+)?to\s+"
     r"|(?:please|pls|plz|kindly|go\s+ahead\s+and)\s+)?"
@@ -211,24 +224,32 @@ _REQUEST = (
 _OUTSIDE = (
     r"(?:e-?mail|inbox|mail|drive|onedrive|dropbox|sharepoint|desktop|calendar|diary|agenda|outlook|slack"
     r"|teams|whatsapp|channel|wiki|confluence|notion|jira|printer|phone|notes|to-?do(?:\s+list)?|folder"
-    r"|manager|boss|colleagues?|team|everyone|department)"
+    r"|manager|boss|colleagues?|team|everyone|department)(?![-\w])"
 )
 _ACTS_OUTSIDE = re.compile(
     _REQUEST + r"(?:"
-    # a verb that only acts outside the chat, on something ("print the above", "cc jan", "remind me")
+    # a verb that only acts outside the chat, on something ("print the above", "cc jan")
     r"(?:e-?mail|mail|forward|fwd|text|sms|whatsapp|slack|dm|ping|tweet|print|download|export|upload"
     r"|attach|bookmark|schedule|book|reserve|install)\s+(?:me|us|it|this|that|these|those|them|him|her"
     r"|the|a|an|my|our|everyone)\b|b?cc\s+\w"
-    # not "remind me what RLHF stands for": that asks the question again
-    r"|remind\s+(?:me|us|him|her|them|everyone)\b(?!\s+(?:what|how|who|whom|when|where|why|which|if|whether|of|again"
-    r"|that)\b)"
+    # a reminder set for a time or a task, not "remind me what RLHF stands for"
+    r"|remind\s+(?:me|us|him|her|them|everyone|the\s+team)\s+(?:about\s+(?:it|this|that|the\s+above)\s+)?"
+    r"(?:to\s+\w|tomorrow|tmrw|tmr|later|tonight|next\b|on\s+(?:mon|tue|wed|thu|fri|sat|sun)|at\s+\d|first\s+thing"
+    r"|in\s+(?:\d+|an?|a\s+few|a\s+couple\s+of)\s+(?:mins?|minutes?|hrs?|hours?|days?|weeks?)"
+    r"|this\s+(?:morning|afternoon|evening|week)|every\b|(?:mon|tues|wednes|thurs|fri|satur|sun)day|in\s+the\s+morning)"
+    # word passed on to someone ("let my boss know", "tell the team about this")
+    r"|(?:tell|let|inform|notify|update|message)\s+(?:my|our|the)\s+(?:manager|boss|team|colleagues?|lead|director|hr)\b"
+    # something sent to a person or an address ("send it to jan", "share this with hr")
+    r"|(?:send|share|forward|fwd)\s+(?:it|this|that|these|those|them|the\s+\w+)\s+(?:to|with)\s+(?!(?:me|us|the\s+model)\b)\w"
     # a verb that acts outside the chat where it names a place outside it ("save it to my drive")
     r"|(?:send|share|post|save|store|put|add|stick|pop|copy|paste|move|drop|file|log|write|note)\b[^.?!]{0,40}?"
-    rf"\b(?:to|into|in|on|onto|via|over|by|with)\s+(?:(?:my|our|the|his|her|their|a|an|whole)\s+){{0,2}}{_OUTSIDE}\b"
+    rf"\b(?:to|into|in|on|onto|via|over|by|with)\s+(?:(?:my|our|the|his|her|their|a|an|whole)\s+){{0,2}}{_OUTSIDE}"
     # something the tutor cannot make: a reminder, a ticket, an invite
     r"|(?:set|create|make|open|file|raise|log|add|book|schedule|send)\s+(?:up\s+)?(?:me\s+)?(?:a|an|the)?\s*"
-    r"(?:reminder|alarm|ticket|(?:calendar\s+)?invite|meeting|appointment|e-?mail)\b"
-    r")",
+    r"(?:reminder|alarm|ticket|jira\s+issue|(?:calendar\s+)?invite|meeting|appointment|e-?mail)\b"
+    r")"
+    # not the answer again in another form: "… in notes form", "… as a list"
+    r"(?![^.?!]*\b(?:form|format|formatted|style|language|wording|version|terms|list|table|bullets?)\b)",
     re.IGNORECASE,
 )
 
