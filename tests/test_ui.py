@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from tutor import Tutor
+from tutor.answer import ACT_REPLY
+from tutor.injection import INSTRUCTIONS_REPLY
 from tutor.records import Records, user_file_name
 from tutor.web.api_docs import docs_html
 from tutor.web.render import compare_html, ends_a_sentence, panel_html, verdict
@@ -56,6 +58,8 @@ def test_pending_attribution_and_verdicts() -> None:
     shares = {"prompt": 0.1, "retrieval": 0.2, "model": 0.7, "method": "m"}
     assert "model's own knowledge" in verdict({**answer, "attribution": shares})
     assert "do not cover" in verdict({**answer, "in_scope": False})
+    assert "outside the chat" in verdict({**answer, "in_scope": False, "answer": ACT_REPLY})
+    assert "instructions" in verdict({**answer, "in_scope": False, "answer": INSTRUCTIONS_REPLY})
     assert "model alone" in verdict({**answer, "retrieval": False, "preset": "none"})
     # The search query's line says how it was made from the question.
     assert "the question as asked" in panel_html(answer, 1)

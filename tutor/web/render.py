@@ -10,8 +10,9 @@ import html
 import re
 from typing import Any
 
-from ..answer import COMPARE_MAX_TOKENS
+from ..answer import ACT_REPLY, COMPARE_MAX_TOKENS
 from ..explain import LAYER_NAMES, describe_layers
+from ..injection import INSTRUCTIONS_REPLY
 from ..markers import TRAILING_CITATIONS
 from ..prompts import NO_PRESET, PASSAGES_INTRO
 
@@ -59,6 +60,10 @@ def verdict(answer: dict[str, Any]) -> str:
     """One plain sentence: did this answer come from the guides?"""
     shares = answer.get("attribution")
     if answer.get("in_scope") is False:
+        if answer.get("answer") == ACT_REPLY:
+            return "A request to act outside the chat: the tutor only answers here, so the model was not asked."
+        if answer.get("answer") == INSTRUCTIONS_REPLY:
+            return "The question tried to change the tutor's instructions or get its set-up: the model was not asked."
         return "The guides do not cover this question, so the tutor did not let the model invent an answer."
     if not answer.get("retrieval"):
         if answer.get("preset") == NO_PRESET.name:
