@@ -78,3 +78,4 @@ eval: $(STAMP)
 	$(BIN)/tutor eval eval/followup_questions.jsonl --half $(HALF) --out $(RUN)/followup.jsonl
 	$(BIN)/tutor eval eval/offtopic_followup_questions.jsonl --half $(HALF) --out $(RUN)/offtopic-followup.jsonl
 	$(BIN)/tutor eval eval/near_topic_fact_questions.jsonl --half $(HALF) --out $(RUN)/near-topic-fact.jsonl
+	$(BIN)/tutor eval eval/typed_questions.jsonl --half $(HALF) --out $(RUN)/typed.jsonl

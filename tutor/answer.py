@@ -650,15 +650,18 @@ class Tutor:
         warnings = [history_left_out(len(kept))] if left_out else []
         # The model is not asked, the guides not searched.
         fixed_reply = INSTRUCTIONS_REPLY if tries_to_instruct(question) else ACT_REPLY if asks_to_act(question) else ""
-        asked = without_subject_change(question)  # what the question asks, less an opening
+        searched = retrieval and not fixed_reply
+        # Searched and judged with its typing slips corrected ("moedl"); the model reads it as typed.
+        spelled = searched and s.correct_spelling and self.retriever is not None
+        read = self.retriever.corrected(question) if spelled and self.retriever is not None else question
+        asked = without_subject_change(read)  # what the question asks, less an opening
         # The question's words searched alone, once and only when read: both the follow-up rule and
         # the scope check may read it.
-        searched = retrieval and not fixed_reply
         found_alone = cache(partial(self._search_alone, asked))
         # A follow-up is searched with the turn before it; a question with a topic of its own alone,
         # and it is in or out of scope by itself, whatever came before.
-        follow_up = searched and self._is_follow_up(question, kept, found_alone)
-        query = standalone_query(question, kept) if follow_up else asked
+        follow_up = searched and self._is_follow_up(read, kept, found_alone)
+        query = standalone_query(read, kept) if follow_up else asked
         if fixed_reply == INSTRUCTIONS_REPLY:
             warnings.append(
                 "The question asks the tutor to change its instructions or reveal its set-up; the model was not asked."

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from .corpus import Guide
 from .embed import Embedder
 from .errors import IndexMissingError, IngestBusyError, TutorError
-from .lexical import LexicalIndex, chunk_words
+from .lexical import LexicalIndex, chunk_words, guide_words
 from .markers import split_sentences
 
 COLLECTION = "guides"
@@ -38,8 +38,9 @@ LEXICAL = "lexical.sqlite"
 TEXT, ABOUT = "text", "about"  # the kinds of chunk: a piece of a guide, or its card (guide_card)
 # 2: the words in lexical.sqlite; 3: British endings written the American way (tutor.lexical).
 # 4: each guide's card (guide_card), kind "about" in the metadata.
+# 5: each guide's words as written (`spellings` in lexical.sqlite), for correcting typing slips.
 # An index of an older format is rebuilt by the next ingest.
-FORMAT = 4
+FORMAT = 5
 
 
 def text_to_embed(guide: str, section: str, text: str) -> str:
@@ -460,6 +461,7 @@ def _apply(
         words.remove_paths(stale_paths)
         # Cards stay out of the word index: their words would shift every chunk's BM25 statistics.
         words.add((c.id, c.path, chunk_words(c.guide, c.section, c.text)) for c in chunks if c.kind == TEXT)
+        words.add_spellings((c.path, guide_words(f"{c.guide} {c.section} {c.text}")) for c in chunks)
     # A bar only where there is a wait worth watching.
     vectors = embedder.embed([chunk.embed_text for chunk in chunks], progress=progress and len(chunks) >= 64)
     batch = 256

@@ -56,7 +56,7 @@ _BRITISH = (
 )
 
 
-def _american(word: str) -> str:
+def american_spelling(word: str) -> str:
     for ending, american in _BRITISH:
         word = ending.sub(american, word)
     return word
@@ -103,12 +103,23 @@ def lexical_tokens(text: str) -> list[str]:
     """Stemmed lower-case words for BM25; "pre-training" matches "pre training" and "pretraining",
     "backpropagation" matches "Backpropagates" and "optimisation" matches "optimization"."""
     words = re.findall(r"[a-z0-9]+", _JOINED_PREFIX.sub(r"\1", text.lower().replace("-", "")))
-    return list(_stemmer().stemWords([_american(w) for w in words if w not in _STOPWORDS]))
+    return list(_stemmer().stemWords([american_spelling(w) for w in words if w not in _STOPWORDS]))
 
 
 def chunk_words(guide: str, section: str, text: str) -> list[str]:
     """The words a chunk is found by: its guide's title and section travel with its text."""
     return lexical_tokens(f"{guide} {section} {text}")
+
+
+_WRITTEN = re.compile(r"[A-Za-z]+")
+_HYPHENATED = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
+
+
+def guide_words(text: str) -> list[str]:
+    """The words of a guide's text as a speller knows them: lower case, and a hyphenated word
+    also joined ("pre-training" gives "pre", "training" and "pretraining")."""
+    words = [w.lower() for w in _WRITTEN.findall(text)]
+    return words + [w.lower().replace("-", "") for w in _HYPHENATED.findall(text)]
 
 
 _SCHEMA = """
@@ -117,6 +128,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5vocab(chunks, row);
 CREATE TABLE IF NOT EXISTS chunk_rows (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunk_rows_by_path ON chunk_rows (path);
 CREATE TABLE IF NOT EXISTS statistics (name TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS spellings (
+    path TEXT NOT NULL, word TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (path, word)
+);
 """
 
 
@@ -124,7 +138,9 @@ class LexicalIndex:
     """The word index of one index version (a file); written by an ingest, read by replicas.
 
     `chunks` holds each chunk's stemmed words (FTS5), `chunk_rows` maps its row to the chunk id
-    and guide path, `statistics` the figures BM25 needs, computed once when the ingest finishes.
+    and guide path, `statistics` the figures BM25 needs, computed once when the ingest finishes,
+    and `spellings` each guide's words as written, for correcting a question's slips
+    (`tutor.spelling`).
     """
 
     def __init__(self, path: Path, *, writable: bool = False) -> None:
@@ -152,10 +168,21 @@ class LexicalIndex:
             "INSERT INTO chunk_rows (row, id, path) VALUES (?, ?, ?)", ((r, i, p) for r, i, p, _ in numbered)
         )
 
+    def add_spellings(self, rows: Iterable[tuple[str, list[str]]]) -> None:
+        """Rows of (guide path, words as written): of every chunk, cards included, whose words
+        (an author's name) the speller must know too, though BM25 leaves them out."""
+        counts = Counter((path, word) for path, words in rows for word in words)
+        self._db.executemany(
+            "INSERT INTO spellings (path, word, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (path, word) DO UPDATE SET count = count + excluded.count",
+            ((path, word, count) for (path, word), count in counts.items()),
+        )
+
     def remove_paths(self, paths: Sequence[str]) -> None:
         for path in paths:
             self._db.execute("DELETE FROM chunks WHERE rowid IN (SELECT row FROM chunk_rows WHERE path = ?)", (path,))
             self._db.execute("DELETE FROM chunk_rows WHERE path = ?", (path,))
+            self._db.execute("DELETE FROM spellings WHERE path = ?", (path,))
 
     def finish(self) -> None:
         """Merge FTS5's segments (reads then touch one b-tree), keep the statistics, commit."""
@@ -208,6 +235,14 @@ class LexicalIndex:
             scores.append(sum(idf[t] * frequency[t] * (K1 + 1) / (frequency[t] + norm) for t in terms if frequency[t]))
         return scores
 
+    def spellings(self) -> Counter[str]:
+        """How often each word occurs in the guides, as written; none in a version ingested
+        before the words were kept."""
+        try:
+            return Counter(dict(self._db.execute("SELECT word, sum(count) FROM spellings GROUP BY word")))
+        except sqlite3.OperationalError:  # no such table
+            return Counter()
+
     @property
     def chunk_count(self) -> int:
         return self._statistics()[0]
@@ -259,6 +294,10 @@ def build_from_collection(collection: Any, path: Path, kind: str, page: int = 10
                 (chunk_id, str(meta["path"]), chunk_words(str(meta["guide"]), str(meta["section"]), text))
                 for chunk_id, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
                 if meta.get("kind", kind) == kind
+            )
+            index.add_spellings(
+                (str(meta["path"]), guide_words(f"{meta['guide']} {meta['section']} {text}"))
+                for meta, text in zip(got["metadatas"], got["documents"], strict=True)
             )
         index.finish()
         index.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +16,7 @@ from .errors import IndexMissingError
 from .index import ABOUT, TEXT, OpenedVersion, Store, card_name, embedded_by, kind_of
 from .lexical import chunk_words, lexical_tokens, with_initialisms_spelled_out
 from .markers import CITATION_MARKERS, LIST_ITEM, NOT_COVERED_SAID, split_sentences
+from .spelling import Speller
 
 
 @dataclass(frozen=True)
@@ -395,6 +397,7 @@ class Retriever:
         self._lock = threading.Lock()  # searches come from several request threads
         self._opened: OpenedVersion = store.open_version()
         self._passed_over = ""  # a newer version this replica does not switch to (another embedder's)
+        self._speller: tuple[str, Speller] = ("", Speller(Counter()))  # the version it knows the words of
 
     @property
     def corpus_version(self) -> str:
@@ -423,6 +426,23 @@ class Retriever:
         old.words.close()
         if old.client is not self._opened.client:  # a server store keeps one client
             old.client.close()
+
+    def corrected(self, text: str) -> str:
+        """The text with its typing slips corrected towards the words of the guides searched
+        (`tutor.spelling`)."""
+        return self._current_speller().corrected(text)
+
+    def _current_speller(self) -> Speller:
+        with self._lock:
+            try:
+                self.refresh()
+                if self._speller[0] != self._opened.name:
+                    self._speller = (self._opened.name, Speller(self._opened.words.spellings()))
+                return self._speller[1]
+            except IndexMissingError:
+                raise
+            except Exception as exc:  # as in search
+                raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
 
     def search(self, query: str, limit: int = 8) -> list[Passage]:
         """The best `limit` passages for the query, best first.
@@ -551,7 +571,9 @@ class Retriever:
 
     def warm_up(self, max_chunks: int = 500) -> None:
         """Make the sentence vectors of the first `max_chunks` chunks now (all of a small corpus,
-        in about a second), so that the first questions asked do not wait for them."""
+        in about a second), and read the speller's dictionary, so that the first questions asked
+        do not wait for them."""
+        self._current_speller().warm_up()
         if self.sentence_weight:
             with self._lock:
                 texts = self._opened.collection.get(limit=max_chunks, include=["documents"])["documents"]

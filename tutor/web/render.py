@@ -182,6 +182,8 @@ def _steps(answer: dict[str, Any]) -> str:
     query, question = str(answer.get("query")), str(answer.get("question"))
     if query == question:
         how = "the question as asked"
+    elif len(query.split()) == len(question.split()):  # tutor.spelling
+        how = "the question with its typing slips corrected towards the guides' words"
     elif len(query) > len(question):  # tutor.retrieve.standalone_query
         how = "the follow-up joined to the previous question and the first sentence of its answer (a question "
         how += "before that one too, where it leans back itself), and the follow-up as asked"
