@@ -39,7 +39,9 @@ def speller() -> Speller:
         ("who is the staf course for", "who is the staff course for"),
         ("Moedl?", "Model?"),  # a capital kept
         ("is finetunign costly", "is finetuning costly"),
-        ("somethnig like that", "something like that"),  # an English word the guides do not use
+        ("is pretaining costly", "is pretraining costly"),  # the guides' word, not English "pertaining"
+        ("a base modle", "a base model"),
+        ("how lnog does it tkae", "how long does it take"),  # two letters swapped in the commonest words
         ("a probabilty distributon", "a probability distribution"),
     ],
 )
@@ -57,6 +59,11 @@ def test_a_slip_is_corrected_to_the_word_one_slip_away(speller: Speller, typed: 
         "ppl say llm",  # under four letters
         "ask the admin",  # one letter from "admit", which the guides use: a short word is not substituted
         "прошу объяснить, 什么是预训练",  # no Latin letters
+        "why couldn't staff use it? they shouldn’t",  # an apostrophe: "couldn" is no slip
+        "la décision de préentraînement",  # letters outside English's alphabet
+        "fatser cheapper",  # one slip from English words the guides do not use, not two letters swapped in a common one
+        "agentic json chunking with upskilled staff, can we pretrain",  # jargon, and prefixes joined
+        "tokenise it",  # a British ending
     ],
 )
 def test_a_word_english_or_the_guides_know_is_left_as_typed(speller: Speller, typed: str) -> None:
@@ -67,11 +74,15 @@ def test_without_the_guides_words_nothing_is_corrected() -> None:
     assert Speller(Counter()).corrected("the moedl") == "the moedl"
 
 
-def test_a_long_hostile_question_keeps_its_words_and_length_order(speller: Speller) -> None:
+def test_a_long_hostile_question_keeps_its_words_and_only_so_many_are_looked_up(speller: Speller) -> None:
     typed = " ".join(["xqzvbn", "moedl", "a" * 300, "-" * 50, "layrs"] * 40)
     corrected = speller.corrected(typed)
-    assert corrected.split().count("model") == 40 and corrected.split().count("layers") == 40
+    assert corrected.split().count("model") == 40 and corrected.split().count("layers") == 40  # looked up once each
     assert len(corrected.split()) == len(typed.split())
+    unknown = " ".join(f"zq{chr(97 + i // 26)}{chr(97 + i % 26)}x" for i in range(100))  # 100 words no one knows
+    fresh = Speller(speller.counts)  # nothing looked up yet
+    assert fresh.corrected(f"{unknown} moedl") == f"{unknown} moedl"  # past MOST_LOOKED_UP, left as typed
+    assert fresh.corrected("moedl") == "model"
 
 
 def test_an_ingest_keeps_each_guides_words_and_drops_a_removed_guides(tmp_path: Path) -> None:

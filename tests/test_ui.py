@@ -69,6 +69,8 @@ def test_pending_attribution_and_verdicts() -> None:
     assert "without its opening" in panel_html(opened, 1) and "joined" not in panel_html(opened, 1)
     spelled = {**answer, "question": "what is a base moedl?", "query": "what is a base model?"}
     assert "typing slips corrected" in panel_html(spelled, 1)
+    glued = {**answer, "question": "Unrelated:what is RAG?", "query": "what is RAG?"}
+    assert "without its opening" in panel_html(glued, 1) and "slips" not in panel_html(glued, 1)
     # The model's Markdown is rendered, any HTML in it escaped.
     column = compare_html("+ both", "**bold** <script>x</script>", {**answer, "attribution": shares})
     assert "<strong>bold</strong>" in column and "<script>" not in column and "layer-bar" in column

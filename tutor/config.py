@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     min_score: float = Field(0.20, ge=0.0, le=1.0, description="When no passage reaches this cosine similarity to the question (and none holds all its words), the question is out of scope.")
     score_margin: float = Field(0.35, ge=0.0, le=2.0, description="Passages ranking more than this below the best one are left out of the prompt.")
     passage_token_budget: int = Field(260, ge=50, description="Most tokens of passages put in the prompt (every prompt token costs prefill time).")
-    correct_spelling: bool = Field(True, description="Search and judge a question with its typing slips corrected towards the guides' words and an English dictionary (\"moedl\" -> \"model\"); the model reads it as typed.")
+    correct_spelling: bool = Field(True, description="Search and judge a question with its typing slips corrected towards the guides' words, leaving alone what an English dictionary knows (\"moedl\" -> \"model\"); the model reads it as typed.")
     widen_passages: bool = Field(True, description="Join the best passage to the chunks before and after it in its section, any other passage cut inside a list to the chunk after it, and chosen chunks that touch, while passage_token_budget lasts.")
     figure_aware_ranking: bool = Field(True, description="Rank higher the passages that give the kind of figure the question asks for (a duration for \"how long\", a cost for \"how expensive\").")
     passage_headings: bool = Field(False, description="Open each passage in the prompt with its guide and section heading.")

@@ -433,16 +433,15 @@ class Retriever:
         return self._current_speller().corrected(text)
 
     def _current_speller(self) -> Speller:
+        """The speller of the version searched now. Not refreshed here: `search` does that, and on
+        a Chroma server each refresh is a request."""
         with self._lock:
-            try:
-                self.refresh()
-                if self._speller[0] != self._opened.name:
+            if self._speller[0] != self._opened.name:
+                try:
                     self._speller = (self._opened.name, Speller(self._opened.words.spellings()))
-                return self._speller[1]
-            except IndexMissingError:
-                raise
-            except Exception as exc:  # as in search
-                raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
+                except Exception as exc:  # a word index deleted under us, as in search
+                    raise IndexMissingError(f"the index cannot be searched now ({exc})") from None
+            return self._speller[1]
 
     def search(self, query: str, limit: int = 8) -> list[Passage]:
         """The best `limit` passages for the query, best first.

@@ -176,13 +176,19 @@ def _prompt_parts(prompt: list[dict[str, str]]) -> str:
     )
 
 
+def _respelled(question: str, query: str) -> bool:
+    """Whether the query is the question with words corrected: as many words, none much longer."""
+    typed, read = question.split(), query.split()
+    return len(typed) == len(read) and all(abs(len(a) - len(b)) <= 2 for a, b in zip(typed, read, strict=True))
+
+
 def _steps(answer: dict[str, Any]) -> str:
     timings = answer.get("timings") or {}
     sources = answer.get("sources") or []
     query, question = str(answer.get("query")), str(answer.get("question"))
     if query == question:
         how = "the question as asked"
-    elif len(query.split()) == len(question.split()):  # tutor.spelling
+    elif _respelled(question, query):  # tutor.spelling
         how = "the question with its typing slips corrected towards the guides' words"
     elif len(query) > len(question):  # tutor.retrieve.standalone_query
         how = "the follow-up joined to the previous question and the first sentence of its answer (a question "
