@@ -652,8 +652,7 @@ class Tutor:
         fixed_reply = INSTRUCTIONS_REPLY if tries_to_instruct(question) else ACT_REPLY if asks_to_act(question) else ""
         searched = retrieval and not fixed_reply
         # Searched and judged with its typing slips corrected ("moedl"); the model reads it as typed.
-        spelled = searched and s.correct_spelling and self.retriever is not None
-        read = self.retriever.corrected(question) if spelled and self.retriever is not None else question
+        read = self.retriever.corrected(question) if searched and s.correct_spelling and self.retriever else question
         asked = without_subject_change(read)  # what the question asks, less an opening
         # The question's words searched alone, once and only when read: both the follow-up rule and
         # the scope check may read it.

@@ -107,14 +107,14 @@ class Speller:
             low = typed.lower()
             if len(low) < SHORTEST or not typed.isascii() or any(c.isupper() for c in typed[1:]) or "'" in low:
                 return typed
-            if low not in self._seen:
+            chosen = self._seen.get(low)
+            if chosen is None:
                 if looked_up >= MOST_LOOKED_UP:
                     return typed
                 looked_up += 1
                 if len(self._seen) > 10_000:
-                    self._seen.clear()
-                self._seen[low] = low if self._known(low) else self._nearest(low)
-            chosen = self._seen[low]
+                    self._seen.clear()  # another thread may clear it too: `chosen` is held here
+                chosen = self._seen[low] = low if self._known(low) else self._nearest(low)
             return typed if chosen == low else chosen.capitalize() if typed[0].isupper() else chosen
 
         return _WORD.sub(read, text)
